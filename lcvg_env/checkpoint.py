@@ -79,7 +79,9 @@ def save_checkpoint(
     """
     path = Path(path)
     if not isinstance(weights, Mapping):
-        raise TypeError(f"weights must be a mapping of name -> tensor, got {type(weights).__name__}")
+        raise TypeError(
+            f"weights must be a mapping of name -> tensor, got {type(weights).__name__}"
+        )
     tensors: dict[str, torch.Tensor] = {}
     for name, value in weights.items():
         if not isinstance(value, torch.Tensor):

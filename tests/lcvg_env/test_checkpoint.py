@@ -63,8 +63,9 @@ def test_round_trip_weights_config_and_training_state(tmp_path):
     fresh = torch.optim.Adam(restored.parameters(), lr=1e-3)
     fresh.load_state_dict(ts["optimiser"])
     assert fresh.param_groups[0]["betas"] == (0.5, 0.9)
+    restored_state = fresh.state_dict()["state"][0]
     for key, value in optimiser.state_dict()["state"][0].items():
-        assert torch.equal(torch.as_tensor(value), torch.as_tensor(fresh.state_dict()["state"][0][key]))
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(restored_state[key]))
 
 
 def test_strict_loading_names_every_mismatch(tmp_path):

@@ -1,0 +1,154 @@
+"""Throughput of the natively batched environment: generated frames per second of ``step``.
+
+Prints one JSON object: for the sprites model (the bundled checkpoint when present, else
+``ModelConfig.small()`` with random weights) and a ``paper_bair``-sized model with random
+weights, frames/s of ``LCVGVectorEnv.step`` (random position actions, the whole step: mask
+warp, generator, mask network, connected components, numpy observations) for
+N in {1, 16, 64, 256}. An N whose first step shows it would not fit in the time budget is
+skipped and listed under ``skipped``. Measures; never passes or fails.
+
+    python -m benchmarks.env_step [--device cpu] [--budget 30] [--sizes 1 16 64 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
+from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_STARTS
+from lcvg_env.vector import LCVGVectorEnv
+
+ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
+
+
+def sprites_model(
+    device: torch.device, checkpoint: str | None = None
+) -> tuple[str, LayeredGenerator, Any]:
+    """The sprites model and its first frames: ``checkpoint``, else the bundled one, else the
+    trainer's ``small`` preset architecture with random weights (same cost per step)."""
+    path = Path(checkpoint) if checkpoint else ASSETS / SPRITES_CHECKPOINT
+    starts = ASSETS / SPRITES_STARTS
+    if path.is_file():
+        model = LayeredGenerator.from_checkpoint(path, device=device)
+        frames: Any = str(starts) if starts.is_file() and not checkpoint else None
+        return f"sprites ({path.name})", model, frames
+    torch.manual_seed(0)
+    try:
+        from training.config import small_model
+
+        config, name = small_model(), "training small preset"
+    except ImportError:
+        config, name = ModelConfig.small(), "ModelConfig.small()"
+    return f"{name} (random weights: no sprites checkpoint)", LayeredGenerator(config), None
+
+
+def random_frames(resolution: tuple[int, int], count: int = 16) -> np.ndarray:
+    """Grey frames with a coloured square (uint8 (count, H, W, 3))."""
+    h, w = resolution
+    rng = np.random.default_rng(0)
+    frames = np.full((count, h, w, 3), 100, np.uint8)
+    for i in range(count):
+        y, x = rng.integers(0, h * 3 // 4), rng.integers(0, w * 3 // 4)
+        frames[i, y : y + h // 6, x : x + w // 6] = (220, 60, 60)
+    return frames
+
+
+def measure(
+    model: LayeredGenerator, frames: Any, n: int, device: torch.device, budget: float
+) -> dict[str, Any] | None:
+    """frames/s of ``step`` for N = n; None when one step shows it would not fit ``budget``."""
+    env = LCVGVectorEnv(
+        n, model=model, start_frames=frames, device=device, autoreset_mode="Disabled"
+    )
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    start = time.perf_counter()
+    env.step(env.action_space.sample())  # warm-up (allocations, kernel selection)
+    first = time.perf_counter() - start
+    if first * 3 > budget:
+        return None
+    steps, elapsed = 0, 0.0
+    while steps < 3 or (elapsed < budget / 2 and steps < 50):
+        actions = env.action_space.sample()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        env.step(actions)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed += time.perf_counter() - start
+        steps += 1
+    return {
+        "num_envs": n,
+        "frames_per_second": round(n * steps / elapsed, 2),
+        "step_ms": round(1000 * elapsed / steps, 2),
+        "steps": steps,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    parser.add_argument("--budget", type=float, default=30.0, help="seconds per (model, N)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--checkpoint", default=None, help="sprites checkpoint to measure")
+    parser.add_argument("--skip-paper", action="store_true", help="only the sprites model")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    name, model, frames = sprites_model(device, args.checkpoint)
+    models = [(name, model, frames)]
+    if not args.skip_paper:
+        torch.manual_seed(0)
+        paper = LayeredGenerator(ModelConfig.paper_bair())
+        models.append(("paper_bair (random weights)", paper, random_frames((256, 256))))
+    results, skipped = [], []
+    for label, net, starts in models:
+        net = net.to(device).eval()
+        net.check_values = False
+        if starts is None:
+            starts = random_frames(tuple(net.config.resolution))
+        params = sum(p.numel() for p in net.parameters())
+        for n in args.sizes:
+            row = measure(net, starts, n, device, args.budget)
+            if row is None:
+                skipped.append({"model": label, "num_envs": n, "reason": "over the time budget"})
+                break  # larger N would not fit either
+            results.append(
+                {
+                    "model": label,
+                    "parameters": params,
+                    "resolution": list(net.config.resolution),
+                    **row,
+                }
+            )
+            print(json.dumps(results[-1]), flush=True)
+    report = {
+        "benchmark": "env_step",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "results": results,
+        "skipped": skipped,
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

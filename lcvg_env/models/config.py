@@ -1,0 +1,232 @@
+"""Configuration of the layered generator: one frozen dataclass and its named presets.
+
+``ModelConfig()`` (the defaults) is the CPU-sized ``small`` preset; the paper's settings are the
+classmethods ``paper_bair``, ``paper_tennis`` and ``official_bair``. A config travels inside
+every checkpoint as ``to_dict()`` and comes back through ``from_dict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MASK_NORMS = ("group", "instance", "batch", "none")
+"""Normalisation layers the mask network can use (see ``ModelConfig.mask_norm``)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the mask network, the VQGAN encoder/decoder and the quantiser.
+
+    The downsampling factor of the VQGAN is ``2 ** (len(ch_mult) - 1)``; ``latent_size`` gives
+    the resulting latent grid (h', w').
+    """
+
+    resolution: tuple[int, int] = (64, 64)
+    """Frame size (H, W) in pixels; both must be divisible by the VQGAN downsampling factor and
+    by 4 (the mask network's two stride-2 convolutions)."""
+
+    # --- mask network M (CycleGAN ResNet generator) --------------------------------------------
+    mask_ngf: int = 16
+    """Channels after the mask network's 7x7 stem; doubled by each of its two downsamples."""
+    mask_n_blocks: int = 3
+    """Residual blocks at the mask network's bottleneck (H/4 x W/4); the paper uses 9."""
+    mask_norm: str = "group"
+    """Normalisation in the mask network: "group" (default), "instance", "batch" or "none".
+
+    GroupNorm is the default because it normalises each frame on its own: its output is the same
+    in training and evaluation and does not depend on the rest of the batch. BatchNorm (what the
+    released code uses) estimates statistics from the batch, which at the batch sizes used here
+    (1-8 pairs) are noisy, differ between ``train()`` and ``eval()`` (running averages), and make
+    a frame's mask depend on the other frames in its batch; the simulator runs M on single
+    generated frames, where that train/eval gap shows directly. InstanceNorm (CycleGAN's choice)
+    is also per-frame but, without an affine transform, erases each channel's mean, the global
+    brightness and colour cue that separates a uniform background from the foreground.
+    GroupNorm keeps part of that information (statistics over groups of channels) and has a
+    learned scale and shift. Convolutions followed by "batch" or "group" carry no bias (the
+    norm's shift replaces it), as in the released code; "instance" and "none" keep the bias."""
+    mask_norm_groups: int = 32
+    """Largest number of groups for ``mask_norm="group"``; each layer uses the largest divisor
+    of its channel count that does not exceed it."""
+
+    # --- VQGAN encoder E / decoder D (taming-transformers layout) ------------------------------
+    ch: int = 32
+    """Base channel count of the encoder and decoder."""
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    """Channel multiplier per resolution level; one downsample between consecutive levels."""
+    num_res_blocks: int = 1
+    """Residual blocks per level in the encoder (the decoder has one more per level)."""
+    attn_resolutions: tuple[int, ...] = (16,)
+    """Levels with self-attention, named by the larger side of the feature map at that level
+    (``max(H, W) / 2**level``); the middle block always has attention. With the paper's (16,)
+    at 96x256 the attention sits at the 6x16 level, as in the released Tennis config."""
+    z_channels: int = 64
+    """Channels of the encoder output and of the decoder input."""
+    norm_groups: int = 32
+    """Groups of every GroupNorm in the encoder and decoder (taming uses 32); must divide
+    ``ch * m`` for every ``m`` in ``ch_mult``."""
+    dropout: float = 0.0
+    """Dropout probability inside the encoder/decoder residual blocks."""
+
+    # --- quantiser ------------------------------------------------------------------------------
+    n_embed: int = 256
+    """Number of codebook entries K."""
+    embed_dim: int = 64
+    """Dimension n_z of each codebook entry (1x1 convs map z_channels <-> embed_dim)."""
+    beta: float = 0.25
+    """Commitment weight of the VQ loss."""
+    legacy_beta: bool = False
+    """False: ``||sg[z_e] - z_q||^2 + beta ||sg[z_q] - z_e||^2`` (VQ-VAE; beta on the encoder's
+    commitment term). True: taming-transformers' placement, which the released code runs with:
+    ``beta ||sg[z_e] - z_q||^2 + ||sg[z_q] - z_e||^2`` (beta on the codebook term, so the
+    encoder is pulled towards the codes four times harder than the codes towards it)."""
+
+    def __post_init__(self) -> None:
+        """Coerce sequences to tuples and validate every field."""
+        for name in ("resolution", "ch_mult", "attn_resolutions"):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple):
+                raise TypeError(f"ModelConfig.{name} must be a tuple of ints, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        ints = {
+            "mask_ngf": self.mask_ngf,
+            "mask_n_blocks": self.mask_n_blocks,
+            "mask_norm_groups": self.mask_norm_groups,
+            "ch": self.ch,
+            "num_res_blocks": self.num_res_blocks,
+            "z_channels": self.z_channels,
+            "norm_groups": self.norm_groups,
+            "n_embed": self.n_embed,
+            "embed_dim": self.embed_dim,
+        }
+        for name, value in ints.items():
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"ModelConfig.{name} must be an int, got {value!r}")
+            minimum = 0 if name == "mask_n_blocks" else 1
+            if value < minimum:
+                raise ValueError(f"ModelConfig.{name} must be >= {minimum}, got {value!r}")
+        for name in ("resolution", "ch_mult", "attn_resolutions"):
+            for item in getattr(self, name):
+                if not isinstance(item, int) or isinstance(item, bool) or item < 1:
+                    raise ValueError(
+                        f"ModelConfig.{name} must hold positive ints, got {getattr(self, name)!r}"
+                    )
+        if len(self.resolution) != 2:
+            raise ValueError(f"ModelConfig.resolution must be (H, W), got {self.resolution!r}")
+        if not self.ch_mult:
+            raise ValueError("ModelConfig.ch_mult must not be empty, got ()")
+        factor = self.downsample_factor
+        for side in self.resolution:
+            if side % factor or side % 4:
+                raise ValueError(
+                    f"ModelConfig.resolution {self.resolution!r} must be divisible by the VQGAN "
+                    f"downsampling factor {factor} (ch_mult={self.ch_mult!r}) and by 4"
+                )
+        for mult in self.ch_mult:
+            if (self.ch * mult) % self.norm_groups:
+                raise ValueError(
+                    f"ModelConfig.norm_groups={self.norm_groups} must divide every encoder width "
+                    f"ch*m = {[self.ch * m for m in self.ch_mult]}"
+                )
+        if self.mask_norm not in MASK_NORMS:
+            raise ValueError(
+                f"ModelConfig.mask_norm must be one of {MASK_NORMS}, got {self.mask_norm!r}"
+            )
+        for name in ("dropout", "beta"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"ModelConfig.{name} must be a float, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.beta < 0.0:
+            raise ValueError(f"ModelConfig.beta must be >= 0, got {self.beta!r}")
+        if not isinstance(self.legacy_beta, bool):
+            raise TypeError(f"ModelConfig.legacy_beta must be a bool, got {self.legacy_beta!r}")
+
+    # --- derived quantities ---------------------------------------------------------------------
+    @property
+    def downsample_factor(self) -> int:
+        """Spatial reduction of the encoder, ``2 ** (len(ch_mult) - 1)``."""
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """Latent grid (h', w') = (H, W) / downsample_factor."""
+        factor = self.downsample_factor
+        return (self.resolution[0] // factor, self.resolution[1] // factor)
+
+    # --- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of every field (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            out[item.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from ``to_dict()`` output; missing keys take the defaults.
+
+        Raises:
+            TypeError: ``data`` is not a mapping.
+            ValueError: ``data`` has keys that are not fields (they are named), or bad values.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"ModelConfig.from_dict needs a mapping, got {type(data).__name__}")
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(str(key) for key in data if key not in known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys are {sorted(known)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """Return a copy with ``changes`` applied (validated like a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- presets --------------------------------------------------------------------------------
+    @classmethod
+    def small(cls) -> ModelConfig:
+        """64x64 CPU preset (about 2 M parameters): 16x16 latent, 256 codes of 64 dims.
+
+        Downsampling by 4 (not 16) keeps a 16x16 latent: a 4x4 grid of codes cannot
+        reconstruct a textured background. Equal to ``ModelConfig()``.
+        """
+        return cls()
+
+    @classmethod
+    def paper_bair(cls) -> ModelConfig:
+        """BAIR at 256x256 with the released architecture (16x16 latent, 1024 x 256 codebook).
+
+        Differs from the released code only in the defaults this project chose: GroupNorm in
+        the mask network and VQ-VAE's placement of beta (see ``official_bair``).
+        """
+        return cls(
+            resolution=(256, 256),
+            mask_ngf=64,
+            mask_n_blocks=9,
+            ch=64,
+            ch_mult=(1, 1, 2, 2, 4),
+            num_res_blocks=2,
+            attn_resolutions=(16,),
+            z_channels=256,
+            n_embed=1024,
+            embed_dim=256,
+        )
+
+    @classmethod
+    def paper_tennis(cls) -> ModelConfig:
+        """Tennis at 96x256 (latent 6x16), otherwise ``paper_bair``."""
+        return cls.paper_bair().replace(resolution=(96, 256))
+
+    @classmethod
+    def official_bair(cls) -> ModelConfig:
+        """Exactly what the released code runs.
+
+        ``paper_bair`` with a BatchNorm mask network and taming's swapped beta
+        (``legacy_beta=True``). Use it for converted official weights.
+        """
+        return cls.paper_bair().replace(mask_norm="batch", legacy_beta=True)

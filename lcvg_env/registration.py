@@ -1,0 +1,109 @@
+"""Registration of the lcvg environment ids with Gymnasium (``register_envs``).
+
+- ``LCVG-Sprites-v0``: the bundled ``sprites_small.safetensors`` with the bundled first
+  frames ``sprites_starts.npz``; free simulator, 100 steps.
+- ``LCVG-Sprites-Reach-v0``: the same model; reach task, 50 steps, Dict observation
+  (``frame``, ``centroids``, ``target``).
+- ``LCVG-BAIR-v0``: ``bair.safetensors`` (256x256, ``paper_bair`` or a converted official
+  model); first frames beside the checkpoint or given; free, 100 steps.
+- ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
+
+A checkpoint name is looked up as ``checkpoint=`` given to ``gym.make``, else in
+``$LCVG_CHECKPOINT_DIR``, else in ``~/.cache/lcvg``, else in the package's bundled assets.
+First frames default to ``<checkpoint stem>_starts.npz`` or ``starts.npz`` beside the checkpoint;
+give ``start_frames=`` (a folder of clips, an npz/npy file, an image or an array) or
+``reset(options={"frame": ...})`` otherwise.
+
+Every id has a ``vector_entry_point``, so ``gym.make_vec(id, num_envs=N,
+vectorization_mode="vector_entry_point")`` returns the natively batched ``LCVGVectorEnv``.
+Entry points are strings: nothing but this table is imported until an environment is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENTRY_POINT = "lcvg_env.env:LCVGEnv"
+VECTOR_ENTRY_POINT = "lcvg_env.vector:LCVGVectorEnv"
+SPRITES_CHECKPOINT = "sprites_small.safetensors"
+"""Bundled sprites checkpoint in ``lcvg_env/assets``."""
+SPRITES_STARTS = "sprites_starts.npz"
+"""Bundled first frames of held-out sprites clips, uint8 (M, 64, 64, 3) under ``frames``."""
+
+TRAINING_COMMANDS: dict[str, str] = {
+    "bair.safetensors": (
+        "lcvg-train --preset paper_bair --data DATA_DIR --out runs/bair   (data: "
+        "`lcvg-data convert-bair SRC DATA_DIR`), then "
+        "cp runs/bair/model.safetensors ~/.cache/lcvg/bair.safetensors; or convert the "
+        "authors' released model: "
+        "lcvg-convert-official bair.ckpt ~/.cache/lcvg/bair.safetensors --trust-pickle"
+    ),
+    "tennis.safetensors": (
+        "lcvg-train --preset paper_tennis --data DATA_DIR --out runs/tennis, then "
+        "cp runs/tennis/model.safetensors ~/.cache/lcvg/tennis.safetensors"
+    ),
+    SPRITES_CHECKPOINT: (
+        "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
+        "lcvg-train --preset small --data data/sprites --out runs/sprites (the bundled file "
+        "is missing from this installation: reinstall lcvg)"
+    ),
+}
+"""How to make each named checkpoint, quoted when it is missing."""
+
+ENVIRONMENTS: dict[str, dict[str, Any]] = {
+    "LCVG-Sprites-v0": {
+        "max_episode_steps": 100,
+        "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS},
+    },
+    "LCVG-Sprites-Reach-v0": {
+        "max_episode_steps": 50,
+        "kwargs": {
+            "checkpoint": SPRITES_CHECKPOINT,
+            "start_frames": SPRITES_STARTS,
+            "task": "reach",
+            "observation_keys": ("frame", "centroids", "target"),
+        },
+    },
+    "LCVG-BAIR-v0": {
+        "max_episode_steps": 100,
+        "kwargs": {"checkpoint": "bair.safetensors", "expected_resolution": (256, 256)},
+    },
+    "LCVG-Tennis-v0": {
+        "max_episode_steps": 100,
+        "kwargs": {"checkpoint": "tennis.safetensors", "expected_resolution": (96, 256)},
+    },
+}
+"""Registered ids: ``max_episode_steps`` and the keyword arguments of ``LCVGEnv``."""
+
+
+def register_envs() -> None:
+    """Register every id of ``ENVIRONMENTS`` with Gymnasium (idempotent)."""
+    import gymnasium
+
+    for env_id, spec in ENVIRONMENTS.items():
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            id=env_id,
+            entry_point=ENTRY_POINT,
+            vector_entry_point=VECTOR_ENTRY_POINT,
+            max_episode_steps=spec["max_episode_steps"],
+            kwargs=dict(spec["kwargs"]),
+        )
+
+
+def missing_checkpoint_message(name: str, looked: str) -> str:
+    """Write the error text for a checkpoint that is nowhere to be found.
+
+    Args:
+        name: the checkpoint asked for (name or path).
+        looked: the ``FileNotFoundError`` text of ``find_checkpoint`` (every place looked).
+    """
+    command = TRAINING_COMMANDS.get(
+        name, "lcvg-train --preset small --data DATA_DIR --out runs/NAME (see README, Training)"
+    )
+    return (
+        f"no lcvg checkpoint {name!r}: {looked}. Pass checkpoint=PATH to gym.make (e.g. "
+        f"gym.make(ID, checkpoint='model.safetensors')), or put {name!r} in "
+        "$LCVG_CHECKPOINT_DIR or ~/.cache/lcvg. To make one: " + command
+    )

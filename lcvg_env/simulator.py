@@ -1,0 +1,401 @@
+"""Torch-native simulator: N environments of one trained ``LayeredGenerator`` on one device.
+
+No Gymnasium here: this module holds the frames and masks of N environments as batched tensors
+and advances all of them with one call of the networks. The Gymnasium adapters
+(``lcvg_env.env``, ``lcvg_env.vector``, ``lcvg_env.sb3``) sit on top of it.
+
+One step (method.md, "Inference"), for every environment at once:
+
+1. the current binarised mask m_t = binarize(M(f_t)) is split into its K largest connected
+   components (``objects``, one per controlled object, tracked from step to step);
+2. control: each object mask k is warped by its own transform (``params_to_matrix`` of that
+   object's parameters, rotation and scale about the object's mask centroid), binarised again,
+   and the warped objects are united with the foreground that is not controlled (components
+   beyond the K largest stay where they are); or, for non-parametric control, the given mask
+   replaces m_t;
+3. f_{t+1} = G(f_t, m_c) (``LayeredGenerator.predict_next``), clamped to [-1, 1];
+4. m_{t+1} = binarize(M(f_{t+1})); its K largest components are re-associated with the tracked
+   objects by minimum total distance between each object's expected centroid (old centroid +
+   its commanded translation) and the new components' centroids (an exact assignment over all
+   K! orders for K <= 6, greedy beyond).
+
+Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
+Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
+``step``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcvg_env import control as ctl
+from lcvg_env.models import LayeredGenerator
+
+SIM_CONTROLS = ("position", "affine", "mask")
+"""Control modes of the simulator (see ``Simulator.step``)."""
+_PARAMS = {"position": 2, "affine": 6}
+_MISSING_COST = 4.0  # > the largest distance between two points of [-1, 1]^2 (2 * sqrt(2))
+_MAX_EXACT_OBJECTS = 6  # 720 orders; greedy assignment beyond
+
+
+class Simulator:
+    """N environments driven by one ``LayeredGenerator``, batched on the model's device.
+
+    State (all tensors on ``device``, batch first; read them, do not write them):
+
+    - ``frames`` (N, 3, H, W) float32 in [-1, 1]: the current frames f_t;
+    - ``masks`` (N, 1, H, W) float32 in {0, 1}: binarize(M(f_t)), the whole foreground;
+    - ``objects`` (N, K, H, W) float32 in {0, 1}: the tracked objects' masks (empty while an
+      object is lost);
+    - ``centroids`` (N, K, 2) float32: each object's mask centroid (x, y), or its last known
+      (expected) position while it is lost;
+    - ``present`` (N, K) bool: whether the object's mask is non-empty in f_t;
+    - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset).
+
+    Args:
+        model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
+            simulator's device.
+        num_envs: N >= 1.
+        control: "position" (per-object (dx, dy)), "affine" (per-object
+            ``lcvg_env.control.PARAM_NAMES``) or "mask" (a whole mask per environment).
+        num_objects: K >= 1, how many connected components of the first mask are controlled.
+        threshold: binarisation threshold of the soft masks (the paper uses 0.5).
+        track_gate: largest distance (normalised units) between an object's expected centroid
+            and the component it is re-associated with; farther matches mark the object lost.
+            None disables the gate. Not used for "mask" control, where the agent may move
+            objects anywhere.
+        autocast: run the networks under bf16 autocast when the device is CUDA.
+        channels_last: convert the model (in place: it may be shared) and the inputs to the
+            channels-last memory format, which the convolutions of small models run about a
+            quarter faster in on CPUs; outputs are the same up to float rounding.
+    """
+
+    def __init__(
+        self,
+        model: LayeredGenerator,
+        num_envs: int,
+        control: str = "position",
+        num_objects: int = 1,
+        threshold: float = 0.5,
+        track_gate: float | None = 0.5,
+        autocast: bool = False,
+        channels_last: bool = True,
+    ) -> None:
+        if not isinstance(model, LayeredGenerator):
+            raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        if control not in SIM_CONTROLS:
+            raise ValueError(f"control must be one of {SIM_CONTROLS}, got {control!r}")
+        if isinstance(num_objects, bool) or not isinstance(num_objects, int) or num_objects < 1:
+            raise ValueError(f"num_objects must be an int >= 1, got {num_objects!r}")
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        if track_gate is not None and not float(track_gate) > 0:
+            raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        self.config = model.config
+        self.num_envs = num_envs
+        self.control = control
+        self.num_objects = num_objects
+        self.threshold = float(threshold)
+        self.track_gate = None if track_gate is None else float(track_gate)
+        self.device = next(model.parameters()).device
+        self.autocast = bool(autocast) and self.device.type == "cuda"
+        self.resolution: tuple[int, int] = (
+            int(model.config.resolution[0]),
+            int(model.config.resolution[1]),
+        )
+        self.generator = torch.Generator(device=self.device)
+        """Source of any torch randomness in the simulator; seeded by ``seed``. The networks of
+        the paper are deterministic at inference, so the default pipeline draws nothing."""
+        h, w = self.resolution
+        n, k = num_envs, num_objects
+        with torch.inference_mode():
+            device, f32 = self.device, torch.float32
+            self.frames = torch.zeros(n, 3, h, w, device=device, dtype=f32)
+            self.masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
+            self.control_masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
+            self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
+            self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
+            self.seen = torch.zeros(n, k, dtype=torch.bool, device=self.device)
+        self._orders = (
+            torch.tensor(list(itertools.permutations(range(k))), device=self.device)
+            if 1 < k <= _MAX_EXACT_OBJECTS
+            else None
+        )  # (K!, K)
+
+    @property
+    def params_per_object(self) -> int:
+        """P: parameters per object of a step's controls (0 for "mask" control)."""
+        return _PARAMS.get(self.control, 0)
+
+    def seed(self, seed: int) -> None:
+        """Seed ``generator`` (the environments derive ``seed`` from their ``np_random``)."""
+        self.generator.manual_seed(int(seed) % (2**63))
+
+    # --- reset ------------------------------------------------------------------------------
+    def reset(self, indices: Sequence[int] | np.ndarray | torch.Tensor, frames: Any) -> None:
+        """Start the environments ``indices`` from ``frames``.
+
+        Args:
+            indices: n distinct environment indices in [0, N).
+            frames: n first frames, uint8 (n, H, W, 3) (numpy or torch) or float (n, 3, H, W)
+                in [-1, 1] (torch), at the model's resolution.
+
+        Raises:
+            ValueError: bad indices or frames (wrong shape, dtype, range, NaN), quoting them.
+        """
+        idx = self._check_indices(indices)
+        x = self.to_model_frames(frames)
+        if x.shape[0] != idx.numel():
+            raise ValueError(
+                f"got {x.shape[0]} frames for {idx.numel()} environment indices {idx.tolist()}"
+            )
+        with torch.inference_mode(), self._amp():
+            masks, objects = self._segment(x)
+            centroids = ctl.mask_centroids(objects).float()  # (n, K, 2)
+            present = ctl.mask_areas(objects) > 0  # (n, K)
+            self.frames[idx] = x
+            self.masks[idx] = masks
+            self.control_masks[idx] = masks
+            self.objects[idx] = objects
+            self.centroids[idx] = centroids
+            self.present[idx] = present
+            self.seen[idx] = present
+
+    # --- step -------------------------------------------------------------------------------
+    def step(self, controls: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Advance every environment by one frame.
+
+        Args:
+            controls: for "position" (N, K, 2) (dx, dy) and for "affine" (N, K, 6)
+                (``lcvg_env.control.PARAM_NAMES``): forward motion of each tracked object in
+                normalised units, rotation/scale about the object's centroid; for "mask"
+                (N, 1, H, W) or (N, H, W) with values in {0, 1} (the edited mask m_c).
+
+        Returns:
+            The new frames (N, 3, H, W) in [-1, 1] (also ``self.frames``).
+
+        Raises:
+            ValueError: controls of the wrong shape, or NaN/inf, quoting what was received.
+        """
+        controls = self._check_controls(controls)
+        n, k = self.num_envs, self.num_objects
+        h, w = self.resolution
+        with torch.inference_mode(), self._amp():
+            if self.control == "mask":
+                edited = ctl.binarize(controls, self.threshold)  # (N, 1, H, W)
+                expected = self.centroids
+                gate = None
+            else:
+                params = controls  # (N, K, P)
+                theta = ctl.params_to_matrix(
+                    params.reshape(n * k, -1),
+                    center=self.centroids.reshape(n * k, 2),
+                    size=self.resolution,
+                )  # (N*K, 2, 3) input_from_output, about each object's centroid
+                warped = ctl.warp_masks(self.objects.reshape(n * k, 1, h, w), theta)
+                warped = ctl.binarize(warped.reshape(n, k, h, w), self.threshold)
+                tracked = self.objects.amax(dim=1, keepdim=True)  # (N, 1, H, W)
+                rest = self.masks * (1.0 - tracked)  # foreground that is not controlled
+                edited = torch.maximum(warped.amax(dim=1, keepdim=True), rest)
+                expected = (self.centroids + params[..., :2]).clamp(-1.0, 1.0)
+                gate = self.track_gate
+            with self._trusted():
+                frames = self.model.predict_next(self._layout(self.frames), self._layout(edited))
+            frames = frames.float().clamp(-1.0, 1.0)
+            masks, objects = self._segment(frames)
+            objects, centroids, present = self._associate(objects, expected, gate)
+            self.frames = frames
+            self.masks = masks
+            self.control_masks = edited.float()
+            self.objects = objects
+            self.centroids = centroids
+            self.present = present
+            self.seen = self.seen | present
+        return self.frames
+
+    # --- views --------------------------------------------------------------------------------
+    def frames_uint8(self) -> torch.Tensor:
+        """Return the current frames as uint8 (N, H, W, 3), on the simulator's device."""
+        with torch.inference_mode():
+            return to_uint8(self.frames)
+
+    def masks_uint8(self) -> torch.Tensor:
+        """Return the current binarised masks as uint8 (N, H, W, 1), values 0 or 255."""
+        with torch.inference_mode():
+            return (self.masks.permute(0, 2, 3, 1) * 255).to(torch.uint8)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def to_model_frames(self, frames: Any) -> torch.Tensor:
+        """Validate frames and convert them to float (n, 3, H, W) in [-1, 1] on the device.
+
+        Accepts uint8 (n, H, W, 3) or (H, W, 3) (numpy or torch) and float torch tensors
+        (n, 3, H, W) in [-1, 1].
+        """
+        h, w = self.resolution
+        if isinstance(frames, np.ndarray):
+            if frames.dtype != np.uint8:
+                raise ValueError(
+                    f"numpy frames must be uint8 (n, {h}, {w}, 3), got dtype {frames.dtype} "
+                    f"shape {frames.shape}"
+                )
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        if not isinstance(frames, torch.Tensor):
+            raise ValueError(
+                f"frames must be a uint8 array (n, {h}, {w}, 3) or a float tensor "
+                f"(n, 3, {h}, {w}), got {type(frames).__name__}"
+            )
+        if frames.dtype == torch.uint8:
+            if frames.ndim == 3:
+                frames = frames[None]
+            if frames.ndim != 4 or tuple(frames.shape[1:]) != (h, w, 3):
+                raise ValueError(
+                    f"uint8 frames must have shape (n, {h}, {w}, 3), got {tuple(frames.shape)}"
+                )
+            x = frames.to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            return x.contiguous()
+        if not frames.is_floating_point():
+            raise ValueError(f"frames must be uint8 or float, got dtype {frames.dtype}")
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != (3, h, w):
+            raise ValueError(
+                f"float frames must have shape (n, 3, {h}, {w}), got {tuple(frames.shape)}"
+            )
+        frames = frames.detach().to(self.device, torch.float32)
+        if not bool(torch.isfinite(frames).all()):
+            raise ValueError("float frames contain NaN or infinite values")
+        low, high = float(frames.min()), float(frames.max())
+        if low < -1.0 - 1e-4 or high > 1.0 + 1e-4:
+            raise ValueError(f"float frames must lie in [-1, 1], got values in [{low}, {high}]")
+        return frames.clamp(-1.0, 1.0).contiguous()
+
+    def _amp(self) -> Any:
+        if self.autocast:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @contextmanager
+    def _trusted(self) -> Iterator[None]:
+        """Skip the model's value checks (one device sync each) on inputs we made ourselves."""
+        previous = self.model.check_values
+        self.model.check_values = False
+        try:
+            yield
+        finally:
+            self.model.check_values = previous
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _segment(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3, H, W) -> binarised masks (n, 1, H, W), K largest objects (n, K, H, W)."""
+        with self._trusted():
+            soft = self.model.mask(self._layout(frames))
+        masks = ctl.binarize(soft.float().contiguous(), self.threshold)
+        return masks, ctl.object_masks(masks, self.num_objects).float()
+
+    def _associate(
+        self, objects: torch.Tensor, expected: torch.Tensor, gate: float | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Order the new components (N, K, H, W) so that component i follows tracked object i.
+
+        Returns objects (N, K, H, W), centroids (N, K, 2) (expected position where lost) and
+        present (N, K).
+        """
+        centroids = ctl.mask_centroids(objects).float()  # (N, K, 2)
+        present = ctl.mask_areas(objects) > 0  # (N, K)
+        k = self.num_objects
+        if k > 1:
+            distance = torch.cdist(expected, centroids)  # (N, K old, K new)
+            seen = self.seen[:, :, None]
+            new = present[:, None, :]
+            cost = torch.where(
+                seen & new, distance, torch.where(seen ^ new, _MISSING_COST, 0.0)
+            )
+            order = self._assign(cost)  # (N, K): old slot i <- new component order[:, i]
+            objects = objects.gather(
+                1, order[:, :, None, None].expand(-1, -1, *objects.shape[2:])
+            )
+            centroids = centroids.gather(1, order[:, :, None].expand(-1, -1, 2))
+            present = present.gather(1, order)
+        if gate is not None:
+            far = (centroids - expected).norm(dim=-1) > gate  # (N, K)
+            lost = far & self.seen
+            present = present & ~lost
+            objects = objects * (~lost)[:, :, None, None]
+        centroids = torch.where(present[..., None], centroids, expected)
+        return objects, centroids, present
+
+    def _assign(self, cost: torch.Tensor) -> torch.Tensor:
+        """Minimum-cost assignment per batch row of a (N, K, K) cost matrix -> (N, K) columns."""
+        if self._orders is not None:
+            k = cost.shape[1]
+            rows = torch.arange(k, device=cost.device)
+            totals = cost[:, rows[None, :], self._orders].sum(dim=-1)  # (N, K!)
+            return self._orders[totals.argmin(dim=1)]
+        # greedy: repeatedly take the cheapest remaining (old, new) pair, all rows at once
+        n, k, _ = cost.shape
+        cost = cost.clone()
+        order = torch.zeros(n, k, dtype=torch.long, device=cost.device)
+        batch = torch.arange(n, device=cost.device)
+        for _ in range(k):
+            flat = cost.reshape(n, -1).argmin(dim=1)
+            old, new = flat // k, flat % k
+            order[batch, old] = new
+            cost[batch, old, :] = float("inf")
+            cost[batch, :, new] = float("inf")
+        return order
+
+    def _check_indices(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor)
+                              else indices)
+        if idx.ndim == 0:
+            idx = idx[None]
+        if idx.ndim != 1 or idx.numel() == 0 or idx.dtype in (torch.float32, torch.float64):
+            raise ValueError(f"indices must be a non-empty 1-D list of ints, got {indices!r}")
+        idx = idx.long()
+        if bool((idx < 0).any()) or bool((idx >= self.num_envs).any()):
+            raise ValueError(f"indices must lie in [0, {self.num_envs}), got {idx.tolist()}")
+        if idx.unique().numel() != idx.numel():
+            raise ValueError(f"indices must be distinct, got {idx.tolist()}")
+        return idx.to(self.device)
+
+    def _check_controls(self, controls: torch.Tensor | np.ndarray) -> torch.Tensor:
+        n, k = self.num_envs, self.num_objects
+        h, w = self.resolution
+        if isinstance(controls, np.ndarray):
+            controls = torch.from_numpy(controls)
+        if not isinstance(controls, torch.Tensor):
+            raise ValueError(f"controls must be a tensor, got {type(controls).__name__}")
+        if self.control == "mask":
+            if controls.ndim == 3:
+                controls = controls[:, None]
+            expected: tuple[int, ...] = (n, 1, h, w)
+        else:
+            expected = (n, k, _PARAMS[self.control])
+        if tuple(controls.shape) != expected:
+            raise ValueError(
+                f"controls for control={self.control!r} must have shape {expected}, got "
+                f"{tuple(controls.shape)}"
+            )
+        controls = controls.to(self.device, torch.float32)
+        if not bool(torch.isfinite(controls).all()):
+            raise ValueError(f"controls contain NaN or infinite values: {controls.flatten()[:8]}")
+        return controls
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Frames (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3) (rounded, clamped)."""
+    x = ((frames.float().clamp(-1.0, 1.0) + 1.0) * 127.5).round()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous()

@@ -1,0 +1,68 @@
+"""Fixtures of the environment tests: a tiny random-weights checkpoint and first frames.
+
+The environments are tested on a ~50 K parameter model (48x48 frames, random weights) saved with
+``lcvg_env.checkpoint`` into a temporary folder, so no test needs the bundled model. Tests of
+the registered sprites ids use the bundled files when they are present (``sprites_kwargs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lcvg_env.models import LayeredGenerator, ModelConfig
+from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_STARTS, register_envs
+
+ASSETS = Path(__file__).resolve().parents[2] / "lcvg_env" / "assets"
+BUNDLED = (ASSETS / SPRITES_CHECKPOINT).is_file() and (ASSETS / SPRITES_STARTS).is_file()
+
+TINY = ModelConfig(
+    resolution=(48, 48),
+    mask_ngf=4,
+    mask_n_blocks=1,
+    ch=8,
+    ch_mult=(1, 2),
+    num_res_blocks=1,
+    attn_resolutions=(),
+    z_channels=8,
+    norm_groups=4,
+    n_embed=16,
+    embed_dim=8,
+)
+
+
+def tiny_frames(count: int = 6, size: int = 48, seed: int = 0) -> np.ndarray:
+    """uint8 (count, size, size, 3): grey background with one or two coloured squares."""
+    rng = np.random.default_rng(seed)
+    frames = np.full((count, size, size, 3), 90, np.uint8)
+    for i in range(count):
+        for color in ([250, 40, 40], [40, 60, 250])[: 1 + i % 2]:
+            x, y = rng.integers(4, size - 14, 2)
+            frames[i, y : y + 10, x : x + 10] = color
+    return frames
+
+
+def make_tiny(folder: Path) -> tuple[Path, Path]:
+    torch.manual_seed(0)
+    model = LayeredGenerator(TINY)
+    checkpoint = model.save(folder / "tiny.safetensors")
+    starts = folder / "tiny_starts.npz"
+    np.savez(starts, frames=tiny_frames())
+    return checkpoint, starts
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Keyword arguments of an environment over the tiny checkpoint and its first frames."""
+    checkpoint, starts = make_tiny(tmp_path_factory.mktemp("tiny"))
+    return {"checkpoint": str(checkpoint), "start_frames": str(starts), "device": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def sprites_kwargs(tiny: dict[str, str]) -> dict[str, str]:
+    """Extra gym.make kwargs for the sprites ids: none with the bundled model, else tiny."""
+    register_envs()
+    return {"device": "cpu"} if BUNDLED else dict(tiny)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lcvg_env import control as ctl
+from lcvg_env.models import LayeredGenerator
+from lcvg_env.simulator import Simulator, to_uint8
+from tests.lcvg_env.conftest import TINY, tiny_frames
+
+
+@pytest.fixture(scope="module")
+def model() -> LayeredGenerator:
+    torch.manual_seed(0)
+    return LayeredGenerator(TINY).eval()
+
+
+def square(n: int, boxes: list[tuple[int, int, int, int]], size: int = 48) -> torch.Tensor:
+    """(n, len(boxes), size, size) masks with box k = (x0, y0, x1, y1) in object k."""
+    masks = torch.zeros(n, len(boxes), size, size)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        masks[:, k, y0:y1, x0:x1] = 1.0
+    return masks
+
+
+def set_objects(sim: Simulator, objects: torch.Tensor) -> None:
+    """Replace the simulator's tracked objects (for tests of the control step alone)."""
+    with torch.inference_mode():
+        sim.objects = objects.clone()
+        sim.masks = objects.amax(dim=1, keepdim=True)
+        sim.centroids = ctl.mask_centroids(objects)
+        sim.present = ctl.mask_areas(objects) > 0
+        sim.seen = sim.present.clone()
+
+
+def test_reset_and_step_shapes(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 3, num_objects=2)
+    sim.reset([0, 1, 2], tiny_frames(3))
+    assert sim.frames.shape == (3, 3, 48, 48)
+    assert sim.objects.shape == (3, 2, 48, 48)
+    out = sim.step(torch.zeros(3, 2, 2))
+    assert out.shape == (3, 3, 48, 48)
+    assert float(out.min()) >= -1 and float(out.max()) <= 1
+    assert sim.frames_uint8().shape == (3, 48, 48, 3)
+    assert sim.frames_uint8().dtype == torch.uint8
+    assert set(torch.unique(sim.masks_uint8()).tolist()) <= {0, 255}
+    # objects are subsets of the whole mask
+    assert bool((sim.objects <= sim.masks).all())
+
+
+def test_reset_keeps_other_environments(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 2)
+    sim.reset([0, 1], tiny_frames(2))
+    sim.step(torch.zeros(2, 1, 2))
+    before = sim.frames[1].clone()
+    sim.reset([0], tiny_frames(1, seed=5))
+    assert torch.equal(sim.frames[1], before)
+    assert torch.equal(sim.frames_uint8()[0], torch.from_numpy(tiny_frames(1, seed=5)[0]))
+
+
+def test_position_control_moves_each_object_by_its_own_row(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 1, num_objects=2)
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(4, 4, 14, 14), (30, 30, 40, 40)]))
+    before = sim.centroids.clone()
+    step = 2 * 3 / 48  # 3 pixels in normalised units
+    controls = torch.tensor([[[step, 0.0], [0.0, -step]]])
+    sim.step(controls)
+    moved = ctl.mask_centroids(ctl.object_masks(sim.control_masks, 2))[0]  # (2, 2)
+    expected = (before + controls)[0]  # each object moved by its own (dx, dy)
+    distance = torch.cdist(expected, moved)  # components come sorted by area, not by slot
+    assert float(distance.min(dim=1).values.max()) < 1e-4
+
+
+def test_affine_control_rotates_about_the_centroid(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 1, control="affine", num_objects=1)
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(10, 20, 30, 26)]))  # a 20 x 6 bar
+    center = sim.centroids.clone()
+    params = torch.tensor([[[0.0, 0.0, math.pi / 2, 0.0, 0.0, 0.0]]])
+    sim.step(params)
+    edited = sim.control_masks
+    assert torch.allclose(ctl.mask_centroids(edited)[0, 0], center[0, 0], atol=0.05)
+    box = ctl.mask_boxes(edited)[0, 0]  # the bar now stands upright
+    assert float(box[3] - box[1]) > 2 * float(box[2] - box[0])
+
+
+def test_uncontrolled_foreground_stays(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 1, num_objects=1)
+    sim.reset([0], tiny_frames(1))
+    objects = square(1, [(4, 4, 14, 14)])
+    set_objects(sim, objects)
+    with torch.inference_mode():
+        extra = square(1, [(30, 30, 34, 34)])  # a second, smaller component: not controlled
+        sim.masks = torch.maximum(sim.masks, extra)
+    sim.step(torch.tensor([[[0.25, 0.0]]]))
+    assert bool((sim.control_masks[0, 0, 30:34, 30:34] == 1).all())
+    assert float(sim.control_masks[0, 0, 4:14, 4:7].sum()) == 0  # the object's old place
+
+
+def test_mask_control_uses_the_given_mask(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 2, control="mask")
+    sim.reset([0, 1], tiny_frames(2))
+    given = square(2, [(5, 5, 20, 20)])[:, 0]  # (N, H, W)
+    sim.step(given)
+    assert torch.equal(sim.control_masks[:, 0], given)
+
+
+def test_association_follows_objects_when_their_order_by_area_flips(
+    model: LayeredGenerator,
+) -> None:
+    sim = Simulator(model, 1, num_objects=2)
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(2, 2, 14, 14), (30, 30, 40, 40)]))  # big left, small right
+    # next components, sorted by area, come in the other order (the right one grew)
+    new = square(1, [(28, 28, 44, 44), (3, 2, 13, 12)])
+    with torch.inference_mode():
+        objects, centroids, present = sim._associate(new, sim.centroids, gate=0.5)
+    assert torch.equal(objects[0, 0], new[0, 1])  # slot 0 keeps following the left object
+    assert torch.equal(objects[0, 1], new[0, 0])
+    assert bool(present.all())
+
+
+def test_lost_object_keeps_its_expected_position(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 1, num_objects=1)
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(2, 2, 12, 12)]))
+    far = square(1, [(36, 36, 46, 46)])  # only a far-away component remains
+    expected = sim.centroids + 0.1
+    with torch.inference_mode():
+        objects, centroids, present = sim._associate(far, expected, gate=0.5)
+    assert not bool(present[0, 0])
+    assert float(objects.sum()) == 0
+    assert torch.allclose(centroids, expected)
+
+
+def test_greedy_assignment_beyond_exact_limit(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 1, num_objects=7)
+    cost = torch.rand(3, 7, 7)
+    order = sim._assign(cost)
+    assert all(sorted(row.tolist()) == list(range(7)) for row in order)
+
+
+def test_bad_inputs_raise_value_error(model: LayeredGenerator) -> None:
+    sim = Simulator(model, 2)
+    with pytest.raises(ValueError, match=r"\(n, 48, 48, 3\).*\(2, 32, 32, 3\)"):
+        sim.reset([0, 1], np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="float32"):
+        sim.reset([0, 1], np.zeros((2, 48, 48, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 2\).*\[5\]"):
+        sim.reset([5], tiny_frames(1))
+    sim.reset([0, 1], tiny_frames(2))
+    with pytest.raises(ValueError, match=r"\(2, 1, 2\).*\(2, 2\)"):
+        sim.step(torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        sim.step(torch.full((2, 1, 2), float("nan")))
+    with pytest.raises(ValueError, match="control"):
+        Simulator(model, 1, control="teleport")
+
+
+def test_to_uint8_round_trip() -> None:
+    frames = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
+    x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert torch.equal(to_uint8(x), frames)
