@@ -31,6 +31,16 @@ def square_masks(config: ModelConfig, batch: int) -> torch.Tensor:
     return masks
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # These tests check behaviour, not speed. On a shared 2-core machine two OpenMP threads
+    # wait on each other whenever another process holds a core (10x slower than one thread).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def small() -> LayeredGenerator:
     torch.manual_seed(0)
