@@ -1,0 +1,153 @@
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from training import cli
+from training.config import TrainConfig, apply_ablation, describe_fields, preset
+from training.loop import Trainer, train
+from training.pseudo_control import PseudoControl
+
+from .conftest import tiny_config
+
+
+def test_every_field_is_documented_and_on_the_command_line(capsys):
+    rows = describe_fields(TrainConfig())
+    assert all(doc for name, _, doc in rows), [n for n, _, d in rows if not d]
+    with pytest.raises(SystemExit):
+        cli.train_main(["--help"])
+    text = capsys.readouterr().out
+    for name, _, _ in rows:
+        if name != "preset":
+            assert f"--{name}" in text, name
+    assert "lambda_bg of stage I" in text  # the field's doc is the help
+
+
+def test_overrides_and_presets(capsys):
+    assert cli.train_main(["--preset", "paper_bair", "--print-config", "--bg_weight", "7",
+                           "--model.ch", "32", "--flip", "true"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["bg_weight"] == 7 and cfg["model"]["ch"] == 32 and cfg["flip"] is True
+    assert cfg["ratio_start"] == 80 and cfg["ratio_halve_every"] == 1000
+    assert cfg["stage1_steps"] == 10_000 and cfg["learning_rate"] == 4.5e-6
+    off = preset("official_bair")
+    assert off.perceptual_weight == 0 and off.bg_weight == 50 and off.stage2_bg_weight == 5
+    assert off.fg_hinge and off.fg_tau == 0.04 and off.fg_diff == "luma"
+    assert off.model.legacy_beta and off.control_source == "future_mask"
+    assert (off.adam_beta1, off.adam_beta2, off.batch_size, off.scale_lr) == (0.5, 0.9, 8, True)
+    tennis = preset("paper_tennis")
+    assert (tennis.ratio_start, tennis.ratio_halve_every, tennis.stage2_bg_weight) == (
+        10, 5000, 0.5)
+    assert tennis.model.resolution == (96, 256)
+    with pytest.raises(ValueError, match="control_source"):
+        TrainConfig(control_source="magic")
+    d = preset("small").to_dict()
+    assert TrainConfig.from_dict(d) == preset("small")
+    with pytest.raises(ValueError, match="bogus"):
+        TrainConfig.from_dict({**d, "bogus": 1})
+
+
+def test_ablations_change_the_right_weights():
+    base = TrainConfig()
+    assert apply_ablation(replace(base, ablate="no_bg")).bg_weight == 0
+    assert apply_ablation(replace(base, ablate="no_bin")).bin_weight == 0
+    assert apply_ablation(replace(base, ablate="fixed_prior")).fg_prior == "fixed"
+    no_fg = apply_ablation(replace(base, ablate="no_fg"))
+    from training.schedules import fg_weight
+    assert fg_weight(0, no_fg.bg_weight, no_fg.ratio_start, no_fg.ratio_end,
+                     no_fg.ratio_halve_every) == 0
+
+
+def test_training_writes_run_folder_and_metrics(tiny_data, tmp_path):
+    trainer = train(tiny_config(tiny_data), tmp_path / "run")
+    assert trainer.finished and trainer.step == 5
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "model.safetensors",
+                 "checkpoints/last.safetensors", "checkpoints/stage1.safetensors"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    for key in ("stage1/train/rec_loss", "stage1/train/bg_loss", "stage1/train/fg_loss",
+                "stage1/train/bin_loss", "stage1/train/d_loss", "stage1/train/d_weight",
+                "stage1/train/mask_iou", "stage2/train/bg2_loss", "stage2/train/rec_loss"):
+        assert key in keys, key
+    assert "stage2/train/fg_loss" not in keys  # L_fg and L_bin are dropped in stage II
+    assert list((run / "samples").glob("stage2_*.png"))
+    from lcvg_env.models import LayeredGenerator
+    model = LayeredGenerator.from_checkpoint(run / "model.safetensors", device="cpu")
+    assert model.config == tiny_config(tiny_data).model
+
+
+def test_stage2_really_freezes_the_mask_net(tiny_data, tmp_path):
+    # BatchNorm in M: its running statistics must not move in stage II either.
+    cfg = tiny_config(tiny_data, stage1_steps=1, stage2_steps=2)
+    cfg = replace(cfg, model=cfg.model.replace(mask_norm="batch"))
+    snapshots = {}
+
+    def hook(trainer, step, logs):
+        if step == 1:  # end of stage I
+            snapshots["before"] = {k: v.clone() for k, v in
+                                   trainer.generator.mask_net.state_dict().items()}
+        if step == 2:
+            net = trainer.generator.mask_net
+            assert not net.training
+            assert not any(p.requires_grad for p in net.parameters())
+            in_opt = {id(p) for g in trainer.opt_g.param_groups for p in g["params"]}
+            assert not any(id(p) in in_opt for p in net.parameters())
+
+    trainer = train(cfg, tmp_path / "run", hooks=[hook])
+    after = trainer.generator.mask_net.state_dict()
+    for key, value in snapshots["before"].items():
+        assert torch.equal(value, after[key]), key
+
+
+def test_pseudo_control_binarises_and_caches():
+    torch.manual_seed(0)
+    frame = torch.zeros(2, 3, 16, 16)
+    nxt = torch.zeros(2, 3, 16, 16)
+    frame[:, :, 4:8, 4:8] = 1
+    nxt[:, :, 4:8, 6:10] = 1
+
+    def mask_fn(x):
+        return (x[:, :1] > 0.5).float() * 0.9
+
+    pc = PseudoControl("fitted_translation", iterations=4)
+    m_t, m_c, logs = pc(mask_fn, frame, nxt, torch.tensor([3, 7]))
+    assert set(m_c.unique().tolist()) <= {0.0, 1.0}
+    assert m_c[:, :, 4:8, 6:10].mean() > 0.9 and logs["fit_iou"] > 0.9
+    assert sorted(pc.cache) == [3, 7]
+    _, m_c2, logs2 = pc(mask_fn, frame, nxt, torch.tensor([3, 7]))
+    assert logs2["fit_cache_hits"] == 2 and torch.equal(m_c, m_c2)
+    fresh = PseudoControl("fitted_translation")
+    fresh.load_state_dict(pc.state_dict())
+    assert sorted(fresh.cache) == [3, 7]
+    _, future, _ = PseudoControl("future_mask")(mask_fn, frame, nxt)
+    assert torch.equal(future, (nxt[:, :1] > 0.5).float())
+
+
+def test_pseudo_control_per_object():
+    frame = torch.zeros(1, 3, 32, 32)
+    nxt = torch.zeros(1, 3, 32, 32)
+    frame[:, :, 4:10, 4:10] = 1
+    frame[:, :, 20:26, 20:26] = 1
+    nxt[:, :, 4:10, 8:14] = 1  # the first square moves right, the second down
+    nxt[:, :, 23:29, 20:26] = 1
+
+    def mask_fn(x):
+        return (x[:, :1] > 0.5).float()
+
+    whole = PseudoControl("fitted_translation", iterations=8)
+    per = PseudoControl("fitted_translation", iterations=8, objects=2)
+    _, m_whole, _ = whole(mask_fn, frame, nxt, torch.tensor([0]))
+    _, m_per, logs = per(mask_fn, frame, nxt, torch.tensor([0]))
+    target = mask_fn(nxt)
+    assert (m_per - target).abs().sum() <= 4 < (m_whole - target).abs().sum()
+    assert per.cache[0].shape == (2, 2, 3)
+    _, again, _ = per(mask_fn, frame, nxt, torch.tensor([0]))
+    assert torch.equal(again, m_per)
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--data"):
+        Trainer(TrainConfig(device="cpu"), tmp_path / "run")

@@ -1,0 +1,458 @@
+"""Training configuration: one frozen dataclass, documented per field, and the named presets.
+
+The command line of ``lcvg-train`` is generated from this file: every field becomes a flag
+(``--batch_size 8``, ``--model.ch 64`` for the nested model config) whose help text is the
+string literal written under the field. Presets:
+
+* ``paper_bair`` / ``paper_tennis``: the numbers of the paper (method.md).
+* ``official_bair``: what the authors' released code actually runs.
+* ``small``: 64x64 frames, trains on two CPU cores in well under an hour.
+
+Loss weights follow the released code's parametrisation: ``bg_weight`` is lambda_bg and the
+foreground (size prior) weight is ``lambda_fg = bg_weight / ratio(step)`` where ``ratio`` is the
+lambda_bg : lambda_fg schedule of the paper (see :func:`training.schedules.bg_fg_ratio`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from lcvg_env.models import ModelConfig
+
+ABLATIONS = ("no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage")
+CONTROL_SOURCES = ("fitted_affine", "fitted_translation", "future_mask")
+PRESETS = ("small", "paper_bair", "paper_tennis", "official_bair")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run of both stages (model config nested)."""
+
+    preset: str = "small"
+    """Name of the preset these values started from (informational)."""
+    data: str = ""
+    """Dataset root in the folder-per-clip layout (root/{train,val,test}/NNNNN/00000.png ...)."""
+    seed: int = 0
+    """Seed of every random number generator (torch, numpy, python, data order)."""
+    device: str = "auto"
+    """Training device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"..."""
+    stage: str = "both"
+    """Which stages to run: "1", "2" (needs --init or a run that finished stage I) or "both"."""
+    stage1_steps: int = 2000
+    """Optimiser steps of stage I (layers and next-frame prediction)."""
+    stage2_steps: int = 600
+    """Optimiser steps of stage II (obeying edited masks)."""
+    init: str = ""
+    """Generator checkpoint to start from (e.g. RUN/checkpoints/stage1.safetensors with
+    --stage 2)."""
+    batch_size: int = 8
+    """GLOBAL batch size (split evenly over the processes of a torchrun job)."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process."""
+    gap: int = 1
+    """Frame gap between f_t and f_{t+1} in the training pairs."""
+    flip: bool = False
+    """Random horizontal flips of training pairs (disables the stage II fit cache)."""
+    learning_rate: float = 6e-4
+    """Base Adam learning rate of the generator and discriminator."""
+    scale_lr: bool = False
+    """Multiply the learning rate by the global batch size (the VQGAN code's convention)."""
+    adam_beta1: float = 0.5
+    """Adam beta1 (VQGAN: 0.5)."""
+    adam_beta2: float = 0.9
+    """Adam beta2 (VQGAN: 0.9)."""
+    grad_clip: float = 0.0
+    """Clip the generator's gradient norm to this value (0: no clipping)."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up at the start of each stage (0: none)."""
+    rec_weight: float = 1.0
+    """Weight of the L1 reconstruction term |f_{t+1} - f^_{t+1}|_1."""
+    vq_weight: float = 1.0
+    """Weight (lambda_VQ) of the quantiser's codebook + commitment terms."""
+    code_reset_every: int = 100
+    """Every N steps, re-initialise codebook entries unused since the last reset to random
+    encoder outputs of the current batch (dead-code restart; not in the paper; 0: never)."""
+    perceptual_weight: float = 0.0
+    """Weight of the VGG-16 perceptual loss (needs ImageNet weights, see perceptual_weights)."""
+    perceptual_weights: str = ""
+    """Path of a torchvision VGG-16 state dict ("" = $LCVG_VGG16_WEIGHTS, then the torch hub
+    cache checkpoints/vgg16-397923af.pth)."""
+    disc_weight: float = 0.0
+    """Factor on the adaptive GAN weight (VQGAN disc_weight); 0 disables the GAN."""
+    disc_start: int = 1000
+    """Stage I step from which the discriminator trains and the GAN term is added."""
+    disc_loss: str = "hinge"
+    """Discriminator loss: "hinge" or "vanilla"."""
+    disc_layers: int = 3
+    """Strided conv layers of the PatchGAN discriminator."""
+    disc_ndf: int = 64
+    """Channels of the discriminator's first layer."""
+    disc_norm: str = "batch"
+    """Discriminator normalisation: "batch" (pix2pix/VQGAN), "group", "instance" or "none"."""
+    disc_lr_factor: float = 1.0
+    """Discriminator learning rate = learning_rate x this."""
+    bg_weight: float = 50.0
+    """lambda_bg of stage I: weight of L_bg = |(1 - m_t) (f_t - f_{t+1})|_1."""
+    ratio_start: float = 10.0
+    """lambda_bg : lambda_fg at step 0 (lambda_fg = bg_weight / ratio)."""
+    ratio_end: float = 5.0
+    """Floor of the ratio schedule."""
+    ratio_halve_every: int = 250
+    """Halve the ratio every this many stage I steps until it reaches ratio_end (0: never)."""
+    fg_prior: str = "dynamic"
+    """Size prior of L_fg: "dynamic" (mean(mu_t), mu_t = changed pixels) or "fixed"."""
+    fixed_prior: float = 0.15
+    """Target mask fraction when fg_prior is "fixed" (the paper's ablation: 0.15)."""
+    fg_tau: float = 0.08
+    """Threshold tau on the per-pixel frame difference that defines mu_t."""
+    fg_diff: str = "rgb_l1"
+    """Per-pixel difference: "rgb_l1" (mean over channels of |f_{t+1} - f_t|) or "luma"."""
+    fg_hinge: bool = False
+    """One-sided size prior max(mean(m) - mean(mu), 0) (released code) instead of |.|."""
+    bin_weight: float = 1.0
+    """lambda_bin: weight of L_bin = mean(min(m, 1 - m))."""
+    bin_ramp_steps: int = 1000
+    """Ramp lambda_bin linearly from 0 to bin_weight over this many stage I steps (0: none).
+    L_bin is symmetric: at full weight from step 0 it freezes every pixel on its side of 0.5
+    before the mask has found the moving objects."""
+    stage2_bg_weight: float = 5.0
+    """lambda_bg of stage II (L'_bg = |(1 - m_t) (f~_{t+1} - f_{t+1})|_1)."""
+    control_source: str = "fitted_affine"
+    """Stage II pseudo control: "fitted_affine", "fitted_translation" or "future_mask"."""
+    control_objects: int = 3
+    """Fit one transform per connected component of M's mask (up to this many, each matched to
+    the nearest component of the next mask; the paper's multi-object control) instead of one
+    for the whole mask (0)."""
+    fit_iterations: int = 16
+    """Refinement iterations of the stage II pseudo-control fit (lcvg_env.control.fit_control:
+    moment-based start + Levenberg-Marquardt, which replaces the paper's 1000 Adam steps)."""
+    fit_cache: bool = True
+    """Cache fitted controls per pair index (valid because M is frozen in stage II)."""
+    ablate: str = ""
+    """Paper ablation: "", "no_bg", "no_fg", "no_bin", "fixed_prior" or "single_stage"."""
+    log_every: int = 25
+    """Write metrics every this many steps."""
+    sample_every: int = 250
+    """Write a PNG sample grid every this many steps (0: only at the end of a stage)."""
+    checkpoint_every: int = 250
+    """Write the resumable checkpoint every this many steps (and always on stop)."""
+    eval_clips: int = 8
+    """Held-out clips scored at the end of training (0: skip the final evaluation)."""
+    eval_horizon: int = 16
+    """Rollout length T of the final evaluation (clips need T + 1 frames)."""
+    eval_split: str = "test"
+    """Held-out split of the final evaluation ("val" is used when "test" does not exist)."""
+    amp: str = "auto"
+    """Mixed precision: "auto" (bf16 autocast on CUDA, none on CPU), "bf16" or "none"."""
+    channels_last: str = "auto"
+    """channels_last memory format: "auto" (on CUDA), "on" or "off"."""
+    compile: bool = False
+    """Wrap the generator and discriminator in torch.compile."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms (exact resume); off for speed on GPUs."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0 only)."""
+    model: ModelConfig = field(default_factory=lambda: small_model())
+    """Network configuration (lcvg_env.models.ModelConfig)."""
+
+    def __post_init__(self) -> None:
+        """Validate choices and ranges, naming the offending value."""
+        choices = {
+            "stage": ("1", "2", "both"),
+            "disc_loss": ("hinge", "vanilla"),
+            "disc_norm": ("batch", "group", "instance", "none"),
+            "fg_prior": ("dynamic", "fixed"),
+            "fg_diff": ("rgb_l1", "luma"),
+            "control_source": CONTROL_SOURCES,
+            "ablate": ("",) + ABLATIONS,
+            "amp": ("auto", "bf16", "none"),
+            "channels_last": ("auto", "on", "off"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {value!r}")
+        for name in ("stage1_steps", "stage2_steps", "ratio_halve_every", "disc_start",
+                     "warmup_steps", "num_workers", "sample_every", "eval_clips",
+                     "code_reset_every", "control_objects", "bin_ramp_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "gap", "log_every", "checkpoint_every", "disc_layers",
+                     "disc_ndf", "fit_iterations", "eval_horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.ratio_start <= 0 or self.ratio_end <= 0:
+            raise ValueError(
+                f"ratios must be > 0, got ratio_start={self.ratio_start}, "
+                f"ratio_end={self.ratio_end}")
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"TrainConfig.model must be a ModelConfig, got {type(self.model)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (the model config nested under "model")."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if f.name == "model" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; rejects unknown keys, naming them."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"TrainConfig.from_dict expects a mapping, got {type(d)}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {unknown}")
+        kwargs = dict(d)
+        if "model" in kwargs and not isinstance(kwargs["model"], ModelConfig):
+            kwargs["model"] = ModelConfig.from_dict(kwargs["model"])
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        """Indented JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------- presets
+def preset(name: str) -> TrainConfig:
+    """Return the named preset (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+    return _PRESET_FACTORIES[name]()
+
+
+def small_model() -> ModelConfig:
+    """Return the ``small`` preset's model: ModelConfig.small() slimmed for 2 CPU cores.
+
+    8 base channels at 64x64 (16 at 32x32, 32 at 16x16), a 16x16 latent of 32-dim codes (128 of
+    them), no attention, and a mask network of width 8 with 2 residual blocks: about 0.25 M
+    parameters, ~4x cheaper per step than ModelConfig.small(). The mask network's GroupNorm uses
+    2 groups: with one channel per group (the default at this width) it acts as an instance
+    norm, and its ReLU features died on the objects (the mask stayed just under 0.5 there).
+    The encoder/decoder GroupNorm uses 1 group (a layer norm over channels and space): with
+    few channels per group the per-group normalisation erased the objects' key colours, and
+    the generator drew every object as the same grey blob.
+    """
+    return ModelConfig.small().replace(
+        ch=8, ch_mult=(1, 2, 4), norm_groups=1, z_channels=32, embed_dim=32, n_embed=128,
+        attn_resolutions=(), mask_ngf=8, mask_norm_groups=2, mask_n_blocks=2)
+
+
+def _small() -> TrainConfig:
+    # Tuned on procedural sprites at 64x64 on 2 CPU cores (see readme_training.md).
+    return TrainConfig(preset="small", model=small_model())
+
+
+def _paper_bair() -> TrainConfig:
+    # method.md: Adam 4.5e-6 (x batch x GPUs as in VQGAN), 10,000 stage I iterations, ratio
+    # 80:1 halved every 1,000 until 5:1, stage II lambda_bg 5, affine pseudo control (the paper
+    # fits it with 1,000 Adam steps; lcvg_env.control.fit_control gets there with a closed-form
+    # start and a few Levenberg-Marquardt steps). lambda_bg of stage I is not given in the paper:
+    # we take the released code's 50. The paper does not give tau either: 0.04 as in the released
+    # code.
+    return TrainConfig(
+        preset="paper_bair", stage1_steps=10_000, stage2_steps=10_000, batch_size=8,
+        learning_rate=4.5e-6, scale_lr=True, perceptual_weight=1.0, disc_weight=1.0,
+        disc_start=1, disc_norm="batch", bg_weight=50.0, ratio_start=80.0, ratio_end=5.0,
+        ratio_halve_every=1000, fg_tau=0.04, fg_diff="luma", bin_ramp_steps=0, code_reset_every=0,
+        stage2_bg_weight=5.0,
+        control_source="fitted_affine", control_objects=0, log_every=50,
+        sample_every=1000, checkpoint_every=1000, deterministic=False,
+        model=ModelConfig.paper_bair())
+
+
+def _paper_tennis() -> TrainConfig:
+    # Tennis: ratio 10:1 halved once after 5,000 iterations; stage II lambda_bg 0.5.
+    return replace(
+        _paper_bair(), preset="paper_tennis", ratio_start=10.0, ratio_end=5.0,
+        ratio_halve_every=5000, stage2_bg_weight=0.5, model=ModelConfig.paper_tennis())
+
+
+def _official_bair() -> TrainConfig:
+    # The released code: perceptual weight 0; BG weight 50 until step 10,000 (= our stage I)
+    # then 5 (= our stage II); sparsity weight = BG / ratio with ratio 5 halved every 2,000
+    # steps, floor 5 (constant); one-sided size prior with tau 0.04 on luma; binarisation 1;
+    # disc start 1, disc weight 1; Adam (0.5, 0.9), lr 4.5e-6 x batch x GPUs, batch 8; the
+    # quantiser's legacy beta placement; stage II trains on the future mask.
+    return TrainConfig(
+        preset="official_bair", stage1_steps=10_000, stage2_steps=10_000, batch_size=8,
+        learning_rate=4.5e-6, scale_lr=True, adam_beta1=0.5, adam_beta2=0.9,
+        perceptual_weight=0.0, disc_weight=1.0, disc_start=1, disc_norm="batch",
+        bg_weight=50.0, ratio_start=5.0, ratio_end=5.0, ratio_halve_every=2000,
+        fg_tau=0.04, fg_diff="luma", fg_hinge=True, bin_weight=1.0, bin_ramp_steps=0,
+        code_reset_every=0,
+        stage2_bg_weight=5.0,
+        control_source="future_mask", control_objects=0, log_every=50, sample_every=1000,
+        checkpoint_every=1000,
+        deterministic=False, model=_official_model())
+
+
+def _official_model() -> ModelConfig:
+    model = ModelConfig.official_bair()
+    if any(f.name == "legacy_beta" for f in fields(model)):
+        model = replace(model, legacy_beta=True)
+    return model
+
+
+_PRESET_FACTORIES = {
+    "small": _small,
+    "paper_bair": _paper_bair,
+    "paper_tennis": _paper_tennis,
+    "official_bair": _official_bair,
+}
+
+
+def apply_ablation(config: TrainConfig) -> TrainConfig:
+    """Return the config with ``config.ablate`` applied to the loss weights.
+
+    * no_bg: lambda_bg = 0 in stage I (expected: the mask collapses to empty);
+    * no_fg: no size prior (expected: the mask fills the frame);
+    * no_bin: lambda_bin = 0 (expected: soft masks that leak the next frame);
+    * fixed_prior: size prior fixed at ``fixed_prior`` (expected: masks of fixed size);
+    * single_stage: stage I and stage II losses at once, from step 0 (the loop reads ablate).
+    """
+    a = config.ablate
+    if a == "no_bg":
+        return replace(config, bg_weight=0.0)
+    if a == "no_fg":
+        # lambda_fg = bg_weight / ratio: an infinite ratio switches the prior off.
+        return replace(config, ratio_start=float("inf"), ratio_end=float("inf"))
+    if a == "no_bin":
+        return replace(config, bin_weight=0.0)
+    if a == "fixed_prior":
+        return replace(config, fg_prior="fixed")
+    return config
+
+
+# ----------------------------------------------------------------------------- command line
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each dataclass field of ``cls`` to the string literal written under it."""
+    if not is_dataclass(cls):
+        raise TypeError(f"field_docs expects a dataclass type, got {cls!r}")
+    docs: dict[str, str] = {}
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return docs
+    tree = ast.parse(source)
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
+
+
+def _parser_for(value: Any) -> Any:
+    """Return an argparse ``type`` callable that parses text into the type of ``value``."""
+    if isinstance(value, bool):
+        return _parse_bool
+    if isinstance(value, (int, float, str)):
+        return type(value)
+    if isinstance(value, tuple):
+        inner = [type(v) for v in value] or [int]
+
+        def parse_tuple(text: str) -> tuple:
+            parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+            kinds = inner if len(inner) == len(parts) else [inner[0]] * len(parts)
+            try:
+                return tuple(k(p.strip()) for k, p in zip(kinds, parts))
+            except ValueError as err:
+                raise argparse.ArgumentTypeError(
+                    f"expected comma-separated values like {value}, got {text!r}") from err
+
+        return parse_tuple
+    if value is None:
+        return str
+    raise TypeError(f"no command-line parser for a field of type {type(value)}")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: str = "",
+                         exclude: Sequence[str] = ("preset",)) -> None:
+    """Add one ``--<prefix><field>`` flag per field of the dataclass instance ``config``.
+
+    Nested dataclasses get dotted names (``--model.ch``). Defaults stay ``None`` so that only the
+    flags given on the command line override the preset (see :func:`config_overrides`); the
+    help text shows the default of the ``small`` preset.
+    """
+    docs = field_docs(type(config))
+    group = parser.add_argument_group(f"{prefix or 'training '}config fields" if not prefix
+                                      else f"{prefix[:-1]} config fields")
+    for f in fields(config):
+        if f"{prefix}{f.name}" in exclude:
+            continue
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            add_config_arguments(parser, value, prefix=f"{prefix}{f.name}.", exclude=exclude)
+            continue
+        help_text = docs.get(f.name, "")
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        help_text = f"{help_text} (preset default: {shown})".replace("%", "%%")
+        group.add_argument(f"--{prefix}{f.name}", dest=f"cfg:{prefix}{f.name}",
+                           type=_parser_for(value), default=argparse.SUPPRESS,
+                           metavar=type(value).__name__,
+                           help=help_text)
+
+
+def config_overrides(namespace: argparse.Namespace) -> dict[str, Any]:
+    """Dotted field names -> values of the config flags given on the command line."""
+    out: dict[str, Any] = {}
+    for key, value in vars(namespace).items():
+        if key.startswith("cfg:") and value is not None:
+            out[key[4:]] = value
+    return out
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """Return ``config`` with dotted-name ``overrides`` applied (``{"model.ch": 32}``)."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    names = {f.name for f in fields(config)}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if head not in names:
+            raise ValueError(f"unknown config field {key!r} for {type(config).__name__}")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[head] = value
+    for head, sub in nested.items():
+        top[head] = apply_overrides(getattr(config, head), sub)
+    if not top:
+        return config
+    return dataclasses.replace(config, **top)
+
+
+def describe_fields(config: Any, prefix: str = "") -> Sequence[tuple[str, Any, str]]:
+    """List (dotted name, value, doc) for every field, for documentation and tests."""
+    rows: list[tuple[str, Any, str]] = []
+    docs = field_docs(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            rows.extend(describe_fields(value, prefix=f"{prefix}{f.name}."))
+        else:
+            rows.append((f"{prefix}{f.name}", value, docs.get(f.name, "")))
+    return rows
