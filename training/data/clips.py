@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from training.data.layout import (
     CHECK_MODES,
     ClipReader,
-    DataWarning,
     LayoutIndex,
     build_index,
     scan_clips,
     warn_skipped,
 )
+from training.data.layout_dataset import LayoutDataset
 from training.data.transforms import flip_boxes, flip_points, parse_size
 
 __all__ = ["ClipDataset"]
 
 
-class ClipDataset(Dataset):
+class ClipDataset(LayoutDataset):
     """Windows of ``length`` frames (every ``step``-th frame) from the clips of a split.
 
     Same sources and bad-data handling as :class:`~training.data.pairs.FramePairDataset`: a
@@ -54,6 +52,8 @@ class ClipDataset(Dataset):
         cache_mb: decoded-frame cache per process, MiB.
         ground_truth: None (use it when every usable clip has it), True (require) or False.
     """
+
+    item_noun = "window"
 
     def __init__(
         self,
@@ -134,37 +134,6 @@ class ClipDataset(Dataset):
         )
         self.reader = ClipReader(clips, self.size, cache_mb)
         self._load_failures = 0
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Return the window ``index`` as a dict (see the class docstring)."""
-        n = len(self)
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} clips")
-        index = int(index) % n
-        first_error: Exception | None = None
-        for attempt in range(min(n, 64)):
-            candidate = (index + attempt) % n
-            try:
-                return self._item(candidate)
-            except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
-                # Damage the scan did not see (check="none"/"tail"): serve the next window.
-                first_error = first_error or exc
-                self._load_failures += 1
-                if self._load_failures == 1:
-                    warnings.warn(
-                        f"unreadable data at window {candidate} ({exc}); serving the next "
-                        "windows instead. Scan with check='decode' to find such frames up front.",
-                        DataWarning,
-                        stacklevel=2,
-                    )
-        raise RuntimeError(
-            f"{min(n, 64)} consecutive unreadable windows in {self.root}: {first_error}"
-        )
 
     def _item(self, index: int) -> dict[str, Any]:
         clip, start = self.index.locate(index)

@@ -566,3 +566,4 @@ def build_index(
         kept.append(clip)
         starts.append(s)
     return kept, LayoutIndex(starts), dropped
+

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from training.data.layout import (
     CHECK_MODES,
     ClipReader,
-    DataWarning,
     build_index,
     load_annotation,
     scan_clips,
     warn_skipped,
 )
+from training.data.layout_dataset import LayoutDataset
 from training.data.transforms import parse_size
 
 __all__ = ["FramePairDataset", "to_tensor"]
@@ -36,7 +34,7 @@ def to_tensor(frame: np.ndarray, flip: bool = False) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-class FramePairDataset(Dataset):
+class FramePairDataset(LayoutDataset):
     """Pairs (f_t, f_{t+gap}) of every clip of a split, with the clip's ground truth if any.
 
     Sources: the split layout ``root/{train,val,test}/NNNNN/*.png`` (see ``training.data.layout``),
@@ -65,6 +63,8 @@ class FramePairDataset(Dataset):
             clips without one are skipped and counted) or False (ignore it).
         load_actions: add ``action`` from ``actions.pkl`` (clips without one are skipped).
     """
+
+    item_noun = "pair"
 
     def __init__(
         self,
@@ -132,37 +132,6 @@ class FramePairDataset(Dataset):
         self.reader = ClipReader(clips, self.size, cache_mb)
         self._actions: dict[int, np.ndarray] = {}
         self._load_failures = 0
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        """Return the pair ``index`` as a dict (see the class docstring)."""
-        n = len(self)
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} pairs")
-        index = int(index) % n
-        first_error: Exception | None = None
-        for attempt in range(min(n, 64)):
-            candidate = (index + attempt) % n
-            try:
-                return self._item(candidate)
-            except (OSError, ValueError, SyntaxError, RuntimeError) as exc:
-                # Damage the scan did not see (check="none"/"tail"): serve the next pair.
-                first_error = first_error or exc
-                self._load_failures += 1
-                if self._load_failures == 1:
-                    warnings.warn(
-                        f"unreadable data at pair {candidate} ({exc}); serving the next "
-                        "pairs instead. Scan with check='decode' to find such frames up front.",
-                        DataWarning,
-                        stacklevel=2,
-                    )
-        raise RuntimeError(
-            f"{min(n, 64)} consecutive unreadable pairs in {self.root}: {first_error}"
-        )
 
     def _item(self, index: int) -> dict[str, Any]:
         clip, t = self.index.locate(index)
