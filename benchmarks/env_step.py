@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     **row,
                 }
             )
-            print(json.dumps(results[-1]), flush=True)
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     report = {
         "benchmark": "env_step",
         "device": str(device),
