@@ -188,7 +188,10 @@ def convert_bair(
                 continue
             jobs.append((split, first, path, image_key, n, png_level))
             first += n
-    bar = _progress(sum(j[4] for j in jobs), progress)
+    from tqdm import tqdm
+
+    total = sum(j[4] for j in jobs)
+    bar = tqdm(total=total, unit="clip", desc="convert-bair", disable=not progress)
     results: list[tuple[str, int, list[str]]] = []
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
@@ -326,17 +329,3 @@ def _traj_key(path: Path) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name))
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="clip", desc="convert-bair")

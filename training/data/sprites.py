@@ -309,7 +309,9 @@ def generate_sprites(
         raise ValueError(f"workers must be >= 1, got {workers}")
     chunk = max(1, min(64, len(jobs) // (workers * 4) or 1))
     batches = [jobs[i : i + chunk] for i in range(0, len(jobs), chunk)]
-    bar = _progress(len(jobs), progress)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), unit="clip", desc="sprites", disable=not progress)
     if workers == 1 or len(batches) == 1:
         for batch in batches:
             _render_batch(config, seed, batch, png_level)
@@ -389,22 +391,6 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
                 shutil.rmtree(root / split)
         info.unlink()
     root.mkdir(parents=True, exist_ok=True)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="clip", desc="sprites")
 
 
 def _background(config: SpritesConfig, rng: np.random.Generator) -> np.ndarray:
