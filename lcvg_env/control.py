@@ -181,6 +181,17 @@ def _require_center(center: Any, batch: int, like: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def _points_and_width_height(points: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Validate (..., 2) float points and return them with the tensor ``[W, H]``."""
+    points = _require_tensor("points", points)
+    hw = _require_size(size)
+    assert hw is not None
+    if points.dim() < 1 or points.shape[-1] != 2:
+        raise ValueError(f"points must have shape (..., 2), got {_describe(points)}")
+    points = _require_float("points", points)
+    return points, points.new_tensor([hw[1], hw[0]])
+
+
 def pixel_to_normalized(points: Tensor, size: tuple[int, int]) -> Tensor:
     """Convert pixel ``(x, y)`` points (pixel centres at integers) to normalised coordinates.
 
@@ -192,13 +203,7 @@ def pixel_to_normalized(points: Tensor, size: tuple[int, int]) -> Tensor:
     Returns:
         (..., 2) normalised ``(x, y)`` with ``align_corners=False``: ``(2 x + 1) / W - 1``.
     """
-    points = _require_tensor("points", points)
-    hw = _require_size(size)
-    assert hw is not None
-    if points.dim() < 1 or points.shape[-1] != 2:
-        raise ValueError(f"points must have shape (..., 2), got {_describe(points)}")
-    points = _require_float("points", points)
-    scale = points.new_tensor([hw[1], hw[0]])
+    points, scale = _points_and_width_height(points, size)
     return (2.0 * points + 1.0) / scale - 1.0
 
 
@@ -213,13 +218,7 @@ def normalized_to_pixel(points: Tensor, size: tuple[int, int]) -> Tensor:
         (..., 2) pixel ``(x, y)``: ``((x + 1) W - 1) / 2``; inverse of
         :func:`pixel_to_normalized`.
     """
-    points = _require_tensor("points", points)
-    hw = _require_size(size)
-    assert hw is not None
-    if points.dim() < 1 or points.shape[-1] != 2:
-        raise ValueError(f"points must have shape (..., 2), got {_describe(points)}")
-    points = _require_float("points", points)
-    scale = points.new_tensor([hw[1], hw[0]])
+    points, scale = _points_and_width_height(points, size)
     return ((points + 1.0) * scale - 1.0) / 2.0
 
 

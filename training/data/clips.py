@@ -11,7 +11,6 @@ import torch
 
 from training.data.layout import (
     CHECK_MODES,
-    ClipReader,
     LayoutIndex,
     build_index,
     scan_clips,
@@ -128,11 +127,7 @@ class ClipDataset(LayoutDataset):
             },
             scan.unreadable,
         )
-        self.clips = clips
-        self.has_ground_truth = ground_truth is not False and all(
-            c.has_ground_truth for c in clips
-        )
-        self.reader = ClipReader(clips, self.size, cache_mb)
+        self._attach(clips, ground_truth, cache_mb)
         self._load_failures = 0
 
     def _item(self, index: int) -> dict[str, Any]:

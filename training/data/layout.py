@@ -312,19 +312,24 @@ class ClipReader:
             self._pid = os.getpid()
         return self._cache
 
+    def _cached(
+        self, key: Hashable, make: Callable[[], Any], nbytes: Callable[[Any], int] | None = None
+    ) -> Any:
+        """Return the cached value of ``key``, else ``make()`` (cached unless None)."""
+        cache = self._lru()
+        value = cache.get(key)
+        if value is None:
+            value = make()
+            if value is not None:
+                cache.put(key, value, value.nbytes if nbytes is None else nbytes(value))
+        return value
+
     def frame(self, clip: int, t: int) -> np.ndarray:
         """Frame ``t`` of clip ``clip``: uint8 (H, W, 3), resized and cropped."""
         c = self.clips[clip]
         if c.is_video:
             return self.video(clip)[t]
-        cache = self._lru()
-        key = ("f", clip, t)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-        img = self.resize.image(read_image(c.frame_path(t)))
-        cache.put(key, img, img.nbytes)
-        return img
+        return self._cached(("f", clip, t), lambda: self.resize.image(read_image(c.frame_path(t))))
 
     def frames(self, clip: int, ts: Sequence[int]) -> np.ndarray:
         """Frames ``ts`` of a clip: uint8 (T, H, W, 3)."""
@@ -334,32 +339,24 @@ class ClipReader:
 
     def video(self, clip: int) -> np.ndarray:
         """All frames of a video clip: uint8 (T, H, W, 3), resized and cropped."""
-        cache = self._lru()
-        key = ("v", clip)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-        arr = read_video(self.clips[clip].path, transform=self.resize.image)
-        cache.put(key, arr, arr.nbytes)
-        return arr
+        path = self.clips[clip].path
+        return self._cached(("v", clip), lambda: read_video(path, transform=self.resize.image))
 
     def ground_truth(self, clip: int) -> GroundTruth | None:
         """Return the clip's ground truth, resized and cropped like its frames, or None."""
         c = self.clips[clip]
         if not c.has_ground_truth:
             return None
-        cache = self._lru()
-        key = ("g", clip)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-        gt = load_ground_truth(c.path)
-        if gt is None:
-            return None
-        gt = _resize_ground_truth(gt, self.resize, gt.size)
-        nbytes = gt.object_masks.nbytes + gt.foreground.nbytes + gt.centroids.nbytes
-        cache.put(key, gt, nbytes)
-        return gt
+
+        def load() -> GroundTruth | None:
+            gt = load_ground_truth(c.path)
+            return None if gt is None else _resize_ground_truth(gt, self.resize, gt.size)
+
+        return self._cached(
+            ("g", clip),
+            load,
+            lambda gt: gt.object_masks.nbytes + gt.foreground.nbytes + gt.centroids.nbytes,
+        )
 
     def foreground(self, clip: int) -> np.ndarray | None:
         """Return the clip's foreground masks uint8 (T, H, W), resized and cropped, or None.
@@ -369,17 +366,12 @@ class ClipReader:
         c = self.clips[clip]
         if not c.has_ground_truth:
             return None
-        cache = self._lru()
-        key = ("fg", clip)
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-        fg = load_foreground(c.path)
-        if fg is None:
-            return None
-        fg = np.ascontiguousarray(self.resize.masks(fg))
-        cache.put(key, fg, fg.nbytes)
-        return fg
+
+        def load() -> np.ndarray | None:
+            fg = load_foreground(c.path)
+            return None if fg is None else np.ascontiguousarray(self.resize.masks(fg))
+
+        return self._cached(("fg", clip), load)
 
 
 def load_annotation(clip_dir: str | os.PathLike[str], name: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from training.data.layout import DataWarning, LayoutIndex
+from training.data.layout import Clip, ClipReader, DataWarning, LayoutIndex
 
 
 class LayoutDataset(Dataset):
@@ -21,7 +21,16 @@ class LayoutDataset(Dataset):
     item_noun = "item"
     index: LayoutIndex
     root: Any
+    size: Any
     _load_failures: int = 0
+
+    def _attach(self, clips: list[Clip], ground_truth: bool | None, cache_mb: float) -> None:
+        """Keep the usable ``clips`` and open their reader (ends every subclass's __init__)."""
+        self.clips = clips
+        self.has_ground_truth = ground_truth is not False and all(
+            c.has_ground_truth for c in clips
+        )
+        self.reader = ClipReader(clips, self.size, cache_mb)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -11,7 +11,6 @@ import torch
 
 from training.data.layout import (
     CHECK_MODES,
-    ClipReader,
     build_index,
     load_annotation,
     scan_clips,
@@ -125,11 +124,7 @@ class FramePairDataset(LayoutDataset):
             },
             scan.unreadable,
         )
-        self.clips = clips
-        self.has_ground_truth = ground_truth is not False and all(
-            c.has_ground_truth for c in clips
-        )
-        self.reader = ClipReader(clips, self.size, cache_mb)
+        self._attach(clips, ground_truth, cache_mb)
         self._actions: dict[int, np.ndarray] = {}
         self._load_failures = 0
 
