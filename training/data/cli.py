@@ -51,6 +51,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_recording_args(parser: argparse.ArgumentParser) -> None:
+    """Add the options every simulator recorder takes (its ``main_make`` reads them)."""
+    parser.add_argument("--out", required=True, help="output root")
+    parser.add_argument("--clips", type=_positive, required=True, help="number of clips")
+    parser.add_argument("--size", type=_positive, default=64, help="frame size in pixels")
+    parser.add_argument("--frames", type=_positive, default=30, help="frames per clip")
+    parser.add_argument("--seed", type=int, default=0, help="seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of ``lcvg-data`` (every flag has help text)."""
     parser = argparse.ArgumentParser(
@@ -93,11 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fetchpush", help="robot pushing recorded in MuJoCo ([sim] extra)",
         description="FetchPush recordings with robot masks and gripper/block positions.",
     )
-    fp.add_argument("--out", required=True, help="output root")
-    fp.add_argument("--clips", type=_positive, required=True, help="number of clips")
-    fp.add_argument("--size", type=_positive, default=64, help="frame size in pixels")
-    fp.add_argument("--frames", type=_positive, default=30, help="frames per clip")
-    fp.add_argument("--seed", type=int, default=0, help="seed")
+    _add_recording_args(fp)
 
     at = make_sub.add_parser(
         "atari", help="Atari recordings with colour-key ground truth ([sim] extra)",
@@ -106,11 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument(
         "--game", choices=("breakout", "tennis", "pong"), default="breakout", help="the game"
     )
-    at.add_argument("--out", required=True, help="output root")
-    at.add_argument("--clips", type=_positive, required=True, help="number of clips")
-    at.add_argument("--size", type=_positive, default=64, help="frame size in pixels")
-    at.add_argument("--frames", type=_positive, default=30, help="frames per clip")
-    at.add_argument("--seed", type=int, default=0, help="seed")
+    _add_recording_args(at)
 
     cb = sub.add_parser(
         "convert-bair", help="BAIR softmotion30_44k TFRecords -> the clip layout",
