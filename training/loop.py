@@ -187,7 +187,10 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
     b = frame.shape[0]
     pred = pred.float()
     pred1 = pred[:b]
-    rec, rl = losses.reconstruction_loss(pred1, target, cfg.rec_weight)
+    changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)
+    pixel_weight = (losses.motion_weights(changed, cfg.rec_motion_weight)
+                    if cfg.rec_motion_weight > 0 else None)
+    rec, rl = losses.reconstruction_loss(pred1, target, cfg.rec_weight, pixel_weight)
     vq_term, vl = losses.vq_loss_term(vq, cfg.vq_weight)
     perc, pl = losses.perceptual_loss(ctx.perceptual, pred1, target, cfg.perceptual_weight)
     logs.update(rl | vl | pl)
@@ -202,8 +205,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
                                    cfg.ratio_halve_every)
         bg, bl = losses.background_loss(soft, frame.float(), target.float(), cfg.bg_weight)
         if cfg.fg_prior == "dynamic":
-            prior: torch.Tensor | float = losses.changed_pixels(
-                frame, target, cfg.fg_tau, cfg.fg_diff)
+            prior: torch.Tensor | float = changed
         else:
             prior = cfg.fixed_prior
         fg, fl = losses.size_prior_loss(soft, prior, w_fg, cfg.fg_hinge)
@@ -217,7 +219,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         assert m_t_bin is not None and control is not None
         pred2 = pred[b:] if phase == "single" else pred
         if phase == "single":
-            rec2, _ = losses.reconstruction_loss(pred2, target, cfg.rec_weight)
+            rec2, _ = losses.reconstruction_loss(pred2, target, cfg.rec_weight, pixel_weight)
             total = total + rec2
             logs["rec2_loss"] = float(rec2.detach()) / max(cfg.rec_weight, 1e-12)
         bg2, b2l = losses.stage2_background_loss(m_t_bin, pred2, target, cfg.stage2_bg_weight)

@@ -44,12 +44,34 @@ def _f(x: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------- image terms
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor,
-                        weight: float = 1.0) -> LossAndLogs:
-    """L1 reconstruction ``weight * mean|target - pred|`` of (B, 3, H, W) frames."""
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: float = 1.0,
+                        pixel_weight: torch.Tensor | None = None) -> LossAndLogs:
+    """L1 reconstruction ``weight * mean|target - pred|`` of (B, 3, H, W) frames.
+
+    ``pixel_weight`` (B, 1, H, W), optional, multiplies each pixel's error inside the mean (see
+    :func:`motion_weights`); the logged ``rec_loss`` stays the plain L1, comparable across runs.
+    """
     _check_frames("reconstruction_loss", pred, target)
-    rec = (target.float() - pred.float()).abs().mean()
-    return weight * rec, {"rec_loss": _f(rec)}
+    error = (target.float() - pred.float()).abs()
+    rec = error.mean()
+    if pixel_weight is None:
+        return weight * rec, {"rec_loss": _f(rec)}
+    _check_masks("reconstruction_loss", pixel_weight, pred)
+    return weight * (error * pixel_weight.float()).mean(), {"rec_loss": _f(rec)}
+
+
+def motion_weights(changed: torch.Tensor, extra: float) -> torch.Tensor:
+    """Per-pixel L1 weights ``1 + extra * mu_t``: (B, 1, H, W) {0, 1} -> (B, 1, H, W).
+
+    Not in the paper. Moving objects are a few percent of the pixels, so the plain L1 hardly
+    pays a small model to draw them: on sprites (objects ~7 % of the frame) the ``small``
+    generator (0.2 M parameters, true masks, 600 steps) reached 9.8 dB PSNR on the objects with
+    the plain L1, 16.5 dB with ``extra=10`` and 17.1 dB with ``extra=30``, for 2 dB less on the
+    whole frame at that point. mu_t (:func:`changed_pixels`) needs no labels.
+    """
+    if extra < 0:
+        raise ValueError(f"motion weight must be >= 0, got {extra!r}")
+    return 1.0 + extra * changed
 
 
 def vq_loss_term(vq_loss: torch.Tensor, weight: float = 1.0) -> LossAndLogs:

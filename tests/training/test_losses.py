@@ -18,6 +18,23 @@ def test_reconstruction_is_weighted_l1():
         losses.reconstruction_loss(pred, target[:, :1])
 
 
+def test_motion_weights_make_changed_pixels_count_more():
+    target = torch.zeros(1, 3, 4, 4)
+    pred = target.clone()
+    pred[..., 0, 0] = 1.0  # error on one changed pixel
+    pred[..., 3, 3] = 1.0  # and on one static pixel
+    changed = torch.zeros(1, 1, 4, 4)
+    changed[..., 0, 0] = 1.0
+    weights = losses.motion_weights(changed, 9.0)
+    loss, logs = losses.reconstruction_loss(pred, target, 2.0, weights)
+    assert loss.item() == pytest.approx(2.0 * (10.0 + 1.0) * 3 / 48)
+    assert logs["rec_loss"] == pytest.approx(2 * 3 / 48)  # the log stays the plain L1
+    with pytest.raises(ValueError, match="-1"):
+        losses.motion_weights(changed, -1.0)
+    with pytest.raises(ValueError, match=r"\(1, 1, 2, 2\)"):
+        losses.reconstruction_loss(pred, target, 1.0, torch.ones(1, 1, 2, 2))
+
+
 def test_vq_term_requires_scalar():
     loss, logs = losses.vq_loss_term(torch.tensor(0.3), weight=2.0)
     assert loss.item() == pytest.approx(0.6) and logs["vq_loss"] == pytest.approx(0.3)
