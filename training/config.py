@@ -132,6 +132,10 @@ class TrainConfig:
     """lambda_bg of stage II (L'_bg = |(1 - m_t) (f~_{t+1} - f_{t+1})|_1)."""
     control_source: str = "fitted_affine"
     """Stage II pseudo control: "fitted_affine", "fitted_translation" or "future_mask"."""
+    self_forcing: float = 0.0
+    """Stage II: probability per pair that the input f_t is replaced by G's own one-step output
+    G(f_t, binarise(M(f_t))) (no gradient), so that G learns to step from generated frames as
+    the simulator feeds them back. Not in the paper (0)."""
     control_objects: int = 3
     """Fit one transform per connected component of M's mask (up to this many, each matched to
     the nearest component of the next mask; the paper's multi-object control) instead of one
@@ -194,6 +198,9 @@ class TrainConfig:
                      "disc_ndf", "fit_iterations", "eval_horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.self_forcing <= 1.0:
+            raise ValueError(
+                f"TrainConfig.self_forcing must be in [0, 1], got {self.self_forcing}")
         if self.rec_motion_weight < 0:
             raise ValueError(
                 f"TrainConfig.rec_motion_weight must be >= 0, got {self.rec_motion_weight}")

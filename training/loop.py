@@ -179,6 +179,11 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         m_t_bin, control, clogs = ctx.pseudo(ctx.generator.mask, frame, target, index)
         ctx.generator.mask_net.train(was_training)
         logs.update(clogs)
+    changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)  # real f_t, f_{t+1}
+    if phase == "stage2" and cfg.self_forcing > 0:
+        assert m_t_bin is not None
+        frame, forced = self_forced_inputs(ctx, frame, m_t_bin, cfg.self_forcing)
+        logs["self_forced"] = forced
 
     # ---- 1. generator update
     use_gan = cfg.disc_weight > 0 and step >= cfg.disc_start
@@ -187,7 +192,6 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
     b = frame.shape[0]
     pred = pred.float()
     pred1 = pred[:b]
-    changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)
     pixel_weight = (losses.motion_weights(changed, cfg.rec_motion_weight)
                     if cfg.rec_motion_weight > 0 else None)
     rec, rl = losses.reconstruction_loss(pred1, target, cfg.rec_weight, pixel_weight)
@@ -274,6 +278,36 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         ctx.last["control"] = control.detach()
         ctx.last["pred_control"] = (pred[b:] if phase == "single" else pred).detach()
     return logs
+
+
+@torch.no_grad()
+def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tensor,
+                       probability: float) -> tuple[torch.Tensor, float]:
+    """Replace a random share of the input frames by the generator's own one-step output.
+
+    The simulator feeds generated frames back into G; trained on real frames only, G drifts
+    out of its input distribution within a few steps (colours wash out, blobs appear).
+    ``G(f_t, binarise(M(f_t)))`` is a generated-looking f_t with the objects nearly in place
+    (nothing tells G how they move), so stage II then learns the controlled step from inputs
+    like the ones it will see. Draws from torch's global RNG (restored on resume).
+
+    Args:
+        ctx: the step context (its ``generator`` and ``autocast`` are used).
+        frame: (B, 3, H, W) real f_t in [-1, 1].
+        masks: (B, 1, H, W) binarised masks of f_t.
+        probability: chance per pair of the replacement.
+
+    Returns:
+        The (B, 3, H, W) input frames and the share that was replaced.
+    """
+    pick = torch.rand(frame.shape[0], device=frame.device) < probability  # (B,)
+    if not bool(pick.any()):
+        return frame, 0.0
+    with ctx.autocast():
+        generated = ctx.generator.generate(frame[pick], masks[pick]).frames
+    out = frame.clone()
+    out[pick] = generated.float().clamp(-1.0, 1.0).to(frame.dtype)
+    return out, float(pick.float().mean())
 
 
 @torch.no_grad()

@@ -1,12 +1,14 @@
+import contextlib
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from training import cli
 from training.config import TrainConfig, apply_ablation, describe_fields, preset
-from training.loop import Trainer, train
+from training.loop import Trainer, self_forced_inputs, train
 from training.pseudo_control import PseudoControl
 
 from .conftest import tiny_config
@@ -77,6 +79,30 @@ def test_training_writes_run_folder_and_metrics(tiny_data, tmp_path):
     from lcvg_env.models import LayeredGenerator
     model = LayeredGenerator.from_checkpoint(run / "model.safetensors", device="cpu")
     assert model.config == tiny_config(tiny_data).model
+
+
+def test_self_forcing_feeds_the_generators_own_output_to_stage2(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, stage1_steps=1, stage2_steps=2, self_forcing=1.0,
+                      rec_motion_weight=5.0)
+    trainer = train(cfg, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["stage2/train/self_forced"] for r in rows if "stage2/train/self_forced" in r] == [
+        1.0, 1.0]
+    assert not any("stage1/train/self_forced" in r for r in rows)
+
+    generator = trainer.generator.eval()
+    ctx = SimpleNamespace(generator=generator, autocast=contextlib.nullcontext)
+    torch.manual_seed(0)
+    frame = torch.rand(3, 3, *cfg.model.resolution) * 2 - 1
+    masks = (torch.rand(3, 1, *cfg.model.resolution) > 0.7).float()
+    with torch.no_grad():
+        own = generator.generate(frame, masks).frames.clamp(-1, 1)
+    forced, share = self_forced_inputs(ctx, frame, masks, 1.0)
+    assert share == 1.0 and torch.allclose(forced, own, atol=1e-6)
+    kept, share = self_forced_inputs(ctx, frame, masks, 0.0)
+    assert share == 0.0 and kept is frame
+    with pytest.raises(ValueError, match="self_forcing"):
+        TrainConfig(self_forcing=1.5)
 
 
 def test_stage2_really_freezes_the_mask_net(tiny_data, tmp_path):
