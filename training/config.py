@@ -250,10 +250,11 @@ def small_model() -> ModelConfig:
     """Return the ``small`` preset's model: ModelConfig.small() slimmed for 2 CPU cores.
 
     8 base channels at 64x64 (16 at 32x32, 32 at 16x16), a 16x16 latent of 32-dim codes (128 of
-    them), no attention, and a mask network of width 8 with 2 residual blocks: about 0.25 M
-    parameters, ~4x cheaper per step than ModelConfig.small(). The mask network's GroupNorm uses
-    2 groups: with one channel per group (the default at this width) it acts as an instance
-    norm, and its ReLU features died on the objects (the mask stayed just under 0.5 there).
+    them), attention only in the middle blocks, and a mask network of width 8 with 2 residual
+    blocks: about 0.25 M parameters, ~4x cheaper per step than ModelConfig.small(). The mask
+    network's GroupNorm uses 2 groups: with one channel per group (the default at this width)
+    it acts as an instance norm, and its ReLU features died on the objects (the mask stayed
+    just under 0.5 there).
     The encoder/decoder GroupNorm uses 1 group (a layer norm over channels and space): with
     few channels per group the per-group normalisation erased the objects' key colours, and
     the generator drew every object as the same grey blob.
