@@ -14,6 +14,8 @@ from lcvg_env.models import (
 )
 from lcvg_env.models import quantizer as quantizer_module
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Released module sizes (authors' code, BAIR config), in parameters.
 RELEASED = {"mask_net": 11.38e6, "encoder": 7.63e6, "decoder": 10.92e6}
 PAPER_PRESETS = ["paper_bair", "paper_tennis", "official_bair"]
@@ -29,16 +31,6 @@ def square_masks(config: ModelConfig, batch: int) -> torch.Tensor:
     h, w = config.resolution
     masks[:, :, h // 4 : h // 2, w // 4 : w // 2] = 1.0
     return masks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These tests check behaviour, not speed. On a shared 2-core machine two OpenMP threads
-    # wait on each other whenever another process holds a core (10x slower than one thread).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

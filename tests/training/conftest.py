@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from lcvg_env.models import ModelConfig
@@ -51,12 +50,8 @@ def make_tiny_sprites(root: Path, clips: dict[str, int], frames: int = 6, size: 
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and never oversubscribe a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every training test runs on one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
