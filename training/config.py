@@ -30,6 +30,7 @@ from lcvg_env.models import ModelConfig
 
 ABLATIONS = ("no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage")
 CONTROL_SOURCES = ("fitted_affine", "fitted_translation", "future_mask")
+BG_MASKS = ("frame", "pair_union")
 PRESETS = ("small", "paper_bair", "paper_tennis", "official_bair")
 
 
@@ -112,6 +113,12 @@ class TrainConfig:
     """Floor of the ratio schedule."""
     ratio_halve_every: int = 250
     """Halve the ratio every this many stage I steps until it reaches ratio_end (0: never)."""
+    bg_mask: str = "frame"
+    """Which mask L_bg and L_fg of stage I use: "frame" (the paper: m_t = M(f_t)) or
+    "pair_union" (1 - (1 - m_t)(1 - m_{t+1}) with m_{t+1} = M(f_{t+1}), both trained). M sees one
+    frame, so with "frame" every changed pixel, including where the object will move to,
+    must lie in m_t: m_t grows a ring of about the per-frame motion around the object. With
+    the union each mask only needs to cover its own frame's object. Not in the paper."""
     fg_prior: str = "dynamic"
     """Size prior of L_fg: "dynamic" (mean(mu_t), mu_t = changed pixels) or "fixed"."""
     fixed_prior: float = 0.15
@@ -179,6 +186,7 @@ class TrainConfig:
             "disc_loss": ("hinge", "vanilla"),
             "disc_norm": ("batch", "group", "instance", "none"),
             "fg_prior": ("dynamic", "fixed"),
+            "bg_mask": BG_MASKS,
             "fg_diff": ("rgb_l1", "luma"),
             "control_source": CONTROL_SOURCES,
             "ablate": ("",) + ABLATIONS,
@@ -266,8 +274,9 @@ def small_model() -> ModelConfig:
 
 def _small() -> TrainConfig:
     # Tuned on procedural sprites at 64x64 on 2 CPU cores (README, "Training").
-    return TrainConfig(preset="small", stage1_steps=4000, stage2_steps=1500,
-                       rec_motion_weight=20.0, model=small_model())
+    return TrainConfig(preset="small", stage1_steps=4000, stage2_steps=3000,
+                       rec_motion_weight=20.0, bg_mask="pair_union", self_forcing=0.5,
+                       model=small_model())
 
 
 def _paper_bair() -> TrainConfig:

@@ -87,10 +87,11 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
 class _Forward(nn.Module):
     """The generator's forward for one training step, as one module call (what DDP needs).
 
-    ``forward(frames, control=None, joint=False)``: stage I (control None) uses M's soft masks;
-    stage II uses ``control``; ``joint`` does both in one batched call (frames repeated).
-    Returns (pred (B', 3, H, W), masks (B', 1, H, W), vq_loss (), perplexity (), code indices
-    (2, B', h', w')).
+    ``forward(frames, control=None, joint=False, next_frames=None)``: stage I (control None)
+    uses M's soft masks; stage II uses ``control``; ``joint`` does both in one batched call
+    (frames repeated). With ``next_frames`` (B, 3, H, W), M also runs on them, in the same
+    call as on ``frames``. Returns (pred (B', 3, H, W), masks (B', 1, H, W), vq_loss (),
+    perplexity (), code indices (2, B', h', w'), next masks (B, 1, H, W) or None).
     """
 
     def __init__(self, generator: LayeredGenerator) -> None:
@@ -98,19 +99,28 @@ class _Forward(nn.Module):
         self.generator = generator
 
     def forward(self, frames: torch.Tensor, control: torch.Tensor | None = None,
-                joint: bool = False) -> tuple[torch.Tensor, ...]:
+                joint: bool = False, next_frames: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor | None, ...]:
         """See the class docstring."""
         g = self.generator
+        b = frames.shape[0]
+        next_masks = None
+        if control is None or joint:
+            if next_frames is None:
+                soft = g.mask(frames)
+            else:
+                both = g.mask(torch.cat([frames, next_frames], 0))
+                soft, next_masks = both[:b], both[b:]
         if control is None:
-            masks = g.mask(frames)
+            masks = soft
         elif joint:
-            masks = torch.cat([g.mask(frames), control], 0)
+            masks = torch.cat([soft, control], 0)
             frames = torch.cat([frames, frames], 0)
         else:
             masks = control
         latents = g.encode_layers(frames, masks)
         pred = g.decode(latents.foreground + latents.background)
-        return pred, masks, latents.vq_loss, latents.perplexity, latents.indices
+        return pred, masks, latents.vq_loss, latents.perplexity, latents.indices, next_masks
 
 
 @dataclass
@@ -188,7 +198,9 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
     # ---- 1. generator update
     use_gan = cfg.disc_weight > 0 and step >= cfg.disc_start
     with ctx.autocast():
-        pred, masks, vq, perplexity, codes = ctx.forward(frame, control, phase == "single")
+        union = phase in ("stage1", "single") and cfg.bg_mask == "pair_union"
+        pred, masks, vq, perplexity, codes, next_masks = ctx.forward(
+            frame, control, phase == "single", target if union else None)
     b = frame.shape[0]
     pred = pred.float()
     pred1 = pred[:b]
@@ -204,6 +216,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
 
     if phase in ("stage1", "single"):
         soft = masks[:b].float()
+        if next_masks is not None:  # bg_mask "pair_union"
+            soft = losses.pair_union(soft, next_masks)
         ratio_step = local_step if phase == "stage1" else step
         w_fg = schedules.fg_weight(ratio_step, cfg.bg_weight, cfg.ratio_start, cfg.ratio_end,
                                    cfg.ratio_halve_every)
@@ -214,7 +228,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
             prior = cfg.fixed_prior
         fg, fl = losses.size_prior_loss(soft, prior, w_fg, cfg.fg_hinge)
         w_bin = cfg.bin_weight * schedules.ramp(ratio_step, cfg.bin_ramp_steps)
-        bn, bnl = losses.binarization_loss(soft, w_bin)
+        bn, bnl = losses.binarization_loss(
+            masks[:b] if next_masks is None else torch.cat([masks[:b], next_masks]), w_bin)
         logs["bin_weight"] = w_bin
         total = total + bg + fg + bn
         logs.update(bl | fl | bnl)

@@ -89,6 +89,25 @@ def test_background_loss_only_counts_unmasked_change():
     assert l2.item() == 0.0
 
 
+def test_pair_union_lets_each_mask_cover_only_its_own_frame():
+    # a square moves 2 px right: with m_t alone, L_bg needs the pixels it moves into as well
+    f, g = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    f[..., 2:5, 1:4] = 1.0
+    g[..., 2:5, 3:6] = 1.0
+    m_t, m_next = f[:, :1].clone(), g[:, :1].clone()  # the true object masks
+    alone, _ = losses.background_loss(m_t, f, g)
+    union = losses.pair_union(m_t, m_next)
+    both, _ = losses.background_loss(union, f, g)
+    assert alone.item() > 0 and both.item() == 0.0
+    assert torch.equal(union, torch.maximum(m_t, m_next))
+    soft = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    nxt = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    losses.pair_union(soft, nxt).sum().backward()
+    assert soft.grad is not None and nxt.grad is not None and (soft.grad > 0).all()
+    with pytest.raises(ValueError, match="pair_union"):
+        losses.pair_union(m_t, torch.zeros(1, 1, 4, 4))
+
+
 def test_changed_pixels_and_size_prior():
     f = torch.zeros(2, 3, 4, 4)
     g = f.clone()

@@ -105,6 +105,26 @@ def test_self_forcing_feeds_the_generators_own_output_to_stage2(tiny_data, tmp_p
         TrainConfig(self_forcing=1.5)
 
 
+def test_pair_union_trains_the_mask_of_both_frames(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, stage1_steps=2, stage2_steps=0, bg_mask="pair_union")
+    trainer = Trainer(cfg, tmp_path / "run")
+    forward, _ = trainer._wrap()
+    torch.manual_seed(0)
+    frame, target = (torch.rand(2, 3, *cfg.model.resolution) * 2 - 1 for _ in range(2))
+    g = trainer.generator.eval()  # the same normalisation statistics in both calls
+    with torch.no_grad():
+        _, masks, *_, next_masks = forward(frame, None, False, target)
+    assert next_masks is not None and next_masks.shape == masks.shape
+    assert torch.allclose(masks, g.mask(frame), atol=1e-6)
+    assert torch.allclose(next_masks, g.mask(target), atol=1e-6)
+    train(cfg, tmp_path / "run2")
+    rows = [json.loads(line) for line in (tmp_path / "run2/metrics.jsonl").read_text()
+            .splitlines()]
+    assert any("stage1/train/bg_loss" in r for r in rows)
+    with pytest.raises(ValueError, match="bg_mask"):
+        TrainConfig(bg_mask="both")
+
+
 def test_stage2_really_freezes_the_mask_net(tiny_data, tmp_path):
     # BatchNorm in M: its running statistics must not move in stage II either.
     cfg = tiny_config(tiny_data, stage1_steps=1, stage2_steps=2)
