@@ -341,15 +341,14 @@ _PRESET_FACTORIES = {
 def apply_ablation(config: TrainConfig) -> TrainConfig:
     """Return the config with ``config.ablate`` applied to the loss weights.
 
-    * no_bg: lambda_bg = 0 in stage I (expected: the mask collapses to empty);
+    * no_bg: L_bg off in stage I (the loop reads ablate: lambda_fg = bg_weight / ratio must
+      keep its value; expected: the mask collapses to empty);
     * no_fg: no size prior (expected: the mask fills the frame);
     * no_bin: lambda_bin = 0 (expected: soft masks that leak the next frame);
     * fixed_prior: size prior fixed at ``fixed_prior`` (expected: masks of fixed size);
     * single_stage: stage I and stage II losses at once, from step 0 (the loop reads ablate).
     """
     a = config.ablate
-    if a == "no_bg":
-        return replace(config, bg_weight=0.0)
     if a == "no_fg":
         # lambda_fg = bg_weight / ratio: an infinite ratio switches the prior off.
         return replace(config, ratio_start=float("inf"), ratio_end=float("inf"))

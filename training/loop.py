@@ -221,7 +221,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         ratio_step = local_step if phase == "stage1" else step
         w_fg = schedules.fg_weight(ratio_step, cfg.bg_weight, cfg.ratio_start, cfg.ratio_end,
                                    cfg.ratio_halve_every)
-        bg, bl = losses.background_loss(soft, frame.float(), target.float(), cfg.bg_weight)
+        w_bg = 0.0 if cfg.ablate == "no_bg" else cfg.bg_weight
+        bg, bl = losses.background_loss(soft, frame.float(), target.float(), w_bg)
         if cfg.fg_prior == "dynamic":
             prior: torch.Tensor | float = changed
         else:
@@ -234,6 +235,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         total = total + bg + fg + bn
         logs.update(bl | fl | bnl)
         logs["fg_weight"] = w_fg
+        logs["bg_weight"] = w_bg
     if phase in ("stage2", "single"):
         assert m_t_bin is not None and control is not None
         pred2 = pred[b:] if phase == "single" else pred

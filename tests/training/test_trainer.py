@@ -50,15 +50,22 @@ def test_overrides_and_presets(capsys):
         TrainConfig.from_dict({**d, "bogus": 1})
 
 
-def test_ablations_change_the_right_weights():
+def test_ablations_change_the_right_weights(tiny_data, tmp_path):
     base = TrainConfig()
-    assert apply_ablation(replace(base, ablate="no_bg")).bg_weight == 0
     assert apply_ablation(replace(base, ablate="no_bin")).bin_weight == 0
     assert apply_ablation(replace(base, ablate="fixed_prior")).fg_prior == "fixed"
     no_fg = apply_ablation(replace(base, ablate="no_fg"))
     from training.schedules import fg_weight
     assert fg_weight(0, no_fg.bg_weight, no_fg.ratio_start, no_fg.ratio_end,
                      no_fg.ratio_halve_every) == 0
+    # no_bg drops L_bg only: the size prior, whose weight is bg_weight / ratio, stays on
+    train(tiny_config(tiny_data, stage1_steps=2, stage2_steps=0, ablate="no_bg"),
+          tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text()
+            .splitlines()]
+    logged = [r for r in rows if "stage1/train/bg_weight" in r]
+    assert logged and all(r["stage1/train/bg_weight"] == 0 for r in logged)
+    assert all(r["stage1/train/fg_weight"] > 0 for r in logged)
 
 
 def test_training_writes_run_folder_and_metrics(tiny_data, tmp_path):
