@@ -143,6 +143,10 @@ class TrainConfig:
     """Stage II: probability per pair that the input f_t is replaced by G's own one-step output
     G(f_t, binarise(M(f_t))) (no gradient), so that G learns to step from generated frames as
     the simulator feeds them back. Not in the paper (0)."""
+    self_forcing_steps: int = 1
+    """Stage II, with self_forcing: the replaced input is G applied k times, k drawn uniformly
+    from 1..this per step (each later application with binarise(M) of the previous output), so
+    that G also learns from the more degraded frames of later rollout steps."""
     control_objects: int = 3
     """Fit one transform per connected component of M's mask (up to this many, each matched to
     the nearest component of the next mask; the paper's multi-object control) instead of one
@@ -206,6 +210,9 @@ class TrainConfig:
                      "disc_ndf", "fit_iterations", "eval_horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.self_forcing_steps < 1:
+            raise ValueError(
+                f"TrainConfig.self_forcing_steps must be >= 1, got {self.self_forcing_steps}")
         if not 0.0 <= self.self_forcing <= 1.0:
             raise ValueError(
                 f"TrainConfig.self_forcing must be in [0, 1], got {self.self_forcing}")

@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from lcvg_env.checkpoint import load_checkpoint, load_weights_strict, save_checkpoint
+from lcvg_env.control import binarize
 from lcvg_env.device import resolve_device
 from lcvg_env.models import LayeredGenerator
 from training import losses, metrics, schedules
@@ -192,7 +193,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
     changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)  # real f_t, f_{t+1}
     if phase == "stage2" and cfg.self_forcing > 0:
         assert m_t_bin is not None
-        frame, forced = self_forced_inputs(ctx, frame, m_t_bin, cfg.self_forcing)
+        frame, forced = self_forced_inputs(ctx, frame, m_t_bin, cfg.self_forcing,
+                                           cfg.self_forcing_steps)
         logs["self_forced"] = forced
 
     # ---- 1. generator update
@@ -299,8 +301,8 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
 
 @torch.no_grad()
 def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tensor,
-                       probability: float) -> tuple[torch.Tensor, float]:
-    """Replace a random share of the input frames by the generator's own one-step output.
+                       probability: float, max_steps: int = 1) -> tuple[torch.Tensor, float]:
+    """Replace a random share of the input frames by the generator's own k-step output.
 
     The simulator feeds generated frames back into G; trained on real frames only, G drifts
     out of its input distribution within a few steps (colours wash out, blobs appear).
@@ -313,6 +315,8 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
         frame: (B, 3, H, W) real f_t in [-1, 1].
         masks: (B, 1, H, W) binarised masks of f_t.
         probability: chance per pair of the replacement.
+        max_steps: k is drawn uniformly from 1..max_steps (one k per call; nothing is drawn
+            for 1); steps after the first use binarise(M(.)) of the previous output.
 
     Returns:
         The (B, 3, H, W) input frames and the share that was replaced.
@@ -320,10 +324,15 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
     pick = torch.rand(frame.shape[0], device=frame.device) < probability  # (B,)
     if not bool(pick.any()):
         return frame, 0.0
+    steps = 1 if max_steps == 1 else int(torch.randint(1, max_steps + 1, ()).item())
+    generated, m = frame[pick], masks[pick]
     with ctx.autocast():
-        generated = ctx.generator.generate(frame[pick], masks[pick]).frames
+        for k in range(steps):
+            if k:
+                m = binarize(ctx.generator.mask(generated).float())
+            generated = ctx.generator.generate(generated, m).frames.float().clamp(-1.0, 1.0)
     out = frame.clone()
-    out[pick] = generated.float().clamp(-1.0, 1.0).to(frame.dtype)
+    out[pick] = generated.to(frame.dtype)
     return out, float(pick.float().mean())
 
 

@@ -108,8 +108,20 @@ def test_self_forcing_feeds_the_generators_own_output_to_stage2(tiny_data, tmp_p
     assert share == 1.0 and torch.allclose(forced, own, atol=1e-6)
     kept, share = self_forced_inputs(ctx, frame, masks, 0.0)
     assert share == 0.0 and kept is frame
+    with torch.no_grad():  # two steps: the second with M's binarised mask of the first output
+        two = generator.generate(own, (generator.mask(own) > 0.5).float()).frames.clamp(-1, 1)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        forced, _ = self_forced_inputs(ctx, frame, masks, 1.0, max_steps=2)
+        matches = [k for k, ref in ((1, own), (2, two)) if torch.allclose(forced, ref, atol=1e-5)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert seen == {1, 2}
     with pytest.raises(ValueError, match="self_forcing"):
         TrainConfig(self_forcing=1.5)
+    with pytest.raises(ValueError, match="self_forcing_steps"):
+        TrainConfig(self_forcing_steps=0)
 
 
 def test_pair_union_trains_the_mask_of_both_frames(tiny_data, tmp_path):
