@@ -115,9 +115,6 @@ def test_reach_policy_beats_random_on_the_bundled_model() -> None:
 
 
 @pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint not present")
-@pytest.mark.xfail(strict=True, reason="the bundled 0.25 M-parameter CPU model still loses the "
-                   "object in many episodes (success 0.25 on these 8 starts, 0.55 in make demo's "
-                   "20); remove this marker with a better model")
 def test_reach_policy_solves_the_bundled_reach_task() -> None:
     success, _ = _reach_episodes(ReachPolicy.from_env, num_envs=8)
     assert success.mean() >= 0.5
