@@ -154,8 +154,8 @@ def background_loss(masks: torch.Tensor, frame: torch.Tensor, next_frame: torch.
 def pair_union(masks: torch.Tensor, next_masks: torch.Tensor) -> torch.Tensor:
     """Soft union 1 - (1 - m_t)(1 - m_{t+1}) of two (B, 1, H, W) masks (``bg_mask="pair_union"``).
 
-    Equal to max(m_t, m_{t+1}) on {0, 1} masks, with a gradient to both. Used in L_bg and L_fg
-    instead of m_t alone, each frame's mask only has to cover its own frame's objects: the
+    Equal to max(m_t, m_{t+1}) on {0, 1} masks, with a gradient to both. With it in L_bg and
+    L_fg instead of m_t alone, each frame's mask only has to cover its own frame's objects: the
     pixels an object moves into are covered by the next frame's mask.
     """
     _check_masks("pair_union", masks)
