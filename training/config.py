@@ -107,6 +107,9 @@ class TrainConfig:
     """Discriminator learning rate = learning_rate x this."""
     bg_weight: float = 50.0
     """lambda_bg of stage I: weight of L_bg = |(1 - m_t) (f_t - f_{t+1})|_1."""
+    bg_loss: bool = True
+    """Apply L_bg in stage I. Off only for the no_bg ablation: lambda_fg = bg_weight / ratio,
+    so zeroing bg_weight would switch the size prior off as well."""
     ratio_start: float = 10.0
     """lambda_bg : lambda_fg at step 0 (lambda_fg = bg_weight / ratio)."""
     ratio_end: float = 5.0
@@ -348,14 +351,15 @@ _PRESET_FACTORIES = {
 def apply_ablation(config: TrainConfig) -> TrainConfig:
     """Return the config with ``config.ablate`` applied to the loss weights.
 
-    * no_bg: L_bg off in stage I (the loop reads ablate: lambda_fg = bg_weight / ratio must
-      keep its value; expected: the mask collapses to empty);
+    * no_bg: L_bg off in stage I, the size prior kept (expected: the mask collapses to empty);
     * no_fg: no size prior (expected: the mask fills the frame);
     * no_bin: lambda_bin = 0 (expected: soft masks that leak the next frame);
     * fixed_prior: size prior fixed at ``fixed_prior`` (expected: masks of fixed size);
     * single_stage: stage I and stage II losses at once, from step 0 (the loop reads ablate).
     """
     a = config.ablate
+    if a == "no_bg":
+        return replace(config, bg_loss=False)
     if a == "no_fg":
         # lambda_fg = bg_weight / ratio: an infinite ratio switches the prior off.
         return replace(config, ratio_start=float("inf"), ratio_end=float("inf"))

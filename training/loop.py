@@ -223,7 +223,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
         ratio_step = local_step if phase == "stage1" else step
         w_fg = schedules.fg_weight(ratio_step, cfg.bg_weight, cfg.ratio_start, cfg.ratio_end,
                                    cfg.ratio_halve_every)
-        w_bg = 0.0 if cfg.ablate == "no_bg" else cfg.bg_weight
+        w_bg = cfg.bg_weight if cfg.bg_loss else 0.0
         bg, bl = losses.background_loss(soft, frame.float(), target.float(), w_bg)
         if cfg.fg_prior == "dynamic":
             prior: torch.Tensor | float = changed
@@ -330,7 +330,7 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
         for k in range(steps):
             if k:
                 m = binarize(ctx.generator.mask(generated).float())
-            generated = ctx.generator.generate(generated, m).frames.float().clamp(-1.0, 1.0)
+            generated = ctx.generator.predict_next(generated, m).float().clamp(-1.0, 1.0)
     out = frame.clone()
     out[pick] = generated.to(frame.dtype)
     return out, float(pick.float().mean())

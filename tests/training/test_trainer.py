@@ -52,6 +52,8 @@ def test_overrides_and_presets(capsys):
 
 def test_ablations_change_the_right_weights(tiny_data, tmp_path):
     base = TrainConfig()
+    no_bg = apply_ablation(replace(base, ablate="no_bg"))
+    assert not no_bg.bg_loss and no_bg.bg_weight == base.bg_weight
     assert apply_ablation(replace(base, ablate="no_bin")).bin_weight == 0
     assert apply_ablation(replace(base, ablate="fixed_prior")).fg_prior == "fixed"
     no_fg = apply_ablation(replace(base, ablate="no_fg"))
