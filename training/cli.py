@@ -16,7 +16,6 @@ import torch
 from training.config import (
     ABLATIONS,
     PRESETS,
-    TrainConfig,
     add_config_arguments,
     apply_overrides,
     config_overrides,
@@ -40,7 +39,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as JSON and exit")
-    add_config_arguments(parser, TrainConfig())
+    add_config_arguments(parser, preset("small"))
     return parser
 
 

@@ -430,7 +430,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: s
 
     Nested dataclasses get dotted names (``--model.ch``). Defaults stay ``None`` so that only the
     flags given on the command line override the preset (see :func:`config_overrides`); the
-    help text shows the default of the ``small`` preset.
+    help text shows ``config``'s value, labelled as the ``small`` preset's (pass that preset).
     """
     docs = field_docs(type(config))
     group = parser.add_argument_group(f"{prefix or 'training '}config fields" if not prefix
@@ -444,7 +444,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: s
             continue
         help_text = docs.get(f.name, "")
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        help_text = f"{help_text} (preset default: {shown})".replace("%", "%%")
+        help_text = f"{help_text} (small preset: {shown})".replace("%", "%%")
         group.add_argument(f"--{prefix}{f.name}", dest=f"cfg:{prefix}{f.name}",
                            type=_parser_for(value), default=argparse.SUPPRESS,
                            metavar=type(value).__name__,

@@ -24,6 +24,10 @@ def test_every_field_is_documented_and_on_the_command_line(capsys):
         if name != "preset":
             assert f"--{name}" in text, name
     assert "lambda_bg of stage I" in text  # the field's doc is the help
+    # the defaults shown are those of the default preset, not of a bare TrainConfig()
+    small = preset("small")
+    assert f"(small preset: {small.stage1_steps})" in " ".join(text.split())
+    assert small.stage1_steps != TrainConfig().stage1_steps
 
 
 def test_overrides_and_presets(capsys):
