@@ -301,8 +301,7 @@ class Simulator:
     def _segment(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, 3, H, W) -> binarised masks (n, 1, H, W), K largest objects (n, K, H, W)."""
         with self._trusted():
-            soft = self.model.mask(self._layout(frames))
-        masks = ctl.binarize(soft.float().contiguous(), self.threshold)
+            masks = self.model.binary_mask(self._layout(frames), self.threshold).contiguous()
         return masks, ctl.object_masks(masks, self.num_objects).float()
 
     def _associate(

@@ -106,7 +106,7 @@ def _stack_clips(clips: Sequence[dict[str, Any]]) -> dict[str, Any]:
 @torch.no_grad()
 def _masks(model: LayeredGenerator, frames: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     """Binarised M masks of (N, 3, H, W) frames -> (N, 1, H, W), in chunks."""
-    out = [control.binarize(model.mask(frames[i:i + chunk]).float())
+    out = [model.binary_mask(frames[i:i + chunk])
            for i in range(0, frames.shape[0], chunk)]
     return torch.cat(out)
 
@@ -178,7 +178,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             m_c = target_masks[:, t]
         else:
             assert theta is not None and positions is not None
-            m = control.binarize(model.mask(g).float())
+            m = model.binary_mask(g)
             m_c = apply_object_controls(m, theta[:, t], positions[:, t])
         g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)

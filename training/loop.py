@@ -44,7 +44,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from lcvg_env.checkpoint import load_checkpoint, load_weights_strict, save_checkpoint
-from lcvg_env.control import binarize
 from lcvg_env.device import resolve_device
 from lcvg_env.models import LayeredGenerator
 from training import losses, metrics, schedules
@@ -329,7 +328,7 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
     with ctx.autocast():
         for k in range(steps):
             if k:
-                m = binarize(ctx.generator.mask(generated).float())
+                m = ctx.generator.binary_mask(generated)
             generated = ctx.generator.predict_next(generated, m).float().clamp(-1.0, 1.0)
     out = frame.clone()
     out[pick] = generated.to(frame.dtype)

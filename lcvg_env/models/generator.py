@@ -124,6 +124,14 @@ class LayeredGenerator(nn.Module):
         self._check_frames(frames)
         return self.mask_net(frames)
 
+    def binary_mask(self, frames: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+        """Binarised foreground masks, the form that conditions G under control.
+
+        (B, 3, H, W) in [-1, 1] -> (B, 1, H, W) float32 in {0, 1}: 1 where M's soft mask
+        exceeds ``threshold`` (the paper's 0.5 by default).
+        """
+        return (self.mask(frames).float() > threshold).float()
+
     def encode_layers(self, frames: torch.Tensor, masks: torch.Tensor) -> LayerLatents:
         """Quantised latents of the foreground and background layers.
 

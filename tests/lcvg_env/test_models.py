@@ -148,6 +148,11 @@ def test_small_forward_shapes_and_ranges(small):
     assert 1.0 <= float(out.perplexity) <= config.n_embed
     assert torch.equal(small.predict_next(frames, masks), out.frames)
     assert torch.equal(full.masks, masks) and torch.allclose(full.frames, out.frames)
+    with torch.no_grad():
+        for threshold in (0.5, float(masks.median())):
+            hard = small.binary_mask(frames, threshold)
+            assert hard.dtype == torch.float32 and hard.shape == masks.shape
+            assert torch.equal(hard, (masks > threshold).float())
 
 
 @pytest.mark.parametrize("norm", ["group", "instance", "batch", "none"])
