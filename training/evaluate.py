@@ -49,6 +49,9 @@ from training.data.ground_truth import load_ground_truth, locate_objects
 from training.run_dir import to_uint8
 
 PROTOCOLS = ("translation", "affine", "nonparametric")
+GROSS_ERROR = 0.1
+"""Position errors above this many image widths (6.4 px at 64x64) count as gross in
+``gross_rate``: the object is not where it should be, rather than slightly off."""
 
 
 def list_clips(root: str | os.PathLike, split: str) -> list[Path]:
@@ -295,17 +298,22 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
     }
     for protocol in PROTOCOLS:
         errs = [e for e in per[protocol]["err"]]
-        per_step = []
+        per_step, median_per_step = [], []
         for t in range(horizon):
-            per_step.append(metrics.rmse(torch.from_numpy(
-                np.concatenate([e[t].ravel() for e in errs]))))
+            step_err = torch.from_numpy(np.concatenate([e[t].ravel() for e in errs]))
+            per_step.append(metrics.rmse(step_err))
+            median_per_step.append(metrics.median_and_gross_rate(step_err, GROSS_ERROR)[0])
         all_err = torch.from_numpy(np.concatenate([e.ravel() for e in errs]))
+        median, gross_rate = metrics.median_and_gross_rate(all_err, GROSS_ERROR)
         missed = np.concatenate([m.reshape(2, -1) for m in per[protocol]["missed"]], axis=1)
         psnr_steps = np.concatenate(per[protocol]["psnr"])  # (N, T)
         ssim_steps = np.concatenate(per[protocol]["ssim"])
         entry = {
             "rmse": metrics.rmse(all_err),
             "rmse_per_step": per_step,
+            "median": median,
+            "median_per_step": median_per_step,
+            "gross_rate": gross_rate,
             "missed_rate": float(missed[0].sum() / max(missed[1].sum(), 1)),
             "psnr": _nanmean(np.where(np.isinf(psnr_steps), 100.0, psnr_steps)),
             "psnr_per_step": [_nanmean(np.where(np.isinf(s), 100.0, s)) for s in psnr_steps.T],

@@ -97,6 +97,19 @@ def rmse(errors: torch.Tensor) -> float:
     return float(finite.float().pow(2).mean().sqrt())
 
 
+def median_and_gross_rate(errors: torch.Tensor, gross: float) -> tuple[float, float]:
+    """Median of the finite entries of ``errors``, and the fraction of them above ``gross``.
+
+    The RMSE is dominated by a few large errors (an object that swapped colour with another it
+    overlapped, a lost object); these two say whether the typical error is small and how often
+    it is not. Both NaN when there is no finite entry.
+    """
+    finite = errors[torch.isfinite(errors)].float()
+    if finite.numel() == 0:
+        return math.nan, math.nan
+    return float(finite.median()), float((finite > gross).float().mean())
+
+
 def position_rmse(pred: torch.Tensor, target: torch.Tensor, width: int) -> float:
     """RMSE of positions (..., 2) in units of image width, ignoring NaN entries."""
     return rmse(position_errors(pred, target, width))

@@ -56,6 +56,10 @@ def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
         entry = saved["protocols"][p]
         assert len(entry["psnr_per_step"]) == 3 and len(entry["rmse_per_step"]) == 3
         assert 0.0 <= entry["missed_rate"] <= 1.0
+        assert len(entry["median_per_step"]) == 3
+        # an untrained model may miss every object: then there are no errors (null)
+        if entry["median"] is not None:
+            assert entry["median"] >= 0 and 0 <= entry["gross_rate"] <= 1
 
 
 def test_ablation_diagnostics(tiny_data):

@@ -200,3 +200,6 @@ def test_metrics():
     p = torch.tensor([[0.0, 0.0], [3.0, 4.0], [math.nan, 0.0]])
     q = torch.zeros(3, 2)
     assert metrics.position_rmse(p, q, width=10) == pytest.approx(math.sqrt(0.25 / 2))
+    errors = torch.tensor([0.01, 0.02, 0.03, 0.5, math.nan])
+    assert metrics.median_and_gross_rate(errors, gross=0.1) == pytest.approx((0.02, 0.25))
+    assert all(math.isnan(v) for v in metrics.median_and_gross_rate(errors[4:], gross=0.1))
