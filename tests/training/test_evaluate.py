@@ -6,7 +6,13 @@ import torch
 
 from lcvg_env import control
 from lcvg_env.models import LayeredGenerator
-from training.evaluate import PROTOCOLS, apply_object_controls, evaluate, fit_object_controls
+from training.evaluate import (
+    PROTOCOLS,
+    apply_object_controls,
+    contact_so_far,
+    evaluate,
+    fit_object_controls,
+)
 
 from .conftest import tiny_model
 
@@ -39,6 +45,19 @@ def test_fitted_object_controls_recover_translation():
     assert (moved - obj[0, 1:]).abs().sum() <= 2
 
 
+def test_contact_flags_start_when_objects_meet_and_stay_on():
+    objects = torch.zeros(1, 4, 3, 16, 16)  # (B, T, K, H, W)
+    objects[0, :, 2, 0:2, 0:2] = 1  # far from the others all the time
+    for t, gap in enumerate((8, 4, 1, 8)):  # object 1 approaches object 0, touches, leaves
+        objects[0, t, 0, 8:10, 2:4] = 1
+        objects[0, t, 1, 8:10, 4 + gap:6 + gap] = 1
+    flags = contact_so_far(objects, margin=2)
+    assert flags.shape == (1, 4, 3)
+    assert flags[0, :, 0].tolist() == [False, False, True, True]  # stays True after leaving
+    assert flags[0, :, 1].tolist() == [False, False, True, True]
+    assert not flags[0, :, 2].any()
+
+
 def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
     torch.manual_seed(0)
     model = LayeredGenerator(tiny_model()).eval()
@@ -60,6 +79,8 @@ def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
         # an untrained model may miss every object: then there are no errors (null)
         if entry["median"] is not None:
             assert entry["median"] >= 0 and 0 <= entry["gross_rate"] <= 1
+        # every located object is in exactly one of the two contact groups
+        assert entry["isolated"]["count"] + entry["after_contact"]["count"] == entry["count"]
 
 
 def test_ablation_diagnostics(tiny_data):
