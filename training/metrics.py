@@ -107,7 +107,8 @@ def median_and_gross_rate(errors: torch.Tensor, gross: float) -> tuple[float, fl
     finite = errors[torch.isfinite(errors)].float()
     if finite.numel() == 0:
         return math.nan, math.nan
-    return float(finite.median()), float((finite > gross).float().mean())
+    median = torch.quantile(finite, 0.5)  # the midpoint for an even count, like numpy's
+    return float(median), float((finite > gross).float().mean())
 
 
 def position_rmse(pred: torch.Tensor, target: torch.Tensor, width: int) -> float:
