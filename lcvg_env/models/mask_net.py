@@ -13,6 +13,7 @@ The layers sit in one ``nn.Sequential`` called ``layers`` in the released order,
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lcvg_env.models.blocks import make_norm, norm_has_shift
@@ -41,6 +42,28 @@ class ReflectResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         return x + self.conv_block(x)
+
+
+class OneOutputConv2d(nn.Conv2d):
+    """``nn.Conv2d`` to one output channel; on CPUs a depthwise convolution summed over channels.
+
+    Same parameters, state-dict keys and result (up to float rounding). oneDNN's direct kernel
+    runs a 7x7 convolution to one channel at a fraction of its usual speed (3.5 GFLOP/s on one
+    core for M's last layer in the sprites model, against 20-37 for the other layers); the
+    depthwise form is 4.5x faster there and 3x at 256x256 with 64 input channels. Other devices
+    keep the plain convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1, H', W')."""
+        plain = self.groups != 1 or self.padding_mode != "zeros" or self.out_channels != 1
+        if x.device.type != "cpu" or plain:
+            return super().forward(x)
+        weight = self.weight.reshape(self.in_channels, 1, *self.kernel_size)
+        per_channel = F.conv2d(x, weight, None, self.stride, self.padding, self.dilation,
+                               groups=self.in_channels)  # (B, C, H', W')
+        out = per_channel.sum(dim=1, keepdim=True)
+        return out if self.bias is None else out + self.bias.view(1, 1, 1, 1)
 
 
 class MaskNet(nn.Module):
@@ -77,7 +100,7 @@ class MaskNet(nn.Module):
                 make_norm(norm, c_out, groups),
                 nn.ReLU(),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Sigmoid()]
+        layers += [nn.ReflectionPad2d(3), OneOutputConv2d(ngf, 1, 7), nn.Sigmoid()]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from lcvg_env.checkpoint import CheckpointError, save_checkpoint
 from lcvg_env.models import (
@@ -13,6 +14,7 @@ from lcvg_env.models import (
     resolve_device,
 )
 from lcvg_env.models import quantizer as quantizer_module
+from lcvg_env.models.mask_net import OneOutputConv2d
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,6 +155,23 @@ def test_small_forward_shapes_and_ranges(small):
             hard = small.binary_mask(frames, threshold)
             assert hard.dtype == torch.float32 and hard.shape == masks.shape
             assert torch.equal(hard, (masks > threshold).float())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_output_conv_equals_the_plain_convolution(bias):
+    torch.manual_seed(0)
+    fast = OneOutputConv2d(5, 1, 7, padding=2, bias=bias)
+    plain = nn.Conv2d(5, 1, 7, padding=2, bias=bias)
+    plain.load_state_dict(fast.state_dict())  # same keys and shapes
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 5, 20, 17).contiguous(memory_format=layout).requires_grad_()
+        y_fast, y_plain = fast(x), plain(x)
+        assert y_fast.shape == y_plain.shape == (3, 1, 18, 15)
+        assert torch.allclose(y_fast, y_plain, atol=1e-5)
+        grads = [torch.autograd.grad(y.square().sum(), [x, m.weight]) for y, m in
+                 ((y_fast, fast), (y_plain, plain))]
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-4)
 
 
 @pytest.mark.parametrize("norm", ["group", "instance", "batch", "none"])
