@@ -109,7 +109,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     """Entry point of ``lcvg-eval``: writes OUT/eval.json and prints the summary."""
     args = _eval_parser().parse_args(argv)
     from lcvg_env.models import LayeredGenerator
-    from training.evaluate import _json_safe, evaluate
+    from training.evaluate import _json_safe, evaluate, summarize
 
     torch.manual_seed(args.seed)
     try:
@@ -120,11 +120,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2
-    summary = {"mask_iou": result["mask_iou"],
-               "locator_rmse": result["locator_on_real"]["rmse"],
-               **{f"{p}_rmse": v["rmse"] for p, v in result["protocols"].items()},
-               **{f"{p}_psnr": v["psnr"] for p, v in result["protocols"].items()}}
-    print(json.dumps(_json_safe(summary), indent=2))
+    print(json.dumps(_json_safe(summarize(result)), indent=2))
     print(f"lcvg-eval: wrote {Path(args.out) / 'eval.json'}")
     return 0
 

@@ -369,6 +369,22 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
     return result
 
 
+def summarize(result: dict[str, Any]) -> dict[str, float]:
+    """Flatten the headline numbers of an ``evaluate`` result into one dict.
+
+    Keys: ``mask_iou``, ``locator_rmse`` and, per protocol P, ``P_rmse``, ``P_median``,
+    ``P_gross_rate``, ``P_isolated_rmse``, ``P_after_contact_rmse``, ``P_missed_rate``,
+    ``P_psnr`` and ``P_ssim``.
+    """
+    flat = {"mask_iou": result["mask_iou"], "locator_rmse": result["locator_on_real"]["rmse"]}
+    for name, entry in result["protocols"].items():
+        for key in ("rmse", "median", "gross_rate", "missed_rate", "psnr", "ssim"):
+            flat[f"{name}_{key}"] = entry[key]
+        for group in ("isolated", "after_contact"):
+            flat[f"{name}_{group}_rmse"] = entry[group]["rmse"]
+    return flat
+
+
 def _json_safe(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _json_safe(v) for k, v in x.items()}

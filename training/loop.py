@@ -628,7 +628,7 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, Any]:
         """Score the final generator on held-out clips (see training.evaluate); log and save."""
-        from training.evaluate import evaluate
+        from training.evaluate import evaluate, summarize
 
         c = self.config
         split = c.eval_split
@@ -638,12 +638,8 @@ class Trainer:
         result = evaluate(self.generator, c.data, self.run.path / "eval", split=split,
                           num_clips=c.eval_clips, horizon=c.eval_horizon,
                           fit_iterations=c.fit_iterations)
-        flat = {"final/eval/mask_iou": result["mask_iou"],
-                "final/eval/locator_rmse": result["locator_on_real"]["rmse"]}
-        for name, entry in result["protocols"].items():
-            for key in ("rmse", "psnr", "ssim", "missed_rate"):
-                flat[f"final/eval/{name}_{key}"] = entry[key]
-        self.run.log(self.step, flat)
+        self.run.log(self.step, {f"final/eval/{key}": value
+                                 for key, value in summarize(result).items()})
         return result
 
     def _run_phase(self, phase: Phase, start: int) -> bool:

@@ -30,7 +30,14 @@ def test_train_both_stages_then_evaluate(tiny_data, tmp_path, capsys):
                           "--device", "cpu", "--fit-iterations", "2"]) == 0
     result = json.loads((out / "eval.json").read_text())
     assert set(result["protocols"]) == {"translation", "affine", "nonparametric"}
-    assert "mask_iou" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.rindex("{\n"):out.rindex("lcvg-eval: wrote")])
+    # the printed summary and the run's final log carry the same headline numbers
+    assert set(printed) == {k.removeprefix("final/eval/") for k in final if
+                            k.startswith("final/eval/")}
+    assert printed["affine_median"] == result["protocols"]["affine"]["median"]
+    assert printed["nonparametric_isolated_rmse"] == (
+        result["protocols"]["nonparametric"]["isolated"]["rmse"])
 
 
 @pytest.mark.parametrize("ablation", ["no_bg", "single_stage"])
