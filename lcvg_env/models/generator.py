@@ -185,9 +185,10 @@ class LayeredGenerator(nn.Module):
     def forward(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> LayeredOutput:
         """Masks (M's soft masks when ``masks`` is None) and the predicted next frames.
 
-        Stage I calls ``model(frames)`` (the mask network learns through the prediction),
-        stage II ``model(frames, edited_masks)``. Calling the module (rather than ``generate``)
-        is what DistributedDataParallel needs.
+        In a training loop of one's own, stage I calls ``model(frames)`` (the mask network
+        learns through the prediction) and stage II ``model(frames, edited_masks)``; calling the
+        module (rather than ``generate``) is what DistributedDataParallel needs. (lcvg's trainer
+        wraps the generator in a module of its own that also returns the code indices.)
 
         Args:
             frames: (B, 3, H, W) in [-1, 1].
