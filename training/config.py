@@ -210,12 +210,9 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "gap", "log_every", "checkpoint_every", "disc_layers",
-                     "disc_ndf", "fit_iterations", "eval_horizon"):
+                     "disc_ndf", "fit_iterations", "eval_horizon", "self_forcing_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.self_forcing_steps < 1:
-            raise ValueError(
-                f"TrainConfig.self_forcing_steps must be >= 1, got {self.self_forcing_steps}")
         if not 0.0 <= self.self_forcing <= 1.0:
             raise ValueError(
                 f"TrainConfig.self_forcing must be in [0, 1], got {self.self_forcing}")
