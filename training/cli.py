@@ -39,7 +39,7 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as JSON and exit")
-    add_config_arguments(parser, preset("small"))
+    add_config_arguments(parser, preset("small"), shown_as="small preset")
     return parser
 
 

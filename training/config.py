@@ -422,12 +422,14 @@ def _parser_for(value: Any) -> Any:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: str = "",
-                         exclude: Sequence[str] = ("preset",)) -> None:
+                         exclude: Sequence[str] = ("preset",), shown_as: str = "default"
+                         ) -> None:
     """Add one ``--<prefix><field>`` flag per field of the dataclass instance ``config``.
 
     Nested dataclasses get dotted names (``--model.ch``). Defaults stay ``None`` so that only the
     flags given on the command line override the preset (see :func:`config_overrides`); the
-    help text shows ``config``'s value, labelled as the ``small`` preset's (pass that preset).
+    help text shows ``config``'s value as "(<shown_as>: value)", e.g. ``shown_as="small
+    preset"`` when ``config`` is that preset.
     """
     docs = field_docs(type(config))
     group = parser.add_argument_group(f"{prefix or 'training '}config fields" if not prefix
@@ -437,11 +439,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: s
             continue
         value = getattr(config, f.name)
         if is_dataclass(value):
-            add_config_arguments(parser, value, prefix=f"{prefix}{f.name}.", exclude=exclude)
+            add_config_arguments(parser, value, prefix=f"{prefix}{f.name}.", exclude=exclude,
+                                 shown_as=shown_as)
             continue
         help_text = docs.get(f.name, "")
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        help_text = f"{help_text} (small preset: {shown})".replace("%", "%%")
+        help_text = f"{help_text} ({shown_as}: {shown})".replace("%", "%%")
         group.add_argument(f"--{prefix}{f.name}", dest=f"cfg:{prefix}{f.name}",
                            type=_parser_for(value), default=argparse.SUPPRESS,
                            metavar=type(value).__name__,
