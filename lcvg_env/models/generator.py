@@ -30,6 +30,7 @@ from lcvg_env.checkpoint import (
     load_weights_strict,
     save_checkpoint,
 )
+from lcvg_env.control import binarize
 from lcvg_env.device import resolve_device
 from lcvg_env.models.config import ModelConfig
 from lcvg_env.models.decoder import Decoder
@@ -130,7 +131,7 @@ class LayeredGenerator(nn.Module):
         (B, 3, H, W) in [-1, 1] -> (B, 1, H, W) float32 in {0, 1}: 1 where M's soft mask
         exceeds ``threshold`` (the paper's 0.5 by default).
         """
-        return (self.mask(frames).float() > threshold).float()
+        return binarize(self.mask(frames).float(), threshold)
 
     def encode_layers(self, frames: torch.Tensor, masks: torch.Tensor) -> LayerLatents:
         """Quantised latents of the foreground and background layers.
