@@ -252,7 +252,8 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
     width = size[1]
     ious: list[float] = []
     per: dict[str, dict[str, list[np.ndarray]]] = {
-        p: {"err": [], "contact": [], "psnr": [], "ssim": [], "missed": []} for p in PROTOCOLS}
+        p: {"err": [], "psnr": [], "ssim": [], "missed": []} for p in PROTOCOLS}
+    contacts: list[np.ndarray] = []  # per clip (T, K): one entry per "err" entry of a protocol
     loc_err, loc_found = [], []
     fit_ious: dict[str, list[float]] = {"translation": [], "affine": []}
     gif_rows: list[np.ndarray] = []
@@ -270,6 +271,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
         real_u8 = to_uint8(real.flatten(0, 1).cpu()).reshape(b, t1, *size, 3)
         for i, c in enumerate(group):
             k = c["centroids"].shape[1]
+            contacts.append(contact[i, 1:, :k].numpy())
             located = torch.from_numpy(locate_objects(real_u8[i], c["colors"]))
             truth = cents[i, :, :k]
             visible = torch.isfinite(truth).all(-1)
@@ -304,7 +306,6 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
                 missed = visible & ~torch.isfinite(err)
                 err = torch.where(visible, err, torch.full_like(err, math.nan))
                 per[protocol]["err"].append(err.numpy())
-                per[protocol]["contact"].append(contact[i, 1:, :k].numpy())
                 per[protocol]["missed"].append(
                     np.stack([missed.float().numpy(), visible.float().numpy()]))
         for i in range(min(b, max(0, gif_clips - len(gif_rows)))):
@@ -327,23 +328,20 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
         "protocols": {},
     }
     for protocol in PROTOCOLS:
-        errs = [e for e in per[protocol]["err"]]
-        per_step, median_per_step = [], []
-        for t in range(horizon):
-            step_err = torch.from_numpy(np.concatenate([e[t].ravel() for e in errs]))
-            per_step.append(metrics.rmse(step_err))
-            median_per_step.append(metrics.median_and_gross_rate(step_err, GROSS_ERROR)[0])
+        errs = per[protocol]["err"]
+        steps = [_error_stats(np.concatenate([e[t].ravel() for e in errs]))
+                 for t in range(horizon)]
         flat = np.concatenate([e.ravel() for e in errs])
-        met = np.concatenate([c.ravel() for c in per[protocol]["contact"]])
+        met = np.concatenate([c.ravel() for c in contacts])
         overall = _error_stats(flat)
         missed = np.concatenate([m.reshape(2, -1) for m in per[protocol]["missed"]], axis=1)
         psnr_steps = np.concatenate(per[protocol]["psnr"])  # (N, T)
         ssim_steps = np.concatenate(per[protocol]["ssim"])
         entry = {
             "rmse": overall["rmse"],
-            "rmse_per_step": per_step,
+            "rmse_per_step": [s["rmse"] for s in steps],
             "median": overall["median"],
-            "median_per_step": median_per_step,
+            "median_per_step": [s["median"] for s in steps],
             "gross_rate": overall["gross_rate"],
             "count": overall["count"],
             "isolated": _error_stats(np.where(met, np.nan, flat)),
