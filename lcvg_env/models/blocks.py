@@ -180,15 +180,16 @@ class Stage(nn.Module):
 
 
 class MidBlock(nn.Module):
-    """Residual block, attention, residual block at the lowest resolution.
+    """Residual block, attention (optional), residual block at the lowest resolution.
 
     (B, C, h, w) -> (B, C, h, w).
     """
 
-    def __init__(self, channels: int, dropout: float, groups: int) -> None:
+    def __init__(self, channels: int, dropout: float, groups: int, attention: bool = True
+                 ) -> None:
         super().__init__()
         self.block_1 = ResnetBlock(channels, channels, dropout, groups)
-        self.attn_1 = AttnBlock(channels, groups)
+        self.attn_1: nn.Module = AttnBlock(channels, groups) if attention else nn.Identity()
         self.block_2 = ResnetBlock(channels, channels, dropout, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

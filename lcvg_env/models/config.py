@@ -20,8 +20,8 @@ MASK_NORMS = ("group", "instance", "batch", "none")
 class ModelConfig:
     """Architecture of the mask network, the VQGAN encoder/decoder and the quantiser.
 
-    The downsampling factor of the VQGAN is ``2 ** (len(ch_mult) - 1)``; ``latent_size`` gives
-    the resulting latent grid (h', w').
+    The downsampling factor of the VQGAN is ``patch_size * 2 ** (len(ch_mult) - 1)``;
+    ``latent_size`` gives the resulting latent grid (h', w').
     """
 
     resolution: tuple[int, int] = (64, 64)
@@ -63,8 +63,20 @@ class ModelConfig:
     """Residual blocks per level in the encoder (the decoder has one more per level)."""
     attn_resolutions: tuple[int, ...] = (16,)
     """Levels with self-attention, named by the larger side of the feature map at that level
-    (``max(H, W) / 2**level``); the middle block always has attention. With the paper's (16,)
-    at 96x256 the attention sits at the 6x16 level, as in the released Tennis config."""
+    (``max(H, W) / (patch_size * 2**level)``); the middle block's is ``mid_attention``. With
+    the paper's (16,) at 96x256 the attention sits at the 6x16 level, as in the released Tennis
+    config."""
+    patch_size: int = 1
+    """Side of the pixel patches folded into channels before the encoder's first convolution
+    (space-to-depth, ``F.pixel_unshuffle``) and unfolded after the decoder's last one
+    (``F.pixel_shuffle``). 1 is the paper's layout. 2 removes the full-resolution level of
+    both networks, the costliest per FLOP on a CPU (many pixels, few channels, memory-bound
+    norms and activations), at the price of a decoder whose last step is a linear map from each
+    feature to a 2x2 pixel block."""
+    mid_attention: bool = True
+    """Self-attention in the middle blocks of the encoder and decoder (the paper's layout has
+    it). At 64x64 with small control steps the convolutions already see far enough, and the
+    attention costs about a tenth of a CPU step."""
     z_channels: int = 64
     """Channels of the encoder output and of the decoder input."""
     norm_groups: int = 32
@@ -98,6 +110,7 @@ class ModelConfig:
             "mask_n_blocks": self.mask_n_blocks,
             "mask_norm_groups": self.mask_norm_groups,
             "ch": self.ch,
+            "patch_size": self.patch_size,
             "num_res_blocks": self.num_res_blocks,
             "z_channels": self.z_channels,
             "norm_groups": self.norm_groups,
@@ -125,7 +138,8 @@ class ModelConfig:
             if side % factor or side % 4:
                 raise ValueError(
                     f"ModelConfig.resolution {self.resolution!r} must be divisible by the VQGAN "
-                    f"downsampling factor {factor} (ch_mult={self.ch_mult!r}) and by 4"
+                    f"downsampling factor {factor} (ch_mult={self.ch_mult!r}, "
+                    f"patch_size={self.patch_size}) and by 4"
                 )
         for mult in self.ch_mult:
             if (self.ch * mult) % self.norm_groups:
@@ -146,14 +160,15 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.beta < 0.0:
             raise ValueError(f"ModelConfig.beta must be >= 0, got {self.beta!r}")
-        if not isinstance(self.legacy_beta, bool):
-            raise TypeError(f"ModelConfig.legacy_beta must be a bool, got {self.legacy_beta!r}")
+        for name in ("legacy_beta", "mid_attention"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
 
     # --- derived quantities ---------------------------------------------------------------------
     @property
     def downsample_factor(self) -> int:
-        """Spatial reduction of the encoder, ``2 ** (len(ch_mult) - 1)``."""
-        return 2 ** (len(self.ch_mult) - 1)
+        """Spatial reduction of the encoder, ``patch_size * 2 ** (len(ch_mult) - 1)``."""
+        return self.patch_size * 2 ** (len(self.ch_mult) - 1)
 
     @property
     def latent_size(self) -> tuple[int, int]:

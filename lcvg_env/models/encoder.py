@@ -1,9 +1,11 @@
 """VQGAN encoder E: a (masked) frame -> a continuous latent grid.
 
-taming-transformers layout: 3x3 ``conv_in`` to ``ch`` channels; for each level ``i`` of
+taming-transformers layout (after an optional space-to-depth fold of ``patch_size`` pixel
+patches): 3x3 ``conv_in`` to ``ch`` channels; for each level ``i`` of
 ``ch_mult``, ``num_res_blocks`` residual blocks to ``ch * ch_mult[i]`` channels (each followed
 by self-attention when the level's resolution is in ``attn_resolutions``) and, except at the
-last level, a stride-2 downsample; a middle block (residual, attention, residual); GroupNorm,
+last level, a stride-2 downsample; a middle block (residual, attention, residual; the
+attention is ``mid_attention``); GroupNorm,
 SiLU and a 3x3 ``conv_out`` to ``z_channels``. With the paper's settings it has 7.63 M
 parameters, the released module's count; the 1x1 ``quant_conv`` that follows it is held by
 ``LayeredGenerator`` (as in the released code) and not counted here.
@@ -32,8 +34,10 @@ class Encoder(nn.Module):
     def __init__(self, config: ModelConfig, in_channels: int = 3) -> None:
         super().__init__()
         ch, mult, groups = config.ch, config.ch_mult, config.norm_groups
-        side = max(config.resolution)  # attention levels are named by the larger side
-        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        self.patch_size = config.patch_size
+        # attention levels are named by the larger side of the feature map
+        side = max(config.resolution) // config.patch_size
+        self.conv_in = nn.Conv2d(in_channels * config.patch_size**2, ch, 3, padding=1)
         stages = []
         block_in = ch
         for level, m in enumerate(mult):
@@ -47,12 +51,14 @@ class Encoder(nn.Module):
             last = level == len(mult) - 1
             stages.append(Stage(blocks, attn, None if last else Downsample(block_in), "downsample"))
         self.down = nn.ModuleList(stages)
-        self.mid = MidBlock(block_in, config.dropout, groups)
+        self.mid = MidBlock(block_in, config.dropout, groups, config.mid_attention)
         self.norm_out = vq_norm(block_in, groups)
         self.conv_out = nn.Conv2d(block_in, config.z_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, z_channels, h', w')."""
+        if self.patch_size > 1:
+            x = F.pixel_unshuffle(x, self.patch_size)
         h = self.conv_in(x)
         for stage in self.down:
             h = stage(h)

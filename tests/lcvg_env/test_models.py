@@ -85,6 +85,9 @@ def test_config_from_dict_rejects_unknown_keys():
         ({"dropout": 1.5}, ValueError, "1.5"),
         ({"legacy_beta": 1}, TypeError, "1"),
         ({"ch_mult": ()}, ValueError, "()"),
+        ({"patch_size": 0}, ValueError, "0"),
+        ({"patch_size": 3}, ValueError, "patch_size=3"),
+        ({"mid_attention": "no"}, TypeError, "'no'"),
     ],
 )
 def test_config_rejects_bad_values(changes, error, quoted):
@@ -133,6 +136,30 @@ def test_paper_shapes_on_meta(preset):
     out = model.generate(frames, masks)
     assert out.frames.shape == (2, 3, *config.resolution)
     assert out.vq_loss.shape == () and out.perplexity.shape == ()
+
+
+def test_patch_size_folds_pixels_into_channels():
+    base = ModelConfig.small()
+    config = base.replace(patch_size=2, ch_mult=(1, 2), mid_attention=False)
+    assert config.downsample_factor == 4 and config.latent_size == base.latent_size
+    torch.manual_seed(0)
+    model = LayeredGenerator(config).eval()
+    assert model.encoder.conv_in.in_channels == 12 and model.decoder.conv_out.out_channels == 12
+    assert isinstance(model.encoder.mid.attn_1, nn.Identity)
+    assert not any(".attn_1." in key for key in model.state_dict())
+    frames = frames_like(config, 2)
+    with torch.no_grad():
+        out = model.generate(frames, square_masks(config, 2))
+    assert out.frames.shape == (2, 3, 64, 64) and torch.isfinite(out.frames).all()
+    # the encoder's first layer sees a 2x2 block as one input: moving a pixel inside its block
+    # changes the features of that block only (conv_in's 3x3 window then spreads it one step)
+    with torch.no_grad():
+        a = model.encoder.conv_in(torch.nn.functional.pixel_unshuffle(frames, 2))
+        moved = frames.clone()
+        moved[:, :, 10, 10] += 0.5
+        b = model.encoder.conv_in(torch.nn.functional.pixel_unshuffle(moved, 2))
+    changed = (a - b).abs().sum((0, 1)) > 0
+    assert changed.nonzero().tolist() == [[y, x] for y in (4, 5, 6) for x in (4, 5, 6)]
 
 
 def test_small_forward_shapes_and_ranges(small):
