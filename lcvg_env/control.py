@@ -59,6 +59,7 @@ __all__ = [
     "params_to_matrix",
     "pixel_to_normalized",
     "union_masks",
+    "warp_binary",
     "warp_masks",
     "warp_objects",
 ]
@@ -473,6 +474,68 @@ def nonparametric_edit(masks: Tensor, user_masks: Tensor, threshold: float = 0.5
         hard = edit != 0
     hard = hard.reshape(-1, 1, h, w).to(device=ref.device, dtype=ref.dtype)
     return hard.expand(b, 1, h, w).contiguous()
+
+
+_TIE_NUDGE_PX = 1e-3
+
+
+def warp_binary(
+    masks: Tensor,
+    theta: Tensor,
+    residual: Tensor | None = None,
+    *,
+    threshold: float = 0.5,
+    limit_px: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """Move binary masks by whole pixels, carrying the sub-pixel remainder to the next step.
+
+    The usual warp-and-binarise (bilinear ``warp_masks``, then ``binarize``) loses the fraction
+    of a pixel in every move: moved by 1.3 px a mask comes out moved by 1 px, moved by 0.4 px
+    not at all, and a diagonal move of under half a pixel erodes its corners (a 10x10 square
+    moved by (0.3, -0.45) px sixteen times keeps 6 of its 100 pixels). Here the masks are
+    sampled at the nearest pixel, which keeps their shape, and the rounding error is kept as
+    in error diffusion: ``residual``, the error of the previous step, is added to the motion
+    as a translation, and the new residual is the distance from the centroid the transform
+    gives (the affine image of the old centroid, plus the incoming residual) to the centroid
+    of the result. A residual larger than ``limit_px`` pixels on either axis is not rounding
+    (the mask left the frame or was cut) and is dropped.
+
+    Args:
+        masks: (B, 1, H, W) masks, binarised at ``threshold`` first.
+        theta: (B, 2, 3) ``input_from_output`` matrices (the module convention).
+        residual: (B, 2) normalised (x, y) motion still owed to each mask, or None (zeros).
+        threshold: binarisation threshold of the input masks.
+        limit_px: largest residual carried, in pixels per axis.
+
+    Returns:
+        ``(moved, residual)``: (B, 1, H, W) {0, 1} masks and the (B, 2) residual to pass to the
+        next step (zero where the input or the output is empty).
+    """
+    masks = _require_masks("masks", masks, channels=1)
+    b, _, h, w = masks.shape
+    theta = _require_theta("theta", theta, b).to(masks.dtype)
+    if residual is None:
+        residual = masks.new_zeros(b, 2)
+    residual = _require_tensor("residual", residual)
+    if tuple(residual.shape) != (b, 2):
+        raise ValueError(f"residual must have shape (B, 2) = ({b}, 2), got {_describe(residual)}")
+    _require_finite("residual", residual)
+    masks = binarize(masks, threshold)
+    scale = 2.0 / masks.new_tensor([w, h])  # normalised units per pixel
+    # owing a forward shift r: x_in = A (x_out - r) + t, so t becomes t - A r. The nudge makes
+    # a move of exactly half a pixel round the same way at every pixel.
+    owed_in = residual.to(masks.dtype) + _TIE_NUDGE_PX * scale
+    shift = theta[..., 2] - (theta[..., :2] @ owed_in.unsqueeze(-1)).squeeze(-1)
+    theta = torch.cat([theta[..., :2], shift.unsqueeze(-1)], dim=-1)
+    warped = _warp(masks, theta, mode="nearest")
+    before = mask_centroids(masks)[:, 0]  # (B, 2)
+    forward = _invert(theta)
+    intended = (forward[..., :2] @ before.unsqueeze(-1)).squeeze(-1) + forward[..., 2]
+    owed = intended - _TIE_NUDGE_PX * scale - mask_centroids(warped)[:, 0]
+    limit = limit_px * scale
+    keep = (owed.abs() <= limit).all(-1) & (masks.flatten(1).amax(1) > 0) & (
+        warped.flatten(1).amax(1) > 0)
+    return warped, torch.where(keep.unsqueeze(-1), owed, torch.zeros_like(owed))
 
 
 def union_masks(masks: Tensor) -> Tensor:

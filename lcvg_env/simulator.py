@@ -9,9 +9,11 @@ One step (method.md, "Inference"), for every environment at once:
 1. the current binarised mask m_t = binarize(M(f_t)) is split into its K largest connected
    components (``objects``, one per controlled object, tracked from step to step);
 2. control: each object mask k is warped by its own transform (``params_to_matrix`` of that
-   object's parameters, rotation and scale about the object's mask centroid), binarised again,
-   and the warped objects are united with the foreground that is not controlled (components
-   beyond the K largest stay where they are); or, for non-parametric control, the given mask
+   object's parameters, rotation and scale about the object's mask centroid), binarised again
+   (``lcvg_env.control.warp_binary``: the sub-pixel part of the motion that binarising drops is
+   owed to the object and added to its next step, so that slow motions add up), and the
+   warped objects are united with the foreground that is not controlled (components beyond
+   the K largest stay where they are); or, for non-parametric control, the given mask
    replaces m_t;
 3. f_{t+1} = G(f_t, m_c) (``LayeredGenerator.predict_next``), clamped to [-1, 1];
 4. m_{t+1} = binarize(M(f_{t+1})); its K largest components are re-associated with the tracked
@@ -56,6 +58,8 @@ class Simulator:
     - ``centroids`` (N, K, 2) float32: each object's mask centroid (x, y), or its last known
       (expected) position while it is lost;
     - ``present`` (N, K) bool: whether the object's mask is non-empty in f_t;
+    - ``residual`` (N, K, 2) float32: the sub-pixel motion each object is still owed (see
+      ``lcvg_env.control.warp_binary``; zero after reset and while the object is lost);
     - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset).
 
     Args:
@@ -127,6 +131,7 @@ class Simulator:
             self.control_masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
+            self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
             self.seen = torch.zeros(n, k, dtype=torch.bool, device=self.device)
         self._orders = (
@@ -171,6 +176,7 @@ class Simulator:
             self.control_masks[idx] = masks
             self.objects[idx] = objects
             self.centroids[idx] = centroids
+            self.residual[idx] = 0.0
             self.present[idx] = present
             self.seen[idx] = present
 
@@ -205,8 +211,10 @@ class Simulator:
                     center=self.centroids.reshape(n * k, 2),
                     size=self.resolution,
                 )  # (N*K, 2, 3) input_from_output, about each object's centroid
-                warped = ctl.warp_masks(self.objects.reshape(n * k, 1, h, w), theta)
-                warped = ctl.binarize(warped.reshape(n, k, h, w), self.threshold)
+                warped, residual = ctl.warp_binary(
+                    self.objects.reshape(n * k, 1, h, w), theta,
+                    self.residual.reshape(n * k, 2), threshold=self.threshold)
+                warped = warped.reshape(n, k, h, w)
                 tracked = self.objects.amax(dim=1, keepdim=True)  # (N, 1, H, W)
                 rest = self.masks * (1.0 - tracked)  # foreground that is not controlled
                 edited = torch.maximum(warped.amax(dim=1, keepdim=True), rest)
@@ -217,6 +225,8 @@ class Simulator:
             frames = frames.float().clamp(-1.0, 1.0)
             masks, objects = self._segment(frames)
             objects, centroids, present = self._associate(objects, expected, gate)
+            if self.control != "mask":
+                self.residual = residual.view(n, k, 2) * present[..., None]
             self.frames = frames
             self.masks = masks
             self.control_masks = edited.float()

@@ -100,6 +100,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fit-iterations", type=int, default=16,
                         help="refinement iterations of the control fits")
     parser.add_argument("--gif-clips", type=int, default=4, help="clips shown in rollouts.gif")
+    parser.add_argument("--whole-pixel", action="store_true",
+                        help="round each step's mask motion to whole pixels (the paper's "
+                             "warp-and-binarise) instead of carrying the sub-pixel remainder")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="torch seed")
     return parser
@@ -116,7 +119,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         model = LayeredGenerator.from_checkpoint(args.checkpoint, device=args.device)
         result = evaluate(model, args.data, args.out, split=args.split, num_clips=args.clips,
                           horizon=args.horizon, fit_iterations=args.fit_iterations,
-                          gif_clips=args.gif_clips)
+                          gif_clips=args.gif_clips, subpixel=not args.whole_pixel)
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2

@@ -159,14 +159,17 @@ def fit_object_controls(objects: torch.Tensor, mode: str, iterations: int = 16
     return theta, iou.reshape(b, t1 - 1, k)
 
 
-def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor,
-                          positions: torch.Tensor) -> torch.Tensor:
+def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor,
+                          residual: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Move each object's part of binary masks by its own transform.
 
     masks (B, 1, H, W) {0, 1}; theta (B, K, 2, 3); positions (B, K, 2) pixel (x, y) of each
     object (NaN: absent, its components stay). Components of each mask (up to K + 4 largest)
-    are assigned to the nearest present object and warped; returns the binarised union (B, 1,
-    H, W).
+    are assigned to the nearest present object and warped. ``residual`` (B, K, 2): the
+    sub-pixel motion each object is still owed (``lcvg_env.control.warp_binary``), or None to
+    round every step's motion to whole pixels as a plain warp-and-binarise does. Returns the
+    binarised union (B, 1, H, W) and the residual for the next step (None when none was given).
     """
     b, _, h, w = masks.shape
     k = theta.shape[1]
@@ -184,17 +187,30 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor,
     assigned = torch.isfinite(dist.amin(-1)) & (area > 0)  # (B, C)
     one_hot = F.one_hot(nearest, k).to(masks.dtype) * assigned[..., None]  # (B, C, K)
     per_object = torch.einsum("bchw,bck->bkhw", comps, one_hot).clamp(0, 1)
-    moved = control.warp_objects(per_object, theta.to(masks.dtype))  # (B, 1, H, W)
+    theta = theta.to(masks.dtype)
+    if residual is None:
+        moved = control.warp_objects(per_object, theta)  # (B, 1, H, W)
+    else:
+        warped, residual = control.warp_binary(
+            per_object.reshape(b * k, 1, h, w), theta.reshape(b * k, 2, 3),
+            residual.reshape(b * k, 2))
+        moved = warped.view(b, k, h, w).amax(1, keepdim=True)
+        residual = residual.view(b, k, 2)
     kept = (comps * (~assigned)[..., None, None].to(masks.dtype)).amax(1, keepdim=True)
-    return control.binarize(torch.maximum(moved, kept))
+    return control.binarize(torch.maximum(moved, kept)), residual
 
 
 @torch.no_grad()
 def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             protocol: str, theta: torch.Tensor | None = None,
             positions: torch.Tensor | None = None,
-            target_masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            target_masks: torch.Tensor | None = None, subpixel: bool = True
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``steps`` frames from first frames (B, 3, H, W).
+
+    ``subpixel``: carry the sub-pixel motion that binarising the warped masks drops from step
+    to step (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every step
+    to whole pixels, the plain warp-and-binarise of the paper's code.
 
     ``protocol`` "translation"/"affine" need ``theta`` (B, T, K, 2, 3) and ``positions``
     (B, T, K, 2) (true object positions at t, for component assignment); "nonparametric"
@@ -203,6 +219,9 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
     """
     frames, used = [], []
     g = first
+    residual = None
+    if subpixel and theta is not None:
+        residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
     for t in range(steps):
         if protocol == "nonparametric":
             assert target_masks is not None
@@ -210,7 +229,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         else:
             assert theta is not None and positions is not None
             m = model.binary_mask(g)
-            m_c = apply_object_controls(m, theta[:, t], positions[:, t])
+            m_c, residual = apply_object_controls(m, theta[:, t], positions[:, t], residual)
         g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)
         used.append(m_c)
@@ -227,8 +246,11 @@ def _nanmean(x: np.ndarray) -> float:
 def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os.PathLike | None,
              split: str = "test", num_clips: int = 16, horizon: int = 16,
              fit_iterations: int = 16, batch_clips: int = 8, gif_clips: int = 4,
-             device: torch.device | str | None = None) -> dict[str, Any]:
+             device: torch.device | str | None = None, subpixel: bool = True
+             ) -> dict[str, Any]:
     """Run the protocol of the module docstring; write outputs to ``out_dir`` (if given).
+
+    ``subpixel`` is passed to ``rollout`` (False: the paper's whole-pixel warps).
 
     Returns the dict written to ``eval.json``.
     """
@@ -287,7 +309,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
                 theta, fiou = fit_object_controls(objects, protocol, fit_iterations)
                 fit_ious[protocol].append(_nanmean(fiou.cpu().numpy()))
                 gen, _ = rollout(model, real[:, 0], horizon, protocol, theta=theta,
-                                 positions=cents[:, :-1].to(dev))
+                                 positions=cents[:, :-1].to(dev), subpixel=subpixel)
             generated[protocol] = gen
             target = real[:, 1:]
             per[protocol]["psnr"].append(
@@ -315,6 +337,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
 
     result: dict[str, Any] = {
         "data": str(data), "split": split, "clips": len(clips), "horizon": horizon,
+        "subpixel_carry": subpixel,
         "resolution": list(size), "units": "position errors in units of image width",
         "mask_iou": _nanmean(np.asarray(ious)),
         "mask_iou_per_clip_frames": len(ious),

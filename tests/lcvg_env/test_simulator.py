@@ -75,6 +75,31 @@ def test_position_control_moves_each_object_by_its_own_row(model: LayeredGenerat
     assert float(distance.min(dim=1).values.max()) < 1e-4
 
 
+def test_sub_pixel_position_control_is_owed_not_lost() -> None:
+    torch.manual_seed(0)
+    sees_everything = LayeredGenerator(TINY).eval()  # M's last layer: mask 1 everywhere, so
+    with torch.no_grad():  # the tracked object is never lost (its residual is kept)
+        last = list(sees_everything.mask_net.modules())[-2]
+        assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
+        last.weight.zero_()
+        last.bias.fill_(10.0)
+    sim = Simulator(sees_everything, 1, num_objects=1, track_gate=None)
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(10, 10, 20, 20)]))
+    controls = torch.tensor([[[2 * 0.4 / 48, 0.0]]])  # 0.4 pixel to the right
+    sim.step(controls)
+    # a plain warp-and-binarise would not move the mask at all: 0.4 px is owed instead
+    assert torch.equal(sim.control_masks, square(1, [(10, 10, 20, 20)]).amax(1, keepdim=True))
+    owed = float(sim.residual[0, 0, 0]) * 48 / 2
+    assert sim.present[0, 0] and owed == pytest.approx(0.4, abs=1e-4)
+    set_objects(sim, square(1, [(10, 10, 20, 20)]))  # keep the test about the control step
+    sim.step(controls)  # 0.8 px owed in total: the mask moves one pixel and owes -0.2 px
+    assert torch.equal(sim.control_masks, square(1, [(11, 10, 21, 20)]).amax(1, keepdim=True))
+    assert float(sim.residual[0, 0, 0]) * 48 / 2 == pytest.approx(-0.2, abs=1e-4)
+    sim.reset([0], tiny_frames(1))
+    assert not bool(sim.residual.any())
+
+
 def test_affine_control_rotates_about_the_centroid(model: LayeredGenerator) -> None:
     sim = Simulator(model, 1, control="affine", num_objects=1)
     sim.reset([0], tiny_frames(1))

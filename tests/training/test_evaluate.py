@@ -25,13 +25,21 @@ def test_object_controls_move_each_object_by_its_own_transform():
     dx = 4 * 2 / 32
     theta = torch.tensor([[[1.0, 0, -dx], [0, 1, 0]], [[1.0, 0, 0], [0, 1, 0]]]).unsqueeze(0)
     positions = torch.tensor([[[6.5, 6.5], [22.5, 22.5]]])
-    out = apply_object_controls(masks, theta, positions)
+    out, residual = apply_object_controls(masks, theta, positions)
     expected = torch.zeros_like(masks)
     expected[..., 4:10, 8:14] = 1
     expected[..., 20:26, 20:26] = 1
+    assert torch.equal(out, expected) and residual is None
+    # with a residual, whole-pixel moves owe nothing; a 0.4 px move is owed to the next step
+    out, residual = apply_object_controls(masks, theta, positions, torch.zeros(1, 2, 2))
+    assert torch.equal(out, expected) and torch.allclose(residual, torch.zeros(1, 2, 2))
+    fraction = theta.clone()
+    fraction[0, 1, 0, 2] = -0.4 * 2 / 32
+    out, residual = apply_object_controls(masks, fraction, positions, torch.zeros(1, 2, 2))
     assert torch.equal(out, expected)
+    assert torch.allclose(residual[0, 1] * 16, torch.tensor([0.4, 0.0]), atol=1e-5)
     # an absent object (NaN position) leaves its components where they are
-    out = apply_object_controls(masks, theta[:, :1], torch.tensor([[[math.nan, math.nan]]]))
+    out, _ = apply_object_controls(masks, theta[:, :1], torch.tensor([[[math.nan, math.nan]]]))
     assert torch.equal(out, masks)
 
 
