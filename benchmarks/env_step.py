@@ -8,6 +8,7 @@ N in {1, 16, 64, 256}. An N whose first step shows it would not fit in the time 
 skipped and listed under ``skipped``. Measures; never passes or fails.
 
     python -m benchmarks.env_step [--device cpu] [--budget 30] [--sizes 1 16 64 256]
+        [--checkpoint CKPT [--start-frames FRAMES]]
 """
 
 from __future__ import annotations
@@ -104,12 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--checkpoint", default=None, help="sprites checkpoint to measure")
+    parser.add_argument("--start-frames", default=None,
+                        help="first frames for --checkpoint (a folder, .npz or .npy; default: "
+                             "random frames)")
     parser.add_argument("--skip-paper", action="store_true", help="only the sprites model")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     name, model, frames = sprites_model(device, args.checkpoint)
+    if args.start_frames:
+        frames = args.start_frames
     models = [(name, model, frames)]
     if not args.skip_paper:
         torch.manual_seed(0)

@@ -8,13 +8,12 @@ One step (method.md, "Inference"), for every environment at once:
 
 1. the current binarised mask m_t = binarize(M(f_t)) is split into its K largest connected
    components (``objects``, one per controlled object, tracked from step to step);
-2. control: each object mask k is warped by its own transform (``params_to_matrix`` of that
-   object's parameters, rotation and scale about the object's mask centroid), binarised again
-   (``lcvg_env.control.warp_binary``: the sub-pixel part of the motion that binarising drops is
-   owed to the object and added to its next step, so that slow motions add up), and the
-   warped objects are united with the foreground that is not controlled (components beyond
-   the K largest stay where they are); or, for non-parametric control, the given mask
-   replaces m_t;
+2. control: each object mask k is moved by its own transform (``params_to_matrix`` of that
+   object's parameters, rotation and scale about the object's mask centroid) by whole pixels
+   (``lcvg_env.control.warp_binary``: the sub-pixel part of the motion is owed to the object
+   and added to its next step, so that slow motions add up), and the moved objects are united
+   with the foreground that is not controlled (components beyond the K largest stay where they
+   are); or, for non-parametric control, the given mask replaces m_t;
 3. f_{t+1} = G(f_t, m_c) (``LayeredGenerator.predict_next``), clamped to [-1, 1];
 4. m_{t+1} = binarize(M(f_{t+1})); its K largest components are re-associated with the tracked
    objects by minimum total distance between each object's expected centroid (old centroid +

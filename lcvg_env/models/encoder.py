@@ -1,14 +1,13 @@
 """VQGAN encoder E: a (masked) frame -> a continuous latent grid.
 
 taming-transformers layout (after an optional space-to-depth fold of ``patch_size`` pixel
-patches): 3x3 ``conv_in`` to ``ch`` channels; for each level ``i`` of
-``ch_mult``, ``num_res_blocks`` residual blocks to ``ch * ch_mult[i]`` channels (each followed
-by self-attention when the level's resolution is in ``attn_resolutions``) and, except at the
-last level, a stride-2 downsample; a middle block (residual, attention, residual; the
-attention is ``mid_attention``); GroupNorm,
-SiLU and a 3x3 ``conv_out`` to ``z_channels``. With the paper's settings it has 7.63 M
-parameters, the released module's count; the 1x1 ``quant_conv`` that follows it is held by
-``LayeredGenerator`` (as in the released code) and not counted here.
+patches): 3x3 ``conv_in`` to ``ch`` channels; for each level ``i`` of ``ch_mult``,
+``num_res_blocks`` residual blocks to ``ch * ch_mult[i]`` channels (each followed by
+self-attention when the level's resolution is in ``attn_resolutions``) and, except at the last
+level, a stride-2 downsample; a middle block (residual, attention, residual; the attention is
+``mid_attention``); GroupNorm, SiLU and a 3x3 ``conv_out`` to ``z_channels``. With the paper's
+settings it has 7.63 M parameters, the released module's count; the 1x1 ``quant_conv`` that
+follows it is held by ``LayeredGenerator`` (as in the released code) and not counted here.
 """
 
 from __future__ import annotations
