@@ -30,6 +30,7 @@ def test_train_both_stages_then_evaluate(tiny_data, tmp_path, capsys):
                           "--device", "cpu", "--fit-iterations", "2"]) == 0
     result = json.loads((out / "eval.json").read_text())
     assert set(result["protocols"]) == {"translation", "affine", "nonparametric"}
+    assert result["subpixel_carry"] is True
     out = capsys.readouterr().out
     printed = json.loads(out[out.rindex("{\n"):out.rindex("lcvg-eval: wrote")])
     # the printed summary and the run's final log carry the same headline numbers
@@ -38,6 +39,15 @@ def test_train_both_stages_then_evaluate(tiny_data, tmp_path, capsys):
     assert printed["affine_median"] == result["protocols"]["affine"]["median"]
     assert printed["nonparametric_isolated_rmse"] == (
         result["protocols"]["nonparametric"]["isolated"]["rmse"])
+    # --whole-pixel changes how masks are warped, so the non-parametric rollouts are unchanged
+    whole = tmp_path / "whole"
+    assert cli.eval_main(["--checkpoint", str(run / "model.safetensors"), "--data",
+                          str(tiny_data), "--out", str(whole), "--clips", "2", "--horizon", "3",
+                          "--device", "cpu", "--fit-iterations", "2", "--whole-pixel"]) == 0
+    plain = json.loads((whole / "eval.json").read_text())
+    assert plain["subpixel_carry"] is False
+    assert plain["protocols"]["nonparametric"]["psnr_per_step"] == (
+        result["protocols"]["nonparametric"]["psnr_per_step"])
 
 
 @pytest.mark.parametrize("ablation", ["no_bg", "single_stage"])
