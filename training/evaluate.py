@@ -13,8 +13,10 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
     object this equals a fit between the real foreground masks.) The control is applied to the
     CURRENT GENERATED mask: binarise(M(G_t)) is split into connected components, each
     component is assigned to the object whose true position at t is nearest to it, moved by
-    that object's transform, and the moved components are united (unassigned components stay
-    where they are); the union is binarised and conditions G.
+    that object's transform (by whole pixels with the sub-pixel remainder carried to the next
+    step, ``lcvg_env.control.warp_binary``, as the simulator moves masks; ``subpixel=False``
+    gives the released code's bilinear warp-and-binarise), and the moved components are united
+    (unassigned components stay where they are); the union is binarised and conditions G.
   - ``nonparametric``: the control mask is M's binarised mask of the real next frame R_{t+1}.
 
 * In each generated frame the objects are found by an independent detector, the key-colour
