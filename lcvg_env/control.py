@@ -161,20 +161,22 @@ def _require_theta(name: str, theta: Any, batch: int | None = None) -> Tensor:
     return theta
 
 
-def _require_center(center: Any, batch: int, like: Tensor) -> Tensor:
-    """Validate a pivot ((B, 2) or (2,) normalised) and return it as (B, 2) like ``like``."""
-    if center is None:
+def _require_points(name: str, points: Any, batch: int, like: Tensor) -> Tensor:
+    """Validate one (x, y) per batch entry: (B, 2), or (2,) for all; None gives zeros.
+
+    Returns (B, 2) in the dtype and on the device of ``like``.
+    """
+    if points is None:
         return like.new_zeros(batch, 2)
-    center = _require_tensor("center", center)
-    if not center.is_floating_point():
-        raise TypeError(f"center must be a floating tensor, got {_describe(center)}")
-    if center.dim() == 1:
-        center = center.unsqueeze(0)
-    if center.dim() != 2 or center.shape[1] != 2 or center.shape[0] not in (1, batch):
-        raise ValueError(f"center must have shape (B, 2) or (2,) with B={batch}, got "
-                         f"{_describe(center)}")
-    _require_finite("center", center)
-    return center.to(device=like.device, dtype=like.dtype).expand(batch, 2)
+    points = _require_tensor(name, points)
+    if not points.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {_describe(points)}")
+    pairs = points.unsqueeze(0) if points.dim() == 1 else points
+    if pairs.dim() != 2 or pairs.shape[1] != 2 or pairs.shape[0] not in (1, batch):
+        raise ValueError(f"{name} must have shape (B, 2) or (2,) with B={batch}, got "
+                         f"{_describe(points)}")
+    _require_finite(name, pairs)
+    return pairs.to(device=like.device, dtype=like.dtype).expand(batch, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +301,7 @@ def params_to_matrix(
     _require_finite("params", params)
     hw = _require_size(size)
     batch = params.shape[0]
-    c = _require_center(center, batch, params)
+    c = _require_points("center", center, batch, params)
     if params.shape[1] == 2:
         params = torch.cat([params, params.new_zeros(batch, 4)], dim=1)
     dx, dy, rot, lsx, lsy, shear = params.unbind(dim=1)
@@ -347,7 +349,7 @@ def matrix_to_params(
     theta = _require_theta("theta", theta)
     hw = _require_size(size)
     batch = theta.shape[0]
-    c = _require_center(center, batch, theta)
+    c = _require_points("center", center, batch, theta)
     det_theta = theta[:, 0, 0] * theta[:, 1, 1] - theta[:, 0, 1] * theta[:, 1, 0]
     bad = (det_theta <= 1e-12).nonzero().flatten().tolist()
     if bad:
@@ -503,7 +505,8 @@ def warp_binary(
     Args:
         masks: (B, 1, H, W) masks, binarised at ``threshold`` first.
         theta: (B, 2, 3) ``input_from_output`` matrices (the module convention).
-        residual: (B, 2) normalised (x, y) motion still owed to each mask, or None (zeros).
+        residual: (B, 2) (or (2,) for all) normalised (x, y) motion still owed to each mask, or
+            None (zeros).
         threshold: binarisation threshold of the input masks.
         limit_px: largest residual carried, in pixels per axis.
 
@@ -514,17 +517,12 @@ def warp_binary(
     masks = _require_masks("masks", masks, channels=1)
     b, _, h, w = masks.shape
     theta = _require_theta("theta", theta, b).to(masks.dtype)
-    if residual is None:
-        residual = masks.new_zeros(b, 2)
-    residual = _require_tensor("residual", residual)
-    if tuple(residual.shape) != (b, 2):
-        raise ValueError(f"residual must have shape (B, 2) = ({b}, 2), got {_describe(residual)}")
-    _require_finite("residual", residual)
+    residual = _require_points("residual", residual, b, masks)
     masks = binarize(masks, threshold)
     scale = 2.0 / masks.new_tensor([w, h])  # normalised units per pixel
     # owing a forward shift r: x_in = A (x_out - r) + t, so t becomes t - A r. The nudge makes
     # a move of exactly half a pixel round the same way at every pixel.
-    owed_in = residual.to(masks.dtype) + _TIE_NUDGE_PX * scale
+    owed_in = residual + _TIE_NUDGE_PX * scale
     shift = theta[..., 2] - (theta[..., :2] @ owed_in.unsqueeze(-1)).squeeze(-1)
     theta = torch.cat([theta[..., :2], shift.unsqueeze(-1)], dim=-1)
     warped = _warp(masks, theta, mode="nearest")
@@ -533,8 +531,7 @@ def warp_binary(
     intended = (forward[..., :2] @ before.unsqueeze(-1)).squeeze(-1) + forward[..., 2]
     owed = intended - _TIE_NUDGE_PX * scale - mask_centroids(warped)[:, 0]
     limit = limit_px * scale
-    keep = (owed.abs() <= limit).all(-1) & (masks.flatten(1).amax(1) > 0) & (
-        warped.flatten(1).amax(1) > 0)
+    keep = (owed.abs() <= limit).all(-1) & masks.flatten(1).any(1) & warped.flatten(1).any(1)
     return warped, torch.where(keep.unsqueeze(-1), owed, torch.zeros_like(owed))
 
 
