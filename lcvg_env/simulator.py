@@ -58,7 +58,8 @@ class Simulator:
       (expected) position while it is lost;
     - ``present`` (N, K) bool: whether the object's mask is non-empty in f_t;
     - ``residual`` (N, K, 2) float32: the sub-pixel motion each object is still owed (see
-      ``lcvg_env.control.warp_binary``; zero after reset and while the object is lost);
+      ``lcvg_env.control.warp_binary``; zero after reset; an object that is lost has an empty
+      mask, which owes nothing at the next step);
     - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset).
 
     Args:
@@ -213,6 +214,7 @@ class Simulator:
                 warped, residual = ctl.warp_binary(
                     self.objects.reshape(n * k, 1, h, w), theta,
                     self.residual.reshape(n * k, 2), threshold=self.threshold)
+                self.residual = residual.view(n, k, 2)
                 warped = warped.reshape(n, k, h, w)
                 tracked = self.objects.amax(dim=1, keepdim=True)  # (N, 1, H, W)
                 rest = self.masks * (1.0 - tracked)  # foreground that is not controlled
@@ -224,8 +226,6 @@ class Simulator:
             frames = frames.float().clamp(-1.0, 1.0)
             masks, objects = self._segment(frames)
             objects, centroids, present = self._associate(objects, expected, gate)
-            if self.control != "mask":
-                self.residual = residual.view(n, k, 2) * present[..., None]
             self.frames = frames
             self.masks = masks
             self.control_masks = edited.float()
