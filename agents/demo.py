@@ -26,6 +26,7 @@ from agents.scripted import ReachPolicy
 from lcvg_env import render as rnd
 from lcvg_env.env import CheckpointNotFoundError
 from lcvg_env.registration import SPRITES_CHECKPOINT, register_envs
+from lcvg_env.simulator import SIM_TRACKING
 
 ENV_ID = "LCVG-Sprites-Reach-v0"
 
@@ -51,12 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="episode length limit (default: the registered one, 50)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling of each episode's tile")
     parser.add_argument("--fps", type=float, default=8.0, help="video frames per second")
+    parser.add_argument("--tracking", choices=SIM_TRACKING, default="segment",
+                        help="how the simulator follows the objects (LCVGEnv's tracking)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
 
     register_envs()
-    kwargs = {"device": args.device, "render_scale": args.scale}
+    kwargs = {"device": args.device, "render_scale": args.scale, "tracking": args.tracking}
     if args.checkpoint is not None:
         kwargs["checkpoint"] = args.checkpoint
     if args.start_frames is not None:

@@ -46,6 +46,8 @@ __all__ = [
     "PARAM_NAMES",
     "ControlFit",
     "binarize",
+    "carry_masks",
+    "compose_affine",
     "fit_control",
     "identity_matrix",
     "invert_affine",
@@ -265,6 +267,19 @@ def invert_affine(theta: Tensor) -> Tensor:
     if bad:
         raise ValueError(f"theta is singular at batch indices {bad[:10]} (det ~ 0)")
     return _invert(theta)
+
+
+def compose_affine(first: Tensor, second: Tensor) -> Tensor:
+    """Chain two affine maps: (B, 2, 3) matrix of ``p -> first @ [second @ [p; 1]; 1]``.
+
+    For ``input_from_output`` matrices this chains two warps: warping by ``first`` and then by
+    ``second`` equals one warp by ``compose_affine(first, second)``.
+    """
+    first = _require_theta("first", first)
+    second = _require_theta("second", second, first.shape[0]).to(first.dtype)
+    linear = first[..., :2] @ second[..., :2]
+    shift = first[..., :2] @ second[..., 2:] + first[..., 2:]
+    return torch.cat([linear, shift], dim=-1)
 
 
 def _pixel_scale(size: tuple[int, int] | None, like: Tensor) -> Tensor:
@@ -519,20 +534,66 @@ def warp_binary(
     theta = _require_theta("theta", theta, b).to(masks.dtype)
     residual = _require_points("residual", residual, b, masks)
     masks = binarize(masks, threshold)
-    scale = 2.0 / masks.new_tensor([w, h])  # normalised units per pixel
-    # owing a forward shift r: x_in = A (x_out - r) + t, so t becomes t - A r. The nudge makes
-    # a move of exactly half a pixel round the same way at every pixel.
-    owed_in = residual + _TIE_NUDGE_PX * scale
-    shift = theta[..., 2] - (theta[..., :2] @ owed_in.unsqueeze(-1)).squeeze(-1)
-    theta = torch.cat([theta[..., :2], shift.unsqueeze(-1)], dim=-1)
-    warped = _warp(masks, theta, mode="nearest")
+    # owing a forward shift r: x_in = A (x_out - r) + t, so t becomes t - A r
+    theta = _shifted(theta, residual)
+    warped = _warp_nearest(masks, theta)
     before = mask_centroids(masks)[:, 0]  # (B, 2)
     forward = _invert(theta)
     intended = (forward[..., :2] @ before.unsqueeze(-1)).squeeze(-1) + forward[..., 2]
-    owed = intended - _TIE_NUDGE_PX * scale - mask_centroids(warped)[:, 0]
-    limit = limit_px * scale
+    owed = intended - mask_centroids(warped)[:, 0]
+    limit = limit_px * 2.0 / masks.new_tensor([w, h])
     keep = (owed.abs() <= limit).all(-1) & masks.flatten(1).any(1) & warped.flatten(1).any(1)
     return warped, torch.where(keep.unsqueeze(-1), owed, torch.zeros_like(owed))
+
+
+def carry_masks(
+    templates: Tensor, poses: Tensor, theta: Tensor, *, threshold: float = 0.5
+) -> tuple[Tensor, Tensor]:
+    """Move masks that keep their shape: each is its first mask seen through an accumulated pose.
+
+    An object whose mask is carried from step to step (rather than found again in every
+    generated frame) is a template, the binary mask it had when tracking began, and a pose,
+    the ``input_from_output`` matrix from the current frame to the template. A step's
+    transform ``theta`` is chained onto the pose (:func:`compose_affine`) and the template is
+    sampled at the nearest pixel through the new pose. Motion therefore adds up exactly in the
+    pose (slow motions are not rounded away, nothing is owed), the moved mask is always within
+    half a pixel of where the sum of the transforms puts it, and its shape does not degrade
+    however many rotations and scalings it goes through; parts that leave the frame come back
+    when the object does.
+
+    Args:
+        templates: (B, 1, H, W) masks, binarised at ``threshold``.
+        poses: (B, 2, 3) current poses (the identity when tracking begins).
+        theta: (B, 2, 3) ``input_from_output`` transforms of this step.
+        threshold: binarisation threshold of the templates.
+
+    Returns:
+        ``(moved, poses)``: (B, 1, H, W) {0, 1} masks and the (B, 2, 3) poses after the step.
+    """
+    templates = _require_masks("templates", templates, channels=1)
+    b = templates.shape[0]
+    poses = _require_theta("poses", poses, b).to(templates.dtype)
+    theta = _require_theta("theta", theta, b).to(templates.dtype)
+    poses = compose_affine(poses, theta)
+    return _warp_nearest(binarize(templates, threshold), poses), poses
+
+
+def _shifted(theta: Tensor, forward_shift: Tensor) -> Tensor:
+    """``theta`` (B, 2, 3) followed by a forward translation (B, 2) of its output."""
+    shift = theta[..., 2] - (theta[..., :2] @ forward_shift.unsqueeze(-1)).squeeze(-1)
+    return torch.cat([theta[..., :2], shift.unsqueeze(-1)], dim=-1)
+
+
+def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
+    """Binary (B, 1, H, W) masks warped by nearest-pixel sampling (no erosion, no growth).
+
+    A motion of exactly half a pixel would round up at some pixels and down at others
+    (``grid_sample`` rounds half to even); nudging every motion forward by a thousandth of a
+    pixel makes it round the same way everywhere.
+    """
+    h, w = masks.shape[-2:]
+    nudge = _TIE_NUDGE_PX * 2.0 / masks.new_tensor([w, h])
+    return _warp(masks, _shifted(theta, nudge.expand(theta.shape[0], 2)), mode="nearest")
 
 
 def union_masks(masks: Tensor) -> Tensor:

@@ -117,6 +117,7 @@ class LCVGCore:
         device: str | torch.device = "auto",
         threshold: float = 0.5,
         track_gate: float | None = 0.5,
+        tracking: str = "segment",
         autocast: bool = False,
         expected_resolution: Sequence[int] | None = None,
         render_scale: int | None = None,
@@ -164,6 +165,7 @@ class LCVGCore:
             num_objects=self.num_objects,
             threshold=threshold,
             track_gate=track_gate,
+            tracking=tracking,
             autocast=autocast,
         )
         self.device = self.sim.device
@@ -428,6 +430,10 @@ class LCVGEnv(gym.Env):
     - ``observation_keys`` (default ``("frame",)``), ``max_episode_steps``.
     - ``device`` ("auto", "cpu", "cuda"), ``threshold`` (mask binarisation), ``track_gate``,
       ``autocast`` (bf16 on CUDA), ``expected_resolution``.
+    - ``tracking``: "segment" (default, the paper: after each step the objects are found again
+      in M's mask of the generated frame, so the state is what the frame shows) or "carry"
+      (the controlled masks are the state and go exactly where the actions send them; the
+      frames follow them more closely and M runs only at reset; see ``lcvg_env.simulator``).
     - ``render_mode`` (None, "rgb_array", "human"), ``render_scale`` (default: up to 256 px),
       ``render_overlay`` (mask tint, centroids, targets).
 

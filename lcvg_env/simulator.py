@@ -20,6 +20,21 @@ One step (method.md, "Inference"), for every environment at once:
    its commanded translation) and the new components' centroids (an exact assignment over all
    K! orders for K <= 6, greedy beyond).
 
+That is the paper's loop (``tracking="segment"``): the state is what M sees in the generated
+frame, so every error of G in placing an object becomes the starting point of the next control
+and the errors add up over a rollout. With ``tracking="carry"`` the objects' masks are the
+state instead: each object keeps the mask it had at reset and a pose that every control is
+chained onto (``lcvg_env.control.carry_masks``), steps 1 and 4 are skipped, and the generator
+renders the frame the carried masks describe. The masks then go exactly where the controls
+send them, G's placement errors do not add up (on the bundled model's held-out sprites, the
+position error of objects that have not met another drops from 0.044 to 0.015 image widths
+over 16 steps) and M is not run at all after reset. For "mask" control the given mask becomes
+the state. The carried state is only as true as G's obedience: a move larger than those G was
+trained on can leave the object behind in the frame while its mask moves on.
+``tracking="anchored"`` guards against that: M still segments every generated frame, and an
+object keeps its carried mask only while M's mask covers at least ``ANCHOR_COVER`` of it;
+otherwise it is found again as in "segment" (and carried from there).
+
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
 ``step``.
@@ -40,7 +55,12 @@ from lcvg_env.models import LayeredGenerator
 
 SIM_CONTROLS = ("position", "affine", "mask")
 """Control modes of the simulator (see ``Simulator.step``)."""
+SIM_TRACKING = ("segment", "carry", "anchored")
+"""How the simulator finds the objects' masks after a step (see the module docstring)."""
 _PARAMS = {"position": 2, "affine": 6}
+ANCHOR_COVER = 0.5
+"""``tracking="anchored"`` keeps an object's carried mask while M's mask of the generated frame
+covers at least this fraction of it."""
 _MISSING_COST = 4.0  # > the largest distance between two points of [-1, 1]^2 (2 * sqrt(2))
 _MAX_EXACT_OBJECTS = 6  # 720 orders; greedy assignment beyond
 
@@ -60,7 +80,11 @@ class Simulator:
     - ``residual`` (N, K, 2) float32: the sub-pixel motion each object is still owed (see
       ``lcvg_env.control.warp_binary``; zero after reset; an object that is lost has an empty
       mask, which owes nothing at the next step);
-    - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset).
+    - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset);
+    - ``uncontrolled`` (N, 1, H, W): the foreground outside the tracked objects (components
+      beyond the K largest), which stays where it is;
+    - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for ``tracking="carry"``, each
+      object's mask at reset and the ``input_from_output`` matrix from the current frame to it.
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -74,6 +98,10 @@ class Simulator:
             and the component it is re-associated with; farther matches mark the object lost.
             None disables the gate. Not used for "mask" control, where the agent may move
             objects anywhere.
+        tracking: "segment" (the paper: the next masks are M's binarised mask of the generated
+            frame, its components re-associated with the objects), "carry" (the controlled
+            masks are carried to the next step as they are) or "anchored" (carried while M
+            agrees); see the module docstring.
         autocast: run the networks under bf16 autocast when the device is CUDA.
         channels_last: convert the model (in place: it may be shared) and the inputs to the
             channels-last memory format, which the convolutions of small models run about a
@@ -88,6 +116,7 @@ class Simulator:
         num_objects: int = 1,
         threshold: float = 0.5,
         track_gate: float | None = 0.5,
+        tracking: str = "segment",
         autocast: bool = False,
         channels_last: bool = True,
     ) -> None:
@@ -103,6 +132,9 @@ class Simulator:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
         if track_gate is not None and not float(track_gate) > 0:
             raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
+        if tracking not in SIM_TRACKING:
+            raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
+        self.tracking = tracking
         self.channels_last = bool(channels_last)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -129,7 +161,10 @@ class Simulator:
             self.frames = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.control_masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
+            self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            self.poses = ctl.identity_matrix(n * k, device=device).view(n, k, 2, 3)
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
@@ -174,7 +209,11 @@ class Simulator:
             self.frames[idx] = x
             self.masks[idx] = masks
             self.control_masks[idx] = masks
+            self.uncontrolled[idx] = masks * (1.0 - objects.amax(dim=1, keepdim=True))
             self.objects[idx] = objects
+            self.templates[idx] = objects
+            self.poses[idx] = ctl.identity_matrix(
+                idx.numel() * self.num_objects, device=self.device).view(-1, self.num_objects, 2, 3)
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
             self.present[idx] = present
@@ -211,28 +250,21 @@ class Simulator:
                     center=self.centroids.reshape(n * k, 2),
                     size=self.resolution,
                 )  # (N*K, 2, 3) input_from_output, about each object's centroid
-                warped, residual = ctl.warp_binary(
-                    self.objects.reshape(n * k, 1, h, w), theta,
-                    self.residual.reshape(n * k, 2), threshold=self.threshold)
-                self.residual = residual.view(n, k, 2)
-                warped = warped.reshape(n, k, h, w)
-                tracked = self.objects.amax(dim=1, keepdim=True)  # (N, 1, H, W)
-                rest = self.masks * (1.0 - tracked)  # foreground that is not controlled
-                edited = torch.maximum(warped.amax(dim=1, keepdim=True), rest)
+                moved = self._move_objects(theta).view(n, k, h, w)
+                edited = torch.maximum(moved.amax(dim=1, keepdim=True), self.uncontrolled)
                 expected = (self.centroids + params[..., :2]).clamp(-1.0, 1.0)
                 gate = self.track_gate
             with self._trusted():
                 frames = self.model.predict_next(self._layout(self.frames), self._layout(edited))
-            frames = frames.float().clamp(-1.0, 1.0)
-            masks, objects = self._segment(frames)
-            objects, centroids, present = self._associate(objects, expected, gate)
-            self.frames = frames
-            self.masks = masks
+            self.frames = frames.float().clamp(-1.0, 1.0)
             self.control_masks = edited.float()
-            self.objects = objects
-            self.centroids = centroids
-            self.present = present
-            self.seen = self.seen | present
+            if self.control == "mask":
+                self._follow_given_mask(expected)
+            elif self.tracking == "carry":
+                self.masks = self.control_masks
+                self._set_objects(moved, expected)
+            else:
+                self._follow_segmentation(expected, gate, moved)
         return self.frames
 
     # --- views --------------------------------------------------------------------------------
@@ -247,6 +279,73 @@ class Simulator:
             return (self.masks.permute(0, 2, 3, 1) * 255).to(torch.uint8)
 
     # --- helpers ------------------------------------------------------------------------------
+    def _follow_given_mask(self, expected: torch.Tensor) -> None:
+        """Take the state after a "mask" control step.
+
+        M's mask of the new frame becomes the state, or with carried tracking the given mask.
+        """
+        n, k = self.num_envs, self.num_objects
+        if self.tracking == "carry":
+            self.masks = self.control_masks
+            objects = ctl.object_masks(self.masks, k).float()
+        else:
+            self.masks, objects = self._segment(self.frames)
+        self._set_objects(*self._associate(objects, expected, None))
+        self.templates = self.objects
+        self.poses = ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
+        self.uncontrolled = self.masks * (1.0 - self.objects.amax(dim=1, keepdim=True))
+
+    def _follow_segmentation(self, expected: torch.Tensor, gate: float | None,
+                             moved: torch.Tensor) -> None:
+        """Find the objects in M's mask of the new frame after a parametric step.
+
+        For "segment" tracking; "anchored" keeps each moved (N, K, H, W) mask that M's covers.
+        """
+        n, k = self.num_envs, self.num_objects
+        self.masks, components = self._segment(self.frames)
+        found, centroids, present = self._associate(components, expected, gate)
+        if self.tracking == "segment":
+            self._set_objects(found, centroids, present)
+        else:
+            keep = agrees(moved, self.masks)[:, :, None, None]  # (N, K, 1, 1)
+            self._set_objects(torch.where(keep, moved, found), centroids)
+            self.templates = torch.where(keep, self.templates, found)
+            identity = ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
+            self.poses = torch.where(keep, self.poses, identity)
+        tracked = torch.maximum(found, self.objects).amax(dim=1, keepdim=True)
+        self.uncontrolled = self.masks * (1.0 - tracked)
+
+    def _move_objects(self, theta: torch.Tensor) -> torch.Tensor:
+        """Move every object by its (N*K, 2, 3) transform -> (N*K, 1, H, W) {0, 1} masks."""
+        n, k = self.num_envs, self.num_objects
+        h, w = self.resolution
+        if self.tracking == "carry":
+            moved, poses = ctl.carry_masks(
+                self.templates.reshape(n * k, 1, h, w), self.poses.reshape(n * k, 2, 3), theta,
+                threshold=self.threshold)
+            self.poses = poses.view(n, k, 2, 3)
+            return moved
+        moved, residual = ctl.warp_binary(
+            self.objects.reshape(n * k, 1, h, w), theta, self.residual.reshape(n * k, 2),
+            threshold=self.threshold)
+        self.residual = residual.view(n, k, 2)
+        return moved
+
+    def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
+                     present: torch.Tensor | None = None) -> None:
+        """Store the objects (N, K, H, W) of the new frame.
+
+        ``centroids`` (N, K, 2) are used where an object is absent (its expected position);
+        ``present`` (N, K) defaults to the masks being non-empty.
+        """
+        if present is None:
+            present = ctl.mask_areas(objects) > 0
+            centroids = torch.where(present[..., None], ctl.mask_centroids(objects).float(),
+                                    centroids)
+        self.objects = objects
+        self.centroids = centroids
+        self.present = present
+        self.seen = self.seen | present
     def to_model_frames(self, frames: Any) -> torch.Tensor:
         """Validate frames and convert them to float (n, 3, H, W) in [-1, 1] on the device.
 
@@ -401,6 +500,18 @@ class Simulator:
         if not bool(torch.isfinite(controls).all()):
             raise ValueError(f"controls contain NaN or infinite values: {controls.flatten()[:8]}")
         return controls
+
+
+def agrees(moved: torch.Tensor, masks: torch.Tensor, cover: float = ANCHOR_COVER
+           ) -> torch.Tensor:
+    """Which carried object masks (N, K, H, W) a segmentation (N, 1, H, W) confirms -> (N, K).
+
+    True where the object's mask is non-empty and ``masks`` covers at least ``cover`` of it
+    (the test of ``tracking="anchored"``).
+    """
+    area = moved.sum(dim=(2, 3))
+    covered = (moved * masks).sum(dim=(2, 3))
+    return (covered >= cover * area) & (area > 0)
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whole-pixel", action="store_true",
                         help="round each step's mask motion to whole pixels (the paper's "
                              "warp-and-binarise) instead of carrying the sub-pixel remainder")
+    parser.add_argument("--tracking", choices=("segment", "carry", "anchored"),
+                        default="segment",
+                        help="masks the controls move, as LCVGEnv's tracking: M's mask of each "
+                             "generated frame (the paper), the first frame's object masks "
+                             "carried, or carried while M agrees")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="torch seed")
     return parser
@@ -119,7 +124,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         model = LayeredGenerator.from_checkpoint(args.checkpoint, device=args.device)
         result = evaluate(model, args.data, args.out, split=args.split, num_clips=args.clips,
                           horizon=args.horizon, fit_iterations=args.fit_iterations,
-                          gif_clips=args.gif_clips, subpixel=not args.whole_pixel)
+                          gif_clips=args.gif_clips, subpixel=not args.whole_pixel,
+                          tracking=args.tracking)
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2

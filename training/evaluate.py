@@ -10,13 +10,22 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
     each object k from t to t + 1 is fitted (``lcvg_env.control.fit_control``) between the
     clip's TRUE per-object masks O_{k,t} and O_{k,t+1}. (M's union mask cannot tell objects
     apart when several move, so the per-object ground truth defines the control; with one
-    object this equals a fit between the real foreground masks.) The control is applied to the
-    CURRENT GENERATED mask: binarise(M(G_t)) is split into connected components, each
-    component is assigned to the object whose true position at t is nearest to it, moved by
-    that object's transform (by whole pixels with the sub-pixel remainder carried to the next
-    step, ``lcvg_env.control.warp_binary``, as the simulator moves masks; ``subpixel=False``
-    gives the released code's bilinear warp-and-binarise), and the moved components are united
-    (unassigned components stay where they are); the union is binarised and conditions G.
+    object this equals a fit between the real foreground masks.) Which masks the control
+    moves is the simulator's ``tracking`` (``lcvg_env.simulator``):
+
+    - ``segment`` (the paper): the CURRENT GENERATED mask binarise(M(G_t)) is split into
+      connected components, each component is assigned to the object whose true position at t
+      is nearest to it and moved by that object's transform (by whole pixels with the
+      sub-pixel remainder carried to the next step, ``lcvg_env.control.warp_binary``;
+      ``subpixel=False`` gives the released code's bilinear warp-and-binarise);
+    - ``carry``: the components of M(R_0) are assigned to objects once, and each object's
+      mask is carried through the rollout (``lcvg_env.control.carry_masks``); M never sees a
+      generated frame;
+    - ``anchored``: carried while M's mask of the generated frame covers the object's carried
+      mask (``lcvg_env.simulator.agrees``), else taken again from M's mask as in ``segment``.
+
+    The moved objects are united (unassigned components stay where they are); the union is
+    binarised and conditions G.
   - ``nonparametric``: the control mask is M's binarised mask of the real next frame R_{t+1}.
 
 * In each generated frame the objects are found by an independent detector, the key-colour
@@ -49,11 +58,14 @@ from PIL import Image, ImageDraw
 
 from lcvg_env import control
 from lcvg_env.models import LayeredGenerator
+from lcvg_env.simulator import SIM_TRACKING, agrees
 from training import metrics
 from training.data.ground_truth import load_ground_truth, locate_objects
 from training.run_dir import to_uint8
 
 PROTOCOLS = ("translation", "affine", "nonparametric")
+TRACKING = SIM_TRACKING
+"""How the rollout finds the masks it moves (the module docstring)."""
 GROSS_ERROR = 0.1
 """Position errors above this many image widths (6.4 px at 64x64) count as gross in
 ``gross_rate``: the object is not where it should be, rather than slightly off."""
@@ -161,20 +173,16 @@ def fit_object_controls(objects: torch.Tensor, mode: str, iterations: int = 16
     return theta, iou.reshape(b, t1 - 1, k)
 
 
-def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor,
-                          residual: torch.Tensor | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Move each object's part of binary masks by its own transform.
+def split_objects(masks: torch.Tensor, positions: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split binary masks into the parts that belong to each object.
 
-    masks (B, 1, H, W) {0, 1}; theta (B, K, 2, 3); positions (B, K, 2) pixel (x, y) of each
-    object (NaN: absent, its components stay). Components of each mask (up to K + 4 largest)
-    are assigned to the nearest present object and warped. ``residual`` (B, K, 2): the
-    sub-pixel motion each object is still owed (``lcvg_env.control.warp_binary``), or None to
-    round every step's motion to whole pixels as a plain warp-and-binarise does. Returns the
-    binarised union (B, 1, H, W) and the residual for the next step (None when none was given).
+    masks (B, 1, H, W) {0, 1}; positions (B, K, 2) pixel (x, y) of each object (NaN: absent).
+    Components of each mask (up to K + 4 largest) are assigned to the nearest present object.
+    Returns the objects' masks (B, K, H, W) and the components assigned to none (B, 1, H, W).
     """
     b, _, h, w = masks.shape
-    k = theta.shape[1]
+    k = positions.shape[1]
     comps = control.object_masks(masks, k + 4)  # (B, C, H, W)
     area = comps.sum((2, 3))  # (B, C)
     yy, xx = torch.meshgrid(torch.arange(h, dtype=masks.dtype, device=masks.device),
@@ -189,6 +197,25 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: t
     assigned = torch.isfinite(dist.amin(-1)) & (area > 0)  # (B, C)
     one_hot = F.one_hot(nearest, k).to(masks.dtype) * assigned[..., None]  # (B, C, K)
     per_object = torch.einsum("bchw,bck->bkhw", comps, one_hot).clamp(0, 1)
+    kept = (comps * (~assigned)[..., None, None].to(masks.dtype)).amax(1, keepdim=True)
+    return per_object, kept
+
+
+def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor,
+                          residual: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Move each object's part of binary masks by its own transform.
+
+    masks (B, 1, H, W) {0, 1}; theta (B, K, 2, 3); positions (B, K, 2) pixel (x, y) of each
+    object (NaN: absent, its components stay), as for ``split_objects``. ``residual``
+    (B, K, 2): the sub-pixel motion each object is still owed
+    (``lcvg_env.control.warp_binary``), or None to round every step's motion to whole pixels as
+    a plain warp-and-binarise does. Returns the binarised union (B, 1, H, W) and the residual
+    for the next step (None when none was given).
+    """
+    b, _, h, w = masks.shape
+    k = theta.shape[1]
+    per_object, kept = split_objects(masks, positions)
     theta = theta.to(masks.dtype)
     if residual is None:
         moved = control.warp_objects(per_object, theta)  # (B, 1, H, W)
@@ -198,36 +225,60 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: t
             residual.reshape(b * k, 2))
         moved = warped.view(b, k, h, w).amax(1, keepdim=True)
         residual = residual.view(b, k, 2)
-    kept = (comps * (~assigned)[..., None, None].to(masks.dtype)).amax(1, keepdim=True)
     return control.binarize(torch.maximum(moved, kept)), residual
+
+
+def _check_tracking(tracking: str, subpixel: bool) -> None:
+    if tracking not in TRACKING:
+        raise ValueError(f"tracking must be one of {TRACKING}, got {tracking!r}")
+    if tracking != "segment" and not subpixel:
+        raise ValueError("subpixel=False (whole-pixel rounding of every step) applies to "
+                         f"tracking='segment' only, got tracking={tracking!r}: carried masks "
+                         "move by their exact poses")
 
 
 @torch.no_grad()
 def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             protocol: str, theta: torch.Tensor | None = None,
             positions: torch.Tensor | None = None,
-            target_masks: torch.Tensor | None = None, subpixel: bool = True
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+            target_masks: torch.Tensor | None = None, subpixel: bool = True,
+            tracking: str = "segment") -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``steps`` frames from first frames (B, 3, H, W).
 
-    ``subpixel``: carry the sub-pixel motion that binarising the warped masks drops from step
-    to step (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every step
-    to whole pixels, the plain warp-and-binarise of the paper's code.
+    ``tracking``: "segment", "carry" or "anchored" (the module docstring). ``subpixel``
+    (segment only):
+    carry the sub-pixel motion that binarising the warped masks drops from step to step
+    (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every step to whole
+    pixels, the plain warp-and-binarise of the paper's code.
 
     ``protocol`` "translation"/"affine" need ``theta`` (B, T, K, 2, 3) and ``positions``
     (B, T, K, 2) (true object positions at t, for component assignment); "nonparametric"
     needs ``target_masks`` (B, T, 1, H, W), the control mask of each step. Returns generated
     frames (B, T, 3, H, W) and the control masks used (B, T, 1, H, W).
     """
+    _check_tracking(tracking, subpixel)
     frames, used = [], []
     g = first
     residual = None
     if subpixel and theta is not None:
         residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
+    carried = tracking != "segment" and protocol != "nonparametric"
+    if carried:
+        assert theta is not None and positions is not None
+        b, k = theta.shape[0], theta.shape[2]
+        h, w = first.shape[-2:]
+        per_object, kept = split_objects(model.binary_mask(first), positions[:, 0])
+        templates = per_object.reshape(b * k, 1, h, w)
+        poses = control.identity_matrix(b * k, device=first.device, dtype=first.dtype)
     for t in range(steps):
         if protocol == "nonparametric":
             assert target_masks is not None
             m_c = target_masks[:, t]
+        elif carried:
+            assert theta is not None
+            moved, poses = control.carry_masks(templates, poses,
+                                               theta[:, t].reshape(b * k, 2, 3))
+            m_c = torch.maximum(moved.view(b, k, h, w).amax(1, keepdim=True), kept)
         else:
             assert theta is not None and positions is not None
             m = model.binary_mask(g)
@@ -235,6 +286,13 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)
         used.append(m_c)
+        if carried and tracking == "anchored" and t + 1 < steps:
+            assert positions is not None
+            m = model.binary_mask(g)
+            found, kept = split_objects(m, positions[:, t + 1])
+            keep = agrees(moved.view(b, k, h, w), m).view(b * k, 1, 1, 1)
+            templates = torch.where(keep, templates, found.reshape(b * k, 1, h, w))
+            poses = torch.where(keep.view(b * k, 1, 1), poses, torch.eye(2, 3).to(poses))
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 
@@ -248,16 +306,18 @@ def _nanmean(x: np.ndarray) -> float:
 def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os.PathLike | None,
              split: str = "test", num_clips: int = 16, horizon: int = 16,
              fit_iterations: int = 16, batch_clips: int = 8, gif_clips: int = 4,
-             device: torch.device | str | None = None, subpixel: bool = True
-             ) -> dict[str, Any]:
+             device: torch.device | str | None = None, subpixel: bool = True,
+             tracking: str = "segment") -> dict[str, Any]:
     """Run the protocol of the module docstring; write outputs to ``out_dir`` (if given).
 
-    ``subpixel`` is passed to ``rollout`` (False: the paper's whole-pixel warps).
+    ``subpixel`` and ``tracking`` are passed to ``rollout`` (``subpixel=False``: the paper's
+    whole-pixel warps; ``tracking``: "segment", "carry" or "anchored").
 
     Returns the dict written to ``eval.json``.
     """
     if horizon < 1 or num_clips < 1:
         raise ValueError(f"horizon and num_clips must be >= 1, got {horizon}, {num_clips}")
+    _check_tracking(tracking, subpixel)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -311,7 +371,8 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
                 theta, fiou = fit_object_controls(objects, protocol, fit_iterations)
                 fit_ious[protocol].append(_nanmean(fiou.cpu().numpy()))
                 gen, _ = rollout(model, real[:, 0], horizon, protocol, theta=theta,
-                                 positions=cents[:, :-1].to(dev), subpixel=subpixel)
+                                 positions=cents[:, :-1].to(dev), subpixel=subpixel,
+                                 tracking=tracking)
             generated[protocol] = gen
             target = real[:, 1:]
             per[protocol]["psnr"].append(
@@ -339,7 +400,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
 
     result: dict[str, Any] = {
         "data": str(data), "split": split, "clips": len(clips), "horizon": horizon,
-        "subpixel_carry": subpixel,
+        "subpixel_carry": subpixel, "tracking": tracking,
         "resolution": list(size), "units": "position errors in units of image width",
         "mask_iou": _nanmean(np.asarray(ious)),
         "mask_iou_per_clip_frames": len(ious),
@@ -349,7 +410,11 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
             if loc_found else math.nan,
         },
         "control_assignment": "per-object fits between true object masks, applied to the "
-                              "components of M's mask of the generated frame",
+                              + ("components of M's mask of the generated frame"
+                                 if tracking == "segment" else
+                                 "objects' masks in M's mask of the first frame, carried"
+                                 + (" while M's mask of the generated frame covers them"
+                                    if tracking == "anchored" else "")),
         "protocols": {},
     }
     for protocol in PROTOCOLS:

@@ -13,6 +13,8 @@ from lcvg_env.control import (
     PARAM_NAMES,
     ControlFit,
     binarize,
+    carry_masks,
+    compose_affine,
     connected_components,
     fit_control,
     identity_matrix,
@@ -235,6 +237,45 @@ def test_warp_binary_carries_sub_pixel_motion() -> None:
     assert not empty.any() and not owed.any()
     with pytest.raises(ValueError, match=r"\(3,\)"):
         warp_binary(square, identity_matrix(3), torch.zeros(3))
+
+
+def test_compose_affine_chains_the_maps() -> None:
+    gen = torch.Generator().manual_seed(0)
+    first, second = torch.randn(2, 5, 2, 3, generator=gen)
+    points = torch.randn(5, 2, 1, generator=gen)
+    inner = second[..., :2] @ points + second[..., 2:]
+    expected = first[..., :2] @ inner + first[..., 2:]
+    chained = compose_affine(first, second)
+    assert torch.allclose(chained[..., :2] @ points + chained[..., 2:], expected, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(4, 2, 3\)"):
+        compose_affine(first, second[:4])
+
+
+def test_carry_masks_keeps_shape_and_exact_motion() -> None:
+    shape = torch.zeros(1, 1, 64, 64)  # an L: asymmetric, so rotation errors show
+    shape[..., 20:34, 18:26] = 1
+    shape[..., 20:24, 26:40] = 1
+    turn = torch.tensor([[0.0, 0.0, 2 * math.pi / 36, 0.0, 0.0, 0.0]])
+    carried, pose, chained, owed = shape, identity_matrix(1), shape, None
+    for _ in range(36):  # a full turn in 10 degree steps about the centroid
+        carried, pose = carry_masks(
+            shape, pose, params_to_matrix(turn, mask_centroids(carried)[:, 0]))
+        chained, owed = warp_binary(
+            chained, params_to_matrix(turn, mask_centroids(chained)[:, 0]), owed)
+    assert torch.equal(carried, shape)  # resampled from the template: nothing degrades
+    overlap = (chained * shape).sum() / torch.maximum(chained, shape).sum()
+    assert float(overlap) < 0.8  # resampling the resampled mask 36 times does degrade it
+    # slow motion adds up in the pose; a mask pushed out of the frame comes back whole
+    slow = torch.tensor([[0.3, -0.2, 0.0, 0.0, 0.0, 0.0]]) * 2 / 64
+    carried, pose = shape, identity_matrix(1)
+    for _ in range(16):
+        carried, pose = carry_masks(shape, pose, params_to_matrix(slow))
+    assert torch.equal(carried, torch.roll(shape, (-3, 5), (2, 3)))  # (4.8, -3.2) px rounded
+    out = torch.tensor([[40.0, 0.0, 0.0, 0.0, 0.0, 0.0]]) * 2 / 64
+    carried, pose = carry_masks(shape, identity_matrix(1), params_to_matrix(out))
+    assert 0 < float(carried.sum()) < float(shape.sum())  # partly out of view
+    carried, pose = carry_masks(shape, pose, params_to_matrix(-out))
+    assert torch.equal(carried, shape)
 
 
 def test_nonparametric_edit() -> None:

@@ -22,6 +22,10 @@ VARIANTS = {
         "observation_keys": ("frame", "mask", "centroids", "target"),
     },
     "mask": {"control": "mask", "observation_keys": ("frame", "mask")},
+    "position_carry": {"tracking": "carry", "num_objects": 2},
+    "affine_anchored_reach": {"control": "affine", "tracking": "anchored", "task": "reach",
+                              "observation_keys": ("frame", "mask", "centroids", "target")},
+    "mask_carry": {"control": "mask", "tracking": "carry", "observation_keys": ("frame", "mask")},
 }
 
 

@@ -8,7 +8,7 @@ import torch
 
 from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import Simulator, to_uint8
+from lcvg_env.simulator import Simulator, agrees, to_uint8
 from tests.lcvg_env.conftest import TINY, tiny_frames
 
 
@@ -26,11 +26,16 @@ def square(n: int, boxes: list[tuple[int, int, int, int]], size: int = 48) -> to
     return masks
 
 
-def set_objects(sim: Simulator, objects: torch.Tensor) -> None:
-    """Replace the simulator's tracked objects (for tests of the control step alone)."""
+def set_objects(sim: Simulator, objects: torch.Tensor,
+                uncontrolled: torch.Tensor | None = None) -> None:
+    """Replace the simulator's tracked objects and the foreground beside them (for tests of the
+    control step alone)."""
     with torch.inference_mode():
         sim.objects = objects.clone()
-        sim.masks = objects.amax(dim=1, keepdim=True)
+        sim.templates = objects.clone()
+        sim.uncontrolled = (torch.zeros_like(objects[:, :1]) if uncontrolled is None
+                            else uncontrolled.clone())
+        sim.masks = torch.maximum(objects.amax(dim=1, keepdim=True), sim.uncontrolled)
         sim.centroids = ctl.mask_centroids(objects)
         sim.present = ctl.mask_areas(objects) > 0
         sim.seen = sim.present.clone()
@@ -75,15 +80,28 @@ def test_position_control_moves_each_object_by_its_own_row(model: LayeredGenerat
     assert float(distance.min(dim=1).values.max()) < 1e-4
 
 
-def test_sub_pixel_position_control_is_owed_not_lost() -> None:
+def constant_mask_model(logit: float) -> LayeredGenerator:
+    """A tiny model whose M sees the whole frame as foreground (logit > 0) or none of it."""
     torch.manual_seed(0)
-    sees_everything = LayeredGenerator(TINY).eval()  # M's last layer: mask 1 everywhere, so
-    with torch.no_grad():  # the tracked object is never lost (its residual is kept)
-        last = list(sees_everything.mask_net.modules())[-2]
+    model = LayeredGenerator(TINY).eval()
+    with torch.no_grad():
+        last = list(model.mask_net.modules())[-2]
         assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
         last.weight.zero_()
-        last.bias.fill_(10.0)
-    sim = Simulator(sees_everything, 1, num_objects=1, track_gate=None)
+        last.bias.fill_(logit)
+    return model
+
+
+def count_mask_calls(model: LayeredGenerator) -> list[int]:
+    """A list whose length grows by one at every call of the model's mask network."""
+    calls: list[int] = []
+    model.mask_net.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_sub_pixel_position_control_is_owed_not_lost() -> None:
+    # M's mask is 1 everywhere, so the tracked object is never lost (its residual is kept)
+    sim = Simulator(constant_mask_model(10.0), 1, num_objects=1, track_gate=None)
     sim.reset([0], tiny_frames(1))
     set_objects(sim, square(1, [(10, 10, 20, 20)]))
     controls = torch.tensor([[[2 * 0.4 / 48, 0.0]]])  # 0.4 pixel to the right
@@ -98,6 +116,49 @@ def test_sub_pixel_position_control_is_owed_not_lost() -> None:
     assert float(sim.residual[0, 0, 0]) * 48 / 2 == pytest.approx(-0.2, abs=1e-4)
     sim.reset([0], tiny_frames(1))
     assert not bool(sim.residual.any())
+
+
+@pytest.mark.parametrize("tracking", ["carry", "anchored"])
+def test_carried_masks_move_by_the_sum_of_the_controls(tracking: str) -> None:
+    model = constant_mask_model(10.0)  # M agrees with any mask: "anchored" keeps carrying
+    calls = count_mask_calls(model)
+    sim = Simulator(model, 2, num_objects=2, tracking=tracking, track_gate=None)
+    sim.reset([0, 1], tiny_frames(2))
+    objects = square(2, [(4, 4, 12, 14), (30, 26, 36, 40)])
+    set_objects(sim, objects)
+    reset_calls = len(calls)
+    step = torch.tensor([[0.3, 0.0], [-0.2, 0.35]]) * 2 / 48  # pixels -> normalised
+    for _ in range(10):
+        sim.step(step.expand(2, 2, 2))
+    # 3 px right; 2 px left and 3.5 -> 4 px down (the tie rounds forward): exact, whole shapes
+    expected = torch.stack([objects[:, 0].roll(3, -1), objects[:, 1].roll((4, -2), (-2, -1))], 1)
+    assert torch.equal(sim.objects, expected)
+    assert torch.equal(sim.control_masks, expected.amax(1, keepdim=True))
+    assert len(calls) == reset_calls + (10 if tracking == "anchored" else 0)
+
+
+def test_anchored_tracking_falls_back_to_the_segmentation() -> None:
+    # an M that sees nothing confirms no carried mask: the object is found again (nowhere)
+    sim = Simulator(constant_mask_model(-10.0), 1, num_objects=1, tracking="anchored")
+    sim.reset([0], tiny_frames(1))
+    set_objects(sim, square(1, [(10, 10, 20, 20)]))
+    sim.step(torch.zeros(1, 1, 2))
+    assert not sim.present.any() and not sim.objects.any() and not sim.templates.any()
+    # a segmentation that covers half of a carried mask confirms it, less than half does not
+    moved = square(1, [(0, 0, 10, 10)])
+    half, less = square(1, [(0, 0, 5, 10)]), square(1, [(0, 0, 4, 10)])
+    assert agrees(moved, half).tolist() == [[True]] and agrees(moved, less).tolist() == [[False]]
+
+
+def test_carry_tracking_of_mask_control_keeps_the_given_mask() -> None:
+    model = constant_mask_model(-10.0)  # M sees nothing: only the given mask can be the state
+    given = square(1, [(5, 5, 20, 20)])[:, 0]
+    for tracking, kept in (("segment", False), ("carry", True)):
+        sim = Simulator(model, 1, control="mask", tracking=tracking)
+        sim.reset([0], tiny_frames(1))
+        sim.step(given)
+        assert torch.equal(sim.masks[:, 0], given) == kept
+        assert bool(sim.present[0, 0]) == kept
 
 
 def test_affine_control_rotates_about_the_centroid(model: LayeredGenerator) -> None:
@@ -116,11 +177,8 @@ def test_affine_control_rotates_about_the_centroid(model: LayeredGenerator) -> N
 def test_uncontrolled_foreground_stays(model: LayeredGenerator) -> None:
     sim = Simulator(model, 1, num_objects=1)
     sim.reset([0], tiny_frames(1))
-    objects = square(1, [(4, 4, 14, 14)])
-    set_objects(sim, objects)
-    with torch.inference_mode():
-        extra = square(1, [(30, 30, 34, 34)])  # a second, smaller component: not controlled
-        sim.masks = torch.maximum(sim.masks, extra)
+    extra = square(1, [(30, 30, 34, 34)])  # a second, smaller component: not controlled
+    set_objects(sim, square(1, [(4, 4, 14, 14)]), uncontrolled=extra)
     sim.step(torch.tensor([[[0.25, 0.0]]]))
     assert bool((sim.control_masks[0, 0, 30:34, 30:34] == 1).all())
     assert float(sim.control_masks[0, 0, 4:14, 4:7].sum()) == 0  # the object's old place
@@ -170,6 +228,8 @@ def test_greedy_assignment_beyond_exact_limit(model: LayeredGenerator) -> None:
 
 
 def test_bad_inputs_raise_value_error(model: LayeredGenerator) -> None:
+    with pytest.raises(ValueError, match="'teleport'"):
+        Simulator(model, 2, tracking="teleport")
     sim = Simulator(model, 2)
     with pytest.raises(ValueError, match=r"\(n, 48, 48, 3\).*\(2, 32, 32, 3\)"):
         sim.reset([0, 1], np.zeros((2, 32, 32, 3), np.uint8))

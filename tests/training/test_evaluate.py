@@ -12,6 +12,7 @@ from training.evaluate import (
     contact_so_far,
     evaluate,
     fit_object_controls,
+    rollout,
 )
 
 from .conftest import tiny_model
@@ -41,6 +42,49 @@ def test_object_controls_move_each_object_by_its_own_transform():
     # an absent object (NaN position) leaves its components where they are
     out, _ = apply_object_controls(masks, theta[:, :1], torch.tensor([[[math.nan, math.nan]]]))
     assert torch.equal(out, masks)
+
+
+def _key_colour_model(later: float | None = None) -> LayeredGenerator:
+    """A tiny generator whose mask network is replaced by a colour key (red > 0) on the first
+    frame; on generated frames it sees ``later`` everywhere (1, 0) or the key again (None)."""
+    torch.manual_seed(0)
+    model = LayeredGenerator(tiny_model()).eval()
+    first_call = []
+
+    def binary_mask(frames, threshold=0.5):
+        if later is not None and first_call:
+            return torch.full_like(frames[:, :1], later)
+        first_call.append(1)
+        return (frames[:, :1] > 0).float()
+
+    model.binary_mask = binary_mask
+    return model
+
+
+@pytest.mark.parametrize("tracking,later,moves", [
+    ("carry", None, True), ("anchored", 1.0, True), ("anchored", 0.0, False)])
+def test_rollout_carries_masks_by_the_sum_of_the_transforms(tracking, later, moves):
+    model = _key_colour_model(later)
+    first = torch.full((1, 3, 32, 32), -1.0)
+    first[:, 0, 4:10, 4:10] = 1.0  # a red square: the only object
+    steps = 3
+    theta = control.identity_matrix(steps).view(1, steps, 1, 2, 3).clone()
+    theta[..., 0, 2] = -0.6 * 2 / 32  # 0.6 px right per step: 1, 1, 2 px after rounding
+    positions = torch.full((1, steps, 1, 2), 6.5)
+    _, used = rollout(model, first, steps, "translation", theta=theta, positions=positions,
+                      tracking=tracking)
+    square = first[:, :1] > 0
+    expected = [square.roll(shift, -1).float() for shift in (1, 1, 2)]
+    if not moves:  # M saw nothing in the first generated frame: the object is found nowhere
+        expected[1:] = [torch.zeros_like(expected[0])] * 2
+    for t in range(steps):
+        assert torch.equal(used[:, t], expected[t]), t
+    with pytest.raises(ValueError, match="'carry'"):
+        rollout(model, first, steps, "translation", theta=theta, positions=positions,
+                tracking="carry", subpixel=False)
+    with pytest.raises(ValueError, match="'teleport'"):
+        rollout(model, first, steps, "translation", theta=theta, positions=positions,
+                tracking="teleport")
 
 
 def test_fitted_object_controls_recover_translation():
