@@ -1,9 +1,10 @@
 """Throughput of the natively batched environment: generated frames per second of ``step``.
 
-Prints one JSON object: for the sprites model (the bundled checkpoint when present, else
-``ModelConfig.small()`` with random weights) and a ``paper_bair``-sized model with random
-weights, frames/s of ``LCVGVectorEnv.step`` (random position actions, the whole step: mask
-warp, generator, mask network, connected components, numpy observations) for
+Prints one JSON object: for the sprites models (the bundled ``sprites_small`` and
+``sprites_fast`` checkpoints when present, else the trainer's ``small`` architecture with random
+weights) and a ``paper_bair``-sized model with random weights, frames/s of
+``LCVGVectorEnv.step`` (random position actions, the whole step: mask warp, generator, mask
+network, connected components, numpy observations) for
 N in {1, 16, 64, 256}, with the simulator's ``tracking="segment"`` (the paper's loop) and
 ``"carry"`` (no mask network or components after reset). An N whose first step shows it would
 not fit in the time budget is skipped and listed under ``skipped``. Measures; never passes or fails.
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
-from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_STARTS
+from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
 from lcvg_env.simulator import SIM_TRACKING
 from lcvg_env.vector import LCVGVectorEnv
 
@@ -35,11 +36,11 @@ ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
 
 
 def sprites_model(
-    device: torch.device, checkpoint: str | None = None
+    device: torch.device, checkpoint: str | None = None, bundled: str = SPRITES_CHECKPOINT
 ) -> tuple[str, LayeredGenerator, Any]:
-    """The sprites model and its first frames: ``checkpoint``, else the bundled one, else the
-    trainer's ``small`` preset architecture with random weights (same cost per step)."""
-    path = Path(checkpoint) if checkpoint else ASSETS / SPRITES_CHECKPOINT
+    """The sprites model and its first frames: ``checkpoint``, else the ``bundled`` one, else
+    the trainer's ``small`` preset architecture with random weights (same cost per step)."""
+    path = Path(checkpoint) if checkpoint else ASSETS / bundled
     starts = ASSETS / SPRITES_STARTS
     if path.is_file():
         model = LayeredGenerator.from_checkpoint(path, device=device)
@@ -121,10 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    name, model, frames = sprites_model(device, args.checkpoint)
-    if args.start_frames:
-        frames = args.start_frames
-    models = [(name, model, frames)]
+    if args.checkpoint:
+        name, model, frames = sprites_model(device, args.checkpoint)
+        models = [(name, model, args.start_frames or frames)]
+    else:
+        models = []
+        for bundled in (SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT):
+            entry = sprites_model(device, bundled=bundled)
+            if entry[0] not in [name for name, *_ in models]:  # a random stand-in only once
+                models.append(entry)
     if not args.skip_paper:
         torch.manual_seed(0)
         paper = LayeredGenerator(ModelConfig.paper_bair())

@@ -4,6 +4,8 @@
   frames ``sprites_starts.npz``; free simulator, 100 steps.
 - ``LCVG-Sprites-Reach-v0``: the same model; reach task, 50 steps, Dict observation
   (``frame``, ``centroids``, ``target``).
+- Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: 1.6x the
+  frames/s, objects placed a little less precisely (README, Results on sprites).
 - ``LCVG-BAIR-v0``: ``bair.safetensors`` (256x256, ``paper_bair`` or a converted official
   model); first frames beside the checkpoint or given; free, 100 steps.
 - ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
@@ -27,6 +29,9 @@ ENTRY_POINT = "lcvg_env.env:LCVGEnv"
 VECTOR_ENTRY_POINT = "lcvg_env.vector:LCVGVectorEnv"
 SPRITES_CHECKPOINT = "sprites_small.safetensors"
 """Bundled sprites checkpoint in ``lcvg_env/assets``."""
+SPRITES_FAST_CHECKPOINT = "sprites_fast.safetensors"
+"""Bundled sprites checkpoint of the CPU layout (``patch_size=2``): faster, slightly less precise;
+``gym.make("LCVG-Sprites-v0", checkpoint=SPRITES_FAST_CHECKPOINT)``."""
 SPRITES_STARTS = "sprites_starts.npz"
 """Bundled first frames of held-out sprites clips, uint8 (M, 64, 64, 3) under ``frames``."""
 
@@ -46,6 +51,12 @@ TRAINING_COMMANDS: dict[str, str] = {
         "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
         "lcvg-train --preset small --data data/sprites --out runs/sprites (the bundled file "
         "is missing from this installation: reinstall lcvg)"
+    ),
+    SPRITES_FAST_CHECKPOINT: (
+        "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
+        "lcvg-train --preset small --data data/sprites --out runs/sprites_fast "
+        "--model.patch_size 2 --model.ch 16 --model.ch_mult 1,2 (the bundled file is missing "
+        "from this installation: reinstall lcvg)"
     ),
 }
 """How to make each named checkpoint, quoted when it is missing."""

@@ -11,7 +11,7 @@ from agents import demo
 from agents.scripted import FollowPathPolicy, RandomPolicy, ReachPolicy
 from lcvg_env.env import LCVGEnv
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.registration import register_envs
+from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, register_envs
 from lcvg_env.spaces import ActionRanges
 from lcvg_env.vector import LCVGVectorEnv
 from tests.lcvg_env.conftest import BUNDLED, TINY
@@ -84,12 +84,12 @@ def test_policies_drive_the_environments(tiny: dict) -> None:
         obs, *_ = venv.step(actions)
 
 
-def _reach_episodes(make_policy, num_envs: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _reach_episodes(make_policy, num_envs: int = 16, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     """Run one episode per environment of the bundled reach task: (success, final distance)."""
     register_envs()
     env = gym.make_vec("LCVG-Sprites-Reach-v0", num_envs=num_envs,
                        vectorization_mode="vector_entry_point", autoreset_mode="Disabled",
-                       device="cpu")
+                       device="cpu", **kwargs)
     policy = make_policy(env)
     obs, info = env.reset(seed=0)
     done = np.zeros(num_envs, bool)
@@ -115,8 +115,11 @@ def test_reach_policy_beats_random_on_the_bundled_model() -> None:
 
 
 @pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint not present")
-def test_reach_policy_solves_the_bundled_reach_task() -> None:
-    success, _ = _reach_episodes(ReachPolicy.from_env, num_envs=8)
+@pytest.mark.parametrize("checkpoint,tracking", [
+    (SPRITES_CHECKPOINT, "segment"), (SPRITES_FAST_CHECKPOINT, "anchored")])
+def test_reach_policy_solves_the_bundled_reach_task(checkpoint: str, tracking: str) -> None:
+    success, _ = _reach_episodes(ReachPolicy.from_env, num_envs=8, checkpoint=checkpoint,
+                                 tracking=tracking)
     assert success.mean() >= 0.5
 
 
