@@ -278,6 +278,14 @@ def test_carry_masks_keeps_shape_and_exact_motion() -> None:
     assert torch.equal(carried, shape)
 
 
+def test_finite_check_counts_values_not_their_sum() -> None:
+    huge = torch.full((1, 1, 4, 4), 3e38)  # every value finite, their sum is not
+    assert bool(binarize(huge).all())
+    huge[0, 0, 1, 2] = math.inf
+    with pytest.raises(ValueError, match="1 NaN/inf"):
+        binarize(huge)
+
+
 def test_nonparametric_edit() -> None:
     current = torch.rand(3, 1, 8, 10)
     drawn = torch.zeros(8, 10, dtype=torch.uint8)
