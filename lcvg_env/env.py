@@ -431,9 +431,10 @@ class LCVGEnv(gym.Env):
     - ``device`` ("auto", "cpu", "cuda"), ``threshold`` (mask binarisation), ``track_gate``,
       ``autocast`` (bf16 on CUDA), ``expected_resolution``.
     - ``tracking``: "segment" (default, the paper: after each step the objects are found again
-      in M's mask of the generated frame, so the state is what the frame shows) or "carry"
-      (the controlled masks are the state and go exactly where the actions send them; the
-      frames follow them more closely and M runs only at reset; see ``lcvg_env.simulator``).
+      in M's mask of the generated frame, so the state is what the frame shows), "carry" (the
+      controlled masks are the state and go exactly where the actions send them; the frames
+      follow them more closely and M runs only at reset) or "anchored" (carried while M's mask
+      of the generated frame confirms them); see ``lcvg_env.simulator``.
     - ``render_mode`` (None, "rgb_array", "human"), ``render_scale`` (default: up to 256 px),
       ``render_overlay`` (mask tint, centroids, targets).
 

@@ -27,7 +27,7 @@ state instead: each object keeps the mask it had at reset and a pose that every 
 chained onto (``lcvg_env.control.carry_masks``), steps 1 and 4 are skipped, and the generator
 renders the frame the carried masks describe. The masks then go exactly where the controls
 send them, G's placement errors do not add up (on the bundled model's held-out sprites, the
-position error of objects that have not met another drops from 0.044 to 0.015 image widths
+position error of objects that have not met another drops from 0.044 to 0.017 image widths
 over 16 steps) and M is not run at all after reset. For "mask" control the given mask becomes
 the state. The carried state is only as true as G's obedience: a move larger than those G was
 trained on can leave the object behind in the frame while its mask moves on.
@@ -83,8 +83,9 @@ class Simulator:
     - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset);
     - ``uncontrolled`` (N, 1, H, W): the foreground outside the tracked objects (components
       beyond the K largest), which stays where it is;
-    - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for ``tracking="carry"``, each
-      object's mask at reset and the ``input_from_output`` matrix from the current frame to it.
+    - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
+      object's mask when its tracking began (reset, or for "anchored" the last time it was
+      found again) and the ``input_from_output`` matrix from the current frame to it.
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -319,7 +320,7 @@ class Simulator:
         """Move every object by its (N*K, 2, 3) transform -> (N*K, 1, H, W) {0, 1} masks."""
         n, k = self.num_envs, self.num_objects
         h, w = self.resolution
-        if self.tracking == "carry":
+        if self.tracking != "segment":
             moved, poses = ctl.carry_masks(
                 self.templates.reshape(n * k, 1, h, w), self.poses.reshape(n * k, 2, 3), theta,
                 threshold=self.threshold)

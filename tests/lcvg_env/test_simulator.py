@@ -137,6 +137,19 @@ def test_carried_masks_move_by_the_sum_of_the_controls(tracking: str) -> None:
     assert len(calls) == reset_calls + (10 if tracking == "anchored" else 0)
 
 
+@pytest.mark.parametrize("tracking", ["carry", "anchored"])
+def test_carried_masks_keep_their_shape_through_a_full_turn(tracking: str) -> None:
+    sim = Simulator(constant_mask_model(10.0), 1, control="affine", tracking=tracking,
+                    track_gate=None)
+    sim.reset([0], tiny_frames(1))
+    shape = square(1, [(10, 12, 18, 30)]) + square(1, [(18, 12, 34, 16)])  # an L
+    set_objects(sim, shape)
+    turn = torch.tensor([[[0.0, 0.0, 2 * math.pi / 36, 0.0, 0.0, 0.0]]])
+    for _ in range(36):
+        sim.step(turn)
+    assert torch.equal(sim.objects, shape)
+
+
 def test_anchored_tracking_falls_back_to_the_segmentation() -> None:
     # an M that sees nothing confirms no carried mask: the object is found again (nowhere)
     sim = Simulator(constant_mask_model(-10.0), 1, num_objects=1, tracking="anchored")
