@@ -31,10 +31,10 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
 * In each generated frame the objects are found by an independent detector, the key-colour
   locator ``training.data.ground_truth.locate_objects``, and compared with the true centroids:
   position RMSE in units of image width (our analogue of the paper's RMSED), per step and
-  overall, its median and the rate of gross errors (> ``GROSS_ERROR`` widths), the same three
-  split into objects that have not yet met another object (``isolated``) and objects that have
-  (``after_contact``: touching, overlapping, occluding; from the true masks), and the rate of
-  missed detections. The locator's own accuracy on the real frames is reported beside it. PSNR
+  overall, its median and the rate of gross errors (> ``GROSS_ERROR`` widths), and the rate of
+  missed detections, each also split into objects that have not yet met another object
+  (``isolated``) and objects that have (``after_contact``: touching, overlapping, occluding;
+  from the true masks). The locator's own accuracy on the real frames is reported beside it. PSNR
   and SSIM per step against the real frames.
 
 Outputs in ``out_dir``: ``eval.json`` (every number), ``error_vs_step.png`` (matplotlib when
@@ -296,6 +296,11 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 
+def _rate(events: np.ndarray, chances: np.ndarray) -> float:
+    """Events per chance (0/1 arrays of one shape); 0 when there was no chance."""
+    return float(events.sum() / max(chances.sum(), 1))
+
+
 def _nanmean(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -434,9 +439,11 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
             "median_per_step": [s["median"] for s in steps],
             "gross_rate": overall["gross_rate"],
             "count": overall["count"],
-            "isolated": _error_stats(np.where(met, np.nan, flat)),
-            "after_contact": _error_stats(np.where(met, flat, np.nan)),
-            "missed_rate": float(missed[0].sum() / max(missed[1].sum(), 1)),
+            "isolated": {**_error_stats(np.where(met, np.nan, flat)),
+                         "missed_rate": _rate(missed[0][~met], missed[1][~met])},
+            "after_contact": {**_error_stats(np.where(met, flat, np.nan)),
+                              "missed_rate": _rate(missed[0][met], missed[1][met])},
+            "missed_rate": _rate(missed[0], missed[1]),
             "psnr": _nanmean(np.where(np.isinf(psnr_steps), 100.0, psnr_steps)),
             "psnr_per_step": [_nanmean(np.where(np.isinf(s), 100.0, s)) for s in psnr_steps.T],
             "ssim": _nanmean(ssim_steps),

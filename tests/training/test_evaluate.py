@@ -131,8 +131,11 @@ def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
         # an untrained model may miss every object: then there are no errors (null)
         if entry["median"] is not None:
             assert entry["median"] >= 0 and 0 <= entry["gross_rate"] <= 1
-        # every located object is in exactly one of the two contact groups
+        # every located object is in exactly one of the two contact groups, and so is every
+        # missed one: the overall miss rate lies between the two groups' rates
         assert entry["isolated"]["count"] + entry["after_contact"]["count"] == entry["count"]
+        rates = sorted([entry["isolated"]["missed_rate"], entry["after_contact"]["missed_rate"]])
+        assert rates[0] - 1e-9 <= entry["missed_rate"] <= rates[1] + 1e-9
 
 
 def test_ablation_diagnostics(tiny_data):
