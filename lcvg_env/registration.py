@@ -4,8 +4,8 @@
   frames ``sprites_starts.npz``; free simulator, 100 steps.
 - ``LCVG-Sprites-Reach-v0``: the same model; reach task, 50 steps, Dict observation
   (``frame``, ``centroids``, ``target``).
-- Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: 1.6x the
-  frames/s, objects placed a little less precisely (README, Results on sprites).
+- Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: 1.1-1.4x
+  the frames/s, objects placed a little less precisely (README, Results on sprites).
 - ``LCVG-BAIR-v0``: ``bair.safetensors`` (256x256, ``paper_bair`` or a converted official
   model); first frames beside the checkpoint or given; free, 100 steps.
 - ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
