@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lcvg_env.render import import_pygame, save_video
+from lcvg_env.simulator import SIM_TRACKING
 from lcvg_env.spaces import PARAMS_PER_OBJECT
 
 MOVES = {"up": (0.0, -1.0), "down": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
@@ -71,7 +72,7 @@ def make_env(args: argparse.Namespace) -> Any:
 
     register_envs()
     kwargs: dict[str, Any] = {"render_mode": "rgb_array", "render_scale": args.scale}
-    for name in ("checkpoint", "start_frames", "control", "device"):
+    for name in ("checkpoint", "start_frames", "control", "tracking", "device"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None, help="checkpoint path or name")
     parser.add_argument("--start-frames", dest="start_frames", default=None, help="first frames")
     parser.add_argument("--control", choices=("position", "affine", "mask"), default=None)
+    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
+                        help="how the simulator follows the objects (LCVGEnv's tracking)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda")
     parser.add_argument("--scale", type=int, default=6, help="window upscaling")
     parser.add_argument("--fps", type=float, default=10.0, help="frames per second")
