@@ -33,7 +33,8 @@ the state. The carried state is only as true as G's obedience: a move larger tha
 trained on can leave the object behind in the frame while its mask moves on.
 ``tracking="anchored"`` guards against that: M still segments every generated frame, and an
 object keeps its carried mask only while M's mask covers at least ``ANCHOR_COVER`` of it;
-otherwise it is found again as in "segment" (and carried from there).
+otherwise it is found again as in "segment" (and carried from there). Under "mask" control
+nothing is carried, and "anchored" follows M's mask as "segment" does.
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
