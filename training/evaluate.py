@@ -246,10 +246,9 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
     """Generate ``steps`` frames from first frames (B, 3, H, W).
 
     ``tracking``: "segment", "carry" or "anchored" (the module docstring). ``subpixel``
-    (segment only):
-    carry the sub-pixel motion that binarising the warped masks drops from step to step
-    (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every step to whole
-    pixels, the plain warp-and-binarise of the paper's code.
+    (segment only): carry the sub-pixel motion that binarising the warped masks drops from
+    step to step (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every
+    step to whole pixels, the plain warp-and-binarise of the paper's code.
 
     ``protocol`` "translation"/"affine" need ``theta`` (B, T, K, 2, 3) and ``positions``
     (B, T, K, 2) (true object positions at t, for component assignment); "nonparametric"
