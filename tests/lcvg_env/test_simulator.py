@@ -33,6 +33,8 @@ def set_objects(sim: Simulator, objects: torch.Tensor,
     with torch.inference_mode():
         sim.objects = objects.clone()
         sim.templates = objects.clone()
+        n, k = objects.shape[:2]
+        sim.poses = ctl.identity_matrix(n * k).view(n, k, 2, 3)
         sim.uncontrolled = (torch.zeros_like(objects[:, :1]) if uncontrolled is None
                             else uncontrolled.clone())
         sim.masks = torch.maximum(objects.amax(dim=1, keepdim=True), sim.uncontrolled)
