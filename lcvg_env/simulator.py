@@ -82,8 +82,8 @@ class Simulator:
       ``lcvg_env.control.warp_binary``; zero after reset; an object that is lost has an empty
       mask, which owes nothing at the next step);
     - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset);
-    - ``uncontrolled`` (N, 1, H, W): the foreground outside the tracked objects (components
-      beyond the K largest), which stays where it is;
+    - ``uncontrolled`` (N, 1, H, W): for parametric control, the foreground outside the
+      tracked objects (components beyond the K largest), which stays where it is;
     - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
       object's mask when its tracking began (reset, or for "anchored" the last time it was
       found again) and the ``input_from_output`` matrix from the current frame to it.
@@ -166,7 +166,7 @@ class Simulator:
             self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
             self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
-            self.poses = ctl.identity_matrix(n * k, device=device).view(n, k, 2, 3)
+            self.poses = self._identity_poses(n)
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
@@ -214,8 +214,7 @@ class Simulator:
             self.uncontrolled[idx] = masks * (1.0 - objects.amax(dim=1, keepdim=True))
             self.objects[idx] = objects
             self.templates[idx] = objects
-            self.poses[idx] = ctl.identity_matrix(
-                idx.numel() * self.num_objects, device=self.device).view(-1, self.num_objects, 2, 3)
+            self.poses[idx] = self._identity_poses(idx.numel())
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
             self.present[idx] = present
@@ -285,17 +284,15 @@ class Simulator:
         """Take the state after a "mask" control step.
 
         M's mask of the new frame becomes the state, or with carried tracking the given mask.
+        (Nothing is moved under this control, so templates, poses and the uncontrolled
+        foreground are not needed.)
         """
-        n, k = self.num_envs, self.num_objects
         if self.tracking == "carry":
             self.masks = self.control_masks
-            objects = ctl.object_masks(self.masks, k).float()
+            objects = ctl.object_masks(self.masks, self.num_objects).float()
         else:
             self.masks, objects = self._segment(self.frames)
         self._set_objects(*self._associate(objects, expected, None))
-        self.templates = self.objects
-        self.poses = ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
-        self.uncontrolled = self.masks * (1.0 - self.objects.amax(dim=1, keepdim=True))
 
     def _follow_segmentation(self, expected: torch.Tensor, gate: float | None,
                              moved: torch.Tensor) -> None:
@@ -303,17 +300,14 @@ class Simulator:
 
         For "segment" tracking; "anchored" keeps each moved (N, K, H, W) mask that M's covers.
         """
-        n, k = self.num_envs, self.num_objects
         self.masks, components = self._segment(self.frames)
         found, centroids, present = self._associate(components, expected, gate)
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
-            keep = agrees(moved, self.masks)[:, :, None, None]  # (N, K, 1, 1)
-            self._set_objects(torch.where(keep, moved, found), centroids)
-            self.templates = torch.where(keep, self.templates, found)
-            identity = ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
-            self.poses = torch.where(keep, self.poses, identity)
+            objects, self.templates, self.poses = anchor(
+                moved, self.masks, found, self.templates, self.poses)
+            self._set_objects(objects, centroids)
         tracked = torch.maximum(found, self.objects).amax(dim=1, keepdim=True)
         self.uncontrolled = self.masks * (1.0 - tracked)
 
@@ -348,6 +342,12 @@ class Simulator:
         self.centroids = centroids
         self.present = present
         self.seen = self.seen | present
+
+    def _identity_poses(self, n: int) -> torch.Tensor:
+        """(n, K, 2, 3) identity poses: carried tracking begins."""
+        k = self.num_objects
+        return ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
+
     def to_model_frames(self, frames: Any) -> torch.Tensor:
         """Validate frames and convert them to float (n, 3, H, W) in [-1, 1] on the device.
 
@@ -514,6 +514,30 @@ def agrees(moved: torch.Tensor, masks: torch.Tensor, cover: float = ANCHOR_COVER
     area = moved.sum(dim=(2, 3))
     covered = (moved * masks).sum(dim=(2, 3))
     return (covered >= cover * area) & (area > 0)
+
+
+def anchor(
+    moved: torch.Tensor, masks: torch.Tensor, found: torch.Tensor, templates: torch.Tensor,
+    poses: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of ``tracking="anchored"``: keep the carried objects the segmentation confirms.
+
+    Args:
+        moved: (N, K, H, W) the objects' carried masks after the step.
+        masks: (N, 1, H, W) M's binarised mask of the generated frame.
+        found: (N, K, H, W) the objects as found in ``masks`` (the "segment" tracking).
+        templates: (N, K, H, W) the carried objects' templates (see ``Simulator``).
+        poses: (N, K, 2, 3) their poses after the step.
+
+    Returns:
+        ``(objects, templates, poses)``: per object, the carried mask and state where
+        ``agrees(moved, masks)``, else the found mask, which becomes the new template with the
+        identity pose.
+    """
+    keep = agrees(moved, masks)[:, :, None, None]  # (N, K, 1, 1)
+    identity = torch.eye(2, 3, dtype=poses.dtype, device=poses.device)
+    return (torch.where(keep, moved, found), torch.where(keep, templates, found),
+            torch.where(keep, poses, identity))
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:

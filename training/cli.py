@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lcvg_env.simulator import SIM_TRACKING
 from training.config import (
     ABLATIONS,
     PRESETS,
@@ -103,8 +104,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whole-pixel", action="store_true",
                         help="round each step's mask motion to whole pixels (the paper's "
                              "warp-and-binarise) instead of carrying the sub-pixel remainder")
-    parser.add_argument("--tracking", choices=("segment", "carry", "anchored"),
-                        default="segment",
+    parser.add_argument("--tracking", choices=SIM_TRACKING, default="segment",
                         help="masks the controls move, as LCVGEnv's tracking: M's mask of each "
                              "generated frame (the paper), the first frame's object masks "
                              "carried, or carried while M agrees")

@@ -22,7 +22,7 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
       mask is carried through the rollout (``lcvg_env.control.carry_masks``); M never sees a
       generated frame;
     - ``anchored``: carried while M's mask of the generated frame covers the object's carried
-      mask (``lcvg_env.simulator.agrees``), else taken again from M's mask as in ``segment``.
+      mask (``lcvg_env.simulator.anchor``), else taken again from M's mask as in ``segment``.
 
     The moved objects are united (unassigned components stay where they are); the union is
     binarised and conditions G.
@@ -58,14 +58,19 @@ from PIL import Image, ImageDraw
 
 from lcvg_env import control
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import SIM_TRACKING, agrees
+from lcvg_env.simulator import SIM_TRACKING, anchor
 from training import metrics
 from training.data.ground_truth import load_ground_truth, locate_objects
 from training.run_dir import to_uint8
 
 PROTOCOLS = ("translation", "affine", "nonparametric")
-TRACKING = SIM_TRACKING
-"""How the rollout finds the masks it moves (the module docstring)."""
+_ASSIGNMENT = {
+    "segment": "components of M's mask of the generated frame",
+    "carry": "objects' masks in M's mask of the first frame, carried",
+    "anchored": "objects' masks in M's mask of the first frame, carried while M's mask of the "
+                "generated frame covers them",
+}
+"""How each ``tracking`` applies the per-object controls (``control_assignment`` in eval.json)."""
 GROSS_ERROR = 0.1
 """Position errors above this many image widths (6.4 px at 64x64) count as gross in
 ``gross_rate``: the object is not where it should be, rather than slightly off."""
@@ -229,8 +234,8 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: t
 
 
 def _check_tracking(tracking: str, subpixel: bool) -> None:
-    if tracking not in TRACKING:
-        raise ValueError(f"tracking must be one of {TRACKING}, got {tracking!r}")
+    if tracking not in SIM_TRACKING:
+        raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
     if tracking != "segment" and not subpixel:
         raise ValueError("subpixel=False (whole-pixel rounding of every step) applies to "
                          f"tracking='segment' only, got tracking={tracking!r}: carried masks "
@@ -258,26 +263,28 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
     _check_tracking(tracking, subpixel)
     frames, used = [], []
     g = first
-    residual = None
-    if subpixel and theta is not None:
-        residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
     carried = tracking != "segment" and protocol != "nonparametric"
+    residual = None
+    if subpixel and theta is not None and not carried:
+        residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
     if carried:
         assert theta is not None and positions is not None
         b, k = theta.shape[0], theta.shape[2]
         h, w = first.shape[-2:]
-        per_object, kept = split_objects(model.binary_mask(first), positions[:, 0])
-        templates = per_object.reshape(b * k, 1, h, w)
-        poses = control.identity_matrix(b * k, device=first.device, dtype=first.dtype)
+        templates, kept = split_objects(model.binary_mask(first), positions[:, 0])
+        poses = control.identity_matrix(b * k, device=first.device,
+                                        dtype=first.dtype).view(b, k, 2, 3)
     for t in range(steps):
         if protocol == "nonparametric":
             assert target_masks is not None
             m_c = target_masks[:, t]
         elif carried:
             assert theta is not None
-            moved, poses = control.carry_masks(templates, poses,
+            moved, poses = control.carry_masks(templates.reshape(b * k, 1, h, w),
+                                               poses.reshape(b * k, 2, 3),
                                                theta[:, t].reshape(b * k, 2, 3))
-            m_c = torch.maximum(moved.view(b, k, h, w).amax(1, keepdim=True), kept)
+            moved, poses = moved.view(b, k, h, w), poses.view(b, k, 2, 3)
+            m_c = torch.maximum(moved.amax(1, keepdim=True), kept)
         else:
             assert theta is not None and positions is not None
             m = model.binary_mask(g)
@@ -289,9 +296,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             assert positions is not None
             m = model.binary_mask(g)
             found, kept = split_objects(m, positions[:, t + 1])
-            keep = agrees(moved.view(b, k, h, w), m).view(b * k, 1, 1, 1)
-            templates = torch.where(keep, templates, found.reshape(b * k, 1, h, w))
-            poses = torch.where(keep.view(b * k, 1, 1), poses, torch.eye(2, 3).to(poses))
+            _, templates, poses = anchor(moved, m, found, templates, poses)
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 
@@ -414,11 +419,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
             if loc_found else math.nan,
         },
         "control_assignment": "per-object fits between true object masks, applied to the "
-                              + ("components of M's mask of the generated frame"
-                                 if tracking == "segment" else
-                                 "objects' masks in M's mask of the first frame, carried"
-                                 + (" while M's mask of the generated frame covers them"
-                                    if tracking == "anchored" else "")),
+                              + _ASSIGNMENT[tracking],
         "protocols": {},
     }
     for protocol in PROTOCOLS:
