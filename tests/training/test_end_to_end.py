@@ -48,6 +48,15 @@ def test_train_both_stages_then_evaluate(tiny_data, tmp_path, capsys):
     assert plain["subpixel_carry"] is False
     assert plain["protocols"]["nonparametric"]["psnr_per_step"] == (
         result["protocols"]["nonparametric"]["psnr_per_step"])
+    # --tracking carry is recorded; whole-pixel rounding does not apply to carried masks
+    carried = tmp_path / "carried"
+    args = ["--checkpoint", str(run / "model.safetensors"), "--data", str(tiny_data), "--out",
+            str(carried), "--clips", "2", "--horizon", "3", "--device", "cpu",
+            "--fit-iterations", "2", "--tracking", "carry"]
+    assert cli.eval_main(args) == 0
+    assert json.loads((carried / "eval.json").read_text())["tracking"] == "carry"
+    assert cli.eval_main(args + ["--whole-pixel"]) == 2
+    assert "tracking='carry'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("ablation", ["no_bg", "single_stage"])
