@@ -10,7 +10,7 @@ N in {1, 16, 64, 256}, with the simulator's ``tracking="segment"`` (the paper's 
 not fit in the time budget is skipped and listed under ``skipped``. Measures; never passes or fails.
 
     python -m benchmarks.env_step [--device cpu] [--budget 30] [--sizes 1 16 64 256]
-        [--checkpoint CKPT [--start-frames FRAMES]]
+        [--checkpoint CKPT [--start-frames FRAMES]] [--precision fp32 bf16]
 """
 
 from __future__ import annotations
@@ -69,19 +69,23 @@ def random_frames(resolution: tuple[int, int], count: int = 16) -> np.ndarray:
 
 def measure(
     model: LayeredGenerator, frames: Any, n: int, device: torch.device, budget: float,
-    tracking: str = "segment",
+    tracking: str = "segment", autocast: bool = False, compile: bool | str = False,
 ) -> dict[str, Any] | None:
     """frames/s of ``step`` for N = n; None when one step shows it would not fit ``budget``."""
     env = LCVGVectorEnv(
         n, model=model, start_frames=frames, device=device, autoreset_mode="Disabled",
-        tracking=tracking,
+        tracking=tracking, autocast=autocast, compile=compile,
     )
     env.reset(seed=0)
     env.action_space.seed(0)
-    start = time.perf_counter()
-    env.step(env.action_space.sample())  # warm-up (allocations, kernel selection)
-    first = time.perf_counter() - start
-    if first * 3 > budget:
+    # warm-up (allocations, kernel selection; with compile, a first step that compiles and a
+    # second one that shows the compiled cost)
+    warmup = []
+    for _ in range(2 if compile else 1):
+        start = time.perf_counter()
+        env.step(env.action_space.sample())
+        warmup.append(time.perf_counter() - start)
+    if warmup[-1] * 3 > budget:
         return None
     steps, elapsed = 0, 0.0
     while steps < 3 or (elapsed < budget / 2 and steps < 50):
@@ -99,6 +103,7 @@ def measure(
         "frames_per_second": round(n * steps / elapsed, 2),
         "step_ms": round(1000 * elapsed / steps, 2),
         "steps": steps,
+        **({"first_step_s": round(warmup[0], 2)} if compile else {}),
     }
 
 
@@ -113,16 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start-frames", default=None,
                         help="first frames for --checkpoint (a folder, .npz or .npy; default: "
                              "random frames)")
-    parser.add_argument("--skip-paper", action="store_true", help="only the sprites model")
+    parser.add_argument("--skip-paper", action="store_true", help="only the sprites models")
+    parser.add_argument("--skip-sprites", action="store_true", help="only the paper_bair model")
     parser.add_argument("--tracking", nargs="+", choices=SIM_TRACKING,
                         default=["segment", "carry"],
                         help="simulator tracking modes to measure (carry skips M per step; "
                              "anchored costs what segment does)")
+    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
+                        help="network precision: fp32, bf16 (autocast; CUDA only)")
+    parser.add_argument("--compile", choices=("off", "default", "reduce-overhead"),
+                        default="off", help="torch.compile the networks (simulator compile=)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark = True (autotuned convolutions)")
     args = parser.parse_args(argv)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if args.checkpoint:
+    if "bf16" in args.precision and device.type != "cuda":
+        parser.error(f"--precision bf16 needs a CUDA device, got {device}")
+    compile: bool | str = {"off": False, "default": True}.get(args.compile, args.compile)
+    if args.skip_sprites:
+        models = []
+    elif args.checkpoint:
         name, model, frames = sprites_model(device, args.checkpoint)
         models = [(name, model, args.start_frames or frames)]
     else:
@@ -142,23 +160,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if starts is None:
             starts = random_frames(tuple(net.config.resolution))
         params = sum(p.numel() for p in net.parameters())
-        for tracking in args.tracking:
-            for n in args.sizes:
-                row = measure(net, starts, n, device, args.budget, tracking)
-                if row is None:
-                    skipped.append({"model": label, "tracking": tracking, "num_envs": n,
-                                    "reason": "over the time budget"})
-                    break  # larger N would not fit either
-                results.append(
-                    {
-                        "model": label,
-                        "parameters": params,
-                        "resolution": list(net.config.resolution),
-                        "tracking": tracking,
-                        **row,
-                    }
-                )
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        for precision in args.precision:
+            for tracking in args.tracking:
+                for n in args.sizes:
+                    row = measure(net, starts, n, device, args.budget, tracking,
+                                  autocast=precision == "bf16", compile=compile)
+                    if row is None:
+                        skipped.append({"model": label, "precision": precision,
+                                        "tracking": tracking, "num_envs": n,
+                                        "reason": "over the time budget"})
+                        break  # larger N would not fit either
+                    results.append(
+                        {
+                            "model": label,
+                            "parameters": params,
+                            "resolution": list(net.config.resolution),
+                            "precision": precision,
+                            "tracking": tracking,
+                            **row,
+                        }
+                    )
+                    print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     report = {
         "benchmark": "env_step",
         "device": str(device),
@@ -166,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "compile": args.compile,
         "torch": torch.__version__,
         "results": results,
         "skipped": skipped,

@@ -119,6 +119,7 @@ class LCVGCore:
         track_gate: float | None = 0.5,
         tracking: str = "segment",
         autocast: bool = False,
+        compile: bool | str = False,
         expected_resolution: Sequence[int] | None = None,
         render_scale: int | None = None,
         render_overlay: bool = True,
@@ -167,6 +168,7 @@ class LCVGCore:
             track_gate=track_gate,
             tracking=tracking,
             autocast=autocast,
+            compile=compile,
         )
         self.device = self.sim.device
         self.task = make_task(task, self.num_envs, self.num_objects, resolution, task_kwargs)
@@ -429,7 +431,8 @@ class LCVGEnv(gym.Env):
     - ``task`` ("free", "reach" or a ``Task``), ``task_kwargs``.
     - ``observation_keys`` (default ``("frame",)``), ``max_episode_steps``.
     - ``device`` ("auto", "cpu", "cuda"), ``threshold`` (mask binarisation), ``track_gate``,
-      ``autocast`` (bf16 on CUDA), ``expected_resolution``.
+      ``autocast`` (bf16 on CUDA), ``compile`` (``torch.compile`` the networks: True or a mode
+      such as "reduce-overhead"), ``expected_resolution``.
     - ``tracking``: "segment" (default, the paper: after each step the objects are found again
       in M's mask of the generated frame, so the state is what the frame shows), "carry" (the
       controlled masks are the state and go exactly where the actions send them; the frames

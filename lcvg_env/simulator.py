@@ -106,8 +106,15 @@ class Simulator:
             agrees); see the module docstring.
         autocast: run the networks under bf16 autocast when the device is CUDA.
         channels_last: convert the model (in place: it may be shared) and the inputs to the
-            channels-last memory format, which the convolutions of small models run about a
-            quarter faster in on CPUs; outputs are the same up to float rounding.
+            channels-last memory format, or (False) both to the contiguous one; outputs are the
+            same up to float rounding. None (default): channels-last on CPUs only, where the
+            convolutions of small models run about a quarter faster in it. On CUDA every
+            GroupNorm copies channels-last tensors to the contiguous layout and back: a
+            ``paper_bair`` generator ran 1.3x slower in it on an H200 (N = 64: 179 vs 139 ms,
+            ``benchmarks/profile_gpu.py``).
+        compile: ``torch.compile`` the generator's and mask network's calls: False (default),
+            True (the default mode) or a mode name ("reduce-overhead" adds CUDA graphs, for
+            small N where kernel launches dominate). The first step of each N compiles.
     """
 
     def __init__(
@@ -120,7 +127,8 @@ class Simulator:
         track_gate: float | None = 0.5,
         tracking: str = "segment",
         autocast: bool = False,
-        channels_last: bool = True,
+        channels_last: bool | None = None,
+        compile: bool | str = False,
     ) -> None:
         if not isinstance(model, LayeredGenerator):
             raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
@@ -136,18 +144,29 @@ class Simulator:
             raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
         if tracking not in SIM_TRACKING:
             raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
+        if not isinstance(compile, (bool, str)):
+            raise ValueError(f"compile must be a bool or a torch.compile mode, got {compile!r}")
         self.tracking = tracking
+        device = next(model.parameters()).device
+        if channels_last is None:
+            channels_last = device.type == "cpu"
         self.channels_last = bool(channels_last)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last if self.channels_last
+                         else torch.contiguous_format)
         self.model = model.eval()
+        self._predict_next = model.predict_next
+        self._mask = model.mask
+        if compile is not False:
+            mode = None if compile is True else compile
+            self._predict_next = torch.compile(model.predict_next, mode=mode, dynamic=False)
+            self._mask = torch.compile(model.mask, mode=mode, dynamic=False)
         self.config = model.config
         self.num_envs = num_envs
         self.control = control
         self.num_objects = num_objects
         self.threshold = float(threshold)
         self.track_gate = None if track_gate is None else float(track_gate)
-        self.device = next(model.parameters()).device
+        self.device = device
         self.autocast = bool(autocast) and self.device.type == "cuda"
         self.resolution: tuple[int, int] = (
             int(model.config.resolution[0]),
@@ -256,7 +275,7 @@ class Simulator:
                 expected = (self.centroids + params[..., :2]).clamp(-1.0, 1.0)
                 gate = self.track_gate
             with self._trusted():
-                frames = self.model.predict_next(self._layout(self.frames), self._layout(edited))
+                frames = self._predict_next(self._layout(self.frames), self._layout(edited))
             self.frames = frames.float().clamp(-1.0, 1.0)
             self.control_masks = edited.float()
             if self.control == "mask":
@@ -411,7 +430,8 @@ class Simulator:
     def _segment(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, 3, H, W) -> binarised masks (n, 1, H, W), K largest objects (n, K, H, W)."""
         with self._trusted():
-            masks = self.model.binary_mask(self._layout(frames), self.threshold).contiguous()
+            masks = ctl.binarize(self._mask(self._layout(frames)).float(), self.threshold)
+            masks = masks.contiguous()
         return masks, ctl.object_masks(masks, self.num_objects).float()
 
     def _associate(

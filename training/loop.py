@@ -642,18 +642,32 @@ class Trainer:
                                  for key, value in summarize(result).items()})
         return result
 
-    def _run_phase(self, phase: Phase, start: int) -> bool:
-        c = self.config
-        if phase.name == "stage2":
+    def step_context(self, phase: str, start: int = 0) -> StepContext:
+        """Return the :class:`StepContext` of ``phase`` starting at global step ``start``.
+
+        ``phase`` is "stage1", "stage2" or "single"; for stage II, M is frozen and the
+        generator's optimiser is rebuilt without it if it still holds M's parameters. Used by
+        the training loop and by ``benchmarks/train_step.py``.
+        """
+        if phase not in ("stage1", "stage2", "single"):
+            raise ValueError(f"phase must be 'stage1', 'stage2' or 'single', got {phase!r}")
+        if phase == "stage2":
+            mask_params = {id(p) for p in self.generator.mask_net.parameters()}
+            if any(id(p) in mask_params for g in self.opt_g.param_groups for p in g["params"]):
+                self.opt_g = self._make_opt_g(phase, self.opt_g)
             self.generator.mask_net.requires_grad_(False)
             self.generator.mask_net.eval()
         forward, disc = self._wrap()
-        ctx = StepContext(config=c, generator=self.generator, forward=forward,
-                          discriminator=self.discriminator, disc_forward=disc,
-                          opt_g=self.opt_g, opt_d=self.opt_d, device=self.device,
-                          dist=self.dist, pseudo=self.pseudo, perceptual=self.perceptual,
-                          base_lr=self.base_lr, phase=phase.name, phase_start=start,
-                          code_usage=self.code_usage)
+        return StepContext(config=self.config, generator=self.generator, forward=forward,
+                           discriminator=self.discriminator, disc_forward=disc,
+                           opt_g=self.opt_g, opt_d=self.opt_d, device=self.device,
+                           dist=self.dist, pseudo=self.pseudo, perceptual=self.perceptual,
+                           base_lr=self.base_lr, phase=phase, phase_start=start,
+                           code_usage=self.code_usage)
+
+    def _run_phase(self, phase: Phase, start: int) -> bool:
+        c = self.config
+        ctx = self.step_context(phase.name, start)
         end = start + phase.steps
         if self.step >= end:
             return True

@@ -173,6 +173,19 @@ def test_stage2_really_freezes_the_mask_net(tiny_data, tmp_path):
         assert torch.equal(value, after[key]), key
 
 
+def test_step_context_of_stage2_leaves_the_mask_net_out(tiny_data, tmp_path):
+    trainer = Trainer(tiny_config(tiny_data), tmp_path / "run")
+    mask_params = {id(p) for p in trainer.generator.mask_net.parameters()}
+    ctx = trainer.step_context("stage1")
+    assert any(id(p) in mask_params for g in ctx.opt_g.param_groups for p in g["params"])
+    ctx = trainer.step_context("stage2", start=3)
+    assert ctx.phase == "stage2" and ctx.phase_start == 3
+    assert not any(id(p) in mask_params for g in ctx.opt_g.param_groups for p in g["params"])
+    assert not trainer.generator.mask_net.training
+    with pytest.raises(ValueError, match="'stage3'"):
+        trainer.step_context("stage3")
+
+
 def test_pseudo_control_binarises_and_caches():
     torch.manual_seed(0)
     frame = torch.zeros(2, 3, 16, 16)

@@ -1,0 +1,150 @@
+"""Where the time of a ``paper_bair``-sized simulator step and training step goes, on CUDA.
+
+1. The generator alone (``predict_next`` on N frames, no simulator around it) under each
+   combination of precision (fp32 / bf16 autocast), memory format (channels_last on / off) and
+   ``torch.backends.cudnn.benchmark`` (off / on): ms per call and frames/s.
+2. One ``Simulator.step`` (carried tracking) in the default settings, for comparison with 1.
+3. ``torch.profiler`` tables (top operators by CUDA time) of a simulator step and of a stage I
+   training step of the ``official_bair`` preset, written to ``--tables``.
+
+Prints one JSON object; measures, never passes or fails.
+
+    python -m benchmarks.profile_gpu [--num-envs 64] [--resolution 256] [--tables FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.env_step import random_frames
+from benchmarks.train_step import synthetic_batch
+from lcvg_env.models import LayeredGenerator, ModelConfig
+from lcvg_env.simulator import Simulator
+from training.config import preset
+from training.loop import Trainer, train_step
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Seconds per call of ``fn`` (CUDA synchronised), after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    _sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync()
+    return (time.perf_counter() - start) / repeats
+
+
+def table(fn: Callable[[], Any], title: str, rows: int) -> str:
+    """A profiler table of one call of ``fn`` (after a warm-up), by CUDA time (CPU time on a
+    machine without CUDA)."""
+    fn()
+    _sync()
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync()
+    text = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total",
+                                     row_limit=rows)
+    return f"==== {title}\n{text}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the measurements and print their JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--num-envs", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=30, help="rows of each profiler table")
+    parser.add_argument("--tables", default="profile_tables.txt", help="where tables go")
+    parser.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    amp_device = device.type
+    size = (args.resolution, args.resolution)
+    torch.manual_seed(0)
+    model = LayeredGenerator(ModelConfig.paper_bair().replace(resolution=size)).to(device).eval()
+    model.check_values = False
+    n = args.num_envs
+    frames = torch.rand(n, 3, *size, device=device) * 2 - 1
+    masks = (torch.rand(n, 1, *size, device=device) > 0.8).float()
+
+    generator_rows = []
+    for bf16, channels_last, bench in itertools.product((False, True), repeat=3):
+        torch.backends.cudnn.benchmark = bench
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=fmt)
+        x, m = frames.contiguous(memory_format=fmt), masks.contiguous(memory_format=fmt)
+
+        def call(x: torch.Tensor = x, m: torch.Tensor = m, bf16: bool = bf16) -> None:
+            with torch.inference_mode(), torch.autocast(amp_device, torch.bfloat16,
+                                                        enabled=bf16):
+                model.predict_next(x, m)
+
+        seconds = timed(call, args.repeats)
+        generator_rows.append({"precision": "bf16" if bf16 else "fp32",
+                               "channels_last": channels_last, "cudnn_benchmark": bench,
+                               "ms": round(1000 * seconds, 2),
+                               "frames_per_second": round(n / seconds, 1)})
+        print(json.dumps(generator_rows[-1]), file=sys.stderr, flush=True)
+
+    torch.backends.cudnn.benchmark = False
+    tables = []
+    sim_rows = []
+    start_frames = random_frames(size, n)
+    for bf16 in (False, True):
+        sim = Simulator(model, n, tracking="carry", autocast=bf16)
+        sim.reset(range(n), start_frames)
+        controls = torch.zeros(n, 1, 2, device=device)
+        seconds = timed(lambda sim=sim, c=controls: sim.step(c), args.repeats)
+        sim_rows.append({"precision": "bf16" if bf16 else "fp32", "tracking": "carry",
+                         "ms": round(1000 * seconds, 2),
+                         "frames_per_second": round(n / seconds, 1)})
+        print(json.dumps(sim_rows[-1]), file=sys.stderr, flush=True)
+        if bf16:
+            tables.append(table(lambda sim=sim, c=controls: sim.step(c),
+                                f"Simulator.step, N={n}, bf16, carry", args.rows))
+
+    config = replace(preset("official_bair"), data="(synthetic)", device=str(device),
+                     progress=False,
+                     eval_clips=0, model=preset("official_bair").model.replace(resolution=size))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, tmp)
+        ctx = trainer.step_context("stage1")
+        batch = synthetic_batch(config.batch_size, size, device)
+        counter = itertools.count(1)
+        tables.append(table(lambda: train_step(ctx, batch, next(counter)),
+                            f"train_step stage I, official_bair, batch {config.batch_size}, "
+                            "bf16 autocast", args.rows))
+    Path(args.tables).write_text("".join(tables))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(json.dumps({"benchmark": "profile_gpu", "device_name": name,
+                      "torch": torch.__version__, "num_envs": n, "resolution": list(size),
+                      "generator": generator_rows, "simulator": sim_rows,
+                      "tables": args.tables}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
