@@ -182,6 +182,10 @@ class TrainConfig:
     channels-last on an H200 (benchmarks/train_step.py)."""
     compile: bool = False
     """Wrap the generator and discriminator in torch.compile."""
+    compile_backend: str = "inductor"
+    """torch.compile backend with compile on: "inductor" (generates fused kernels) or any of
+    torch._dynamo.list_backends(); "aot_eager" traces the same graphs without generating code
+    (fast to start; for debugging a compiled run)."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms (exact resume); off for speed on GPUs."""
     progress: bool = True

@@ -499,8 +499,15 @@ class Trainer:
             forward = DDP(forward, device_ids=ids)
             disc = DDP(disc, device_ids=ids)
         if self.config.compile:
-            forward = torch.compile(forward)  # type: ignore[assignment]
-            disc = torch.compile(disc)  # type: ignore[assignment]
+            # The VQGAN adaptive weight differentiates the loss twice through the generator's
+            # graph (autograd.grad with retain_graph), which compiled backwards that donate
+            # their buffers refuse; off, they keep them.
+            functorch_config = torch._functorch.config
+            if hasattr(functorch_config, "donated_buffer"):
+                functorch_config.donated_buffer = False
+            backend = self.config.compile_backend
+            forward = torch.compile(forward, backend=backend)  # type: ignore[assignment]
+            disc = torch.compile(disc, backend=backend)  # type: ignore[assignment]
         return forward, disc
 
     def _loader(self, phase: Phase, phase_step: int) -> Iterator[dict[str, torch.Tensor]]:

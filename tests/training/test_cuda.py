@@ -1,5 +1,5 @@
 """Training on a CUDA device (``pytest -m gpu``; deselected by default): bf16 autocast, both
-layouts and both stages, end to end through ``train``."""
+layouts, compiled, both stages, end to end through ``train``."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-@pytest.mark.parametrize("channels_last", ["off", "on"])
-def test_both_stages_train_on_cuda_in_bf16(tiny_data, tmp_path, channels_last: str) -> None:
+@pytest.mark.parametrize(("channels_last", "compile"), [("off", False), ("on", False),
+                                                      ("off", True)])
+def test_both_stages_train_on_cuda_in_bf16(tiny_data, tmp_path, channels_last: str,
+                                           compile: bool) -> None:
     cfg = tiny_config(tiny_data, device="cuda", amp="bf16", channels_last=channels_last,
-                      deterministic=False, eval_clips=2, eval_horizon=3)
+                      compile=compile, deterministic=False, eval_clips=2, eval_horizon=3)
     trainer = train(cfg, tmp_path / "run")
     assert trainer.finished and trainer.device.type == "cuda"
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]

@@ -1,5 +1,6 @@
 import contextlib
 import json
+import math
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -184,6 +185,20 @@ def test_step_context_of_stage2_leaves_the_mask_net_out(tiny_data, tmp_path):
     assert not trainer.generator.mask_net.training
     with pytest.raises(ValueError, match="'stage3'"):
         trainer.step_context("stage3")
+
+
+def test_compiled_training_runs_with_the_gan(tiny_data, tmp_path):
+    # The adaptive GAN weight differentiates the loss twice through the compiled generator.
+    # aot_eager traces what inductor would compile (and failed the same way) without
+    # generating code, which would take minutes here.
+    cfg = tiny_config(tiny_data, compile=True, compile_backend="aot_eager", stage="1",
+                      stage1_steps=2)
+    assert cfg.disc_weight > 0 and cfg.disc_start <= 1
+    trainer = train(cfg, tmp_path / "run")
+    assert trainer.finished
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    weights = [row["stage1/train/d_weight"] for row in rows if "stage1/train/d_weight" in row]
+    assert weights and all(math.isfinite(w) for w in weights)
 
 
 def test_pseudo_control_binarises_and_caches():
