@@ -1,12 +1,12 @@
 """Training throughput: samples/s and peak memory of one optimiser step of stage I and stage II.
 
 Builds the trainer of a preset (``official_bair`` by default, the released code's model and
-losses) and times :func:`training.loop.train_step` on one synthetic batch kept on the device, so
+losses) and times :func:`training.loop.train_step` on synthetic batches kept on the device, so
 the number is the step itself (data loading is measured by ``benchmarks/data_pairs.py``). The
 batch is a noisy background with a square that moves between f_t and f_{t+1}, so that the
 stage II pseudo control has something to fit. Each precision variant builds a fresh trainer;
-with the GAN on from the first timed step (``disc_start`` is respected), as in the released
-code. Prints one JSON object; measures, never passes or fails.
+the steps count from the preset's ``disc_start``, so the GAN (when the preset has one) is on in
+every step, as in the released code. Prints one JSON object; measures, never passes or fails.
 
 For scale (issue 4): the released code's stage I step at batch 8, 256x256, fp32, took 0.127 s
 (63 samples/s) with 19.9 GB peak on an H100.
@@ -64,7 +64,7 @@ def measure(trainer: Trainer, phase: str, steps: int, warmup: int) -> dict[str, 
     cfg, device = trainer.config, trainer.device
     ctx = trainer.step_context(phase)
     resolution = tuple(cfg.model.resolution)
-    first = max(cfg.disc_start, 0) if phase == "stage1" else 0  # GAN on in every timed step
+    first = max(cfg.disc_start, 0)  # global step of the first one: the GAN is on from there
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for i in range(warmup):
