@@ -24,7 +24,7 @@ import torch
 
 from lcvg_env.models import LayeredGenerator
 from training import metrics
-from training.evaluate import list_clips, load_clip
+from training.evaluate import list_clips, load_clip, module_modes, restore_modes
 
 
 @torch.no_grad()
@@ -44,7 +44,7 @@ def mask_diagnostics(model: LayeredGenerator, data: str | Path, split: str = "te
     dev = next(model.parameters()).device
     f = torch.cat([c["frames"] for c in clips]).to(dev)  # (N, 3, H, W)
     fg = torch.cat([c["foreground"] for c in clips]).to(dev)  # (N, 1, H, W)
-    was_training = model.training
+    modes = module_modes(model)
     model.eval()
     soft = torch.cat([model.mask(f[i:i + 64]) for i in range(0, f.shape[0], 64)]).float()
     binary = (soft > 0.5).float()
@@ -57,7 +57,7 @@ def mask_diagnostics(model: LayeredGenerator, data: str | Path, split: str = "te
     outside = 1 - torch.maximum(torch.maximum(fg, torch.roll(fg, shift, -1)),
                                 torch.maximum(binary, torch.roll(binary, shift, -1)))
     leak = ((pred_s - pred).abs().mean(1, keepdim=True) * outside).sum() / outside.sum()
-    model.train(was_training)
+    restore_modes(modes)
     return {
         "mask_iou": float(metrics.mask_iou(binary, fg).mean()),
         "mask_fraction": float(binary.mean()),

@@ -233,6 +233,21 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: t
     return control.binarize(torch.maximum(moved, kept)), residual
 
 
+def module_modes(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
+    """Return each submodule with its ``training`` flag, for :func:`restore_modes`.
+
+    A blanket ``model.train(was_training)`` after evaluating would wake a mask network frozen
+    for stage II.
+    """
+    return [(module, module.training) for module in model.modules()]
+
+
+def restore_modes(modes: Sequence[tuple[torch.nn.Module, bool]]) -> None:
+    """Give each submodule back the ``training`` flag :func:`module_modes` recorded."""
+    for module, training in modes:
+        module.training = training
+
+
 def _check_tracking(tracking: str, subpixel: bool) -> None:
     if tracking not in SIM_TRACKING:
         raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
@@ -328,7 +343,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
         raise ValueError(f"horizon and num_clips must be >= 1, got {horizon}, {num_clips}")
     _check_tracking(tracking, subpixel)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
+    modes = module_modes(model)
     model.eval()
     size = tuple(model.config.resolution)
     clips = []
@@ -460,7 +475,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
             save_gif(gif_rows, out / "rollouts.gif")
             result["gif"] = str(out / "rollouts.gif")
         (out / "eval.json").write_text(json.dumps(_json_safe(result), indent=2))
-    model.train(was_training)
+    restore_modes(modes)
     return result
 
 

@@ -112,9 +112,11 @@ def test_contact_flags_start_when_objects_meet_and_stay_on():
 
 def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
     torch.manual_seed(0)
-    model = LayeredGenerator(tiny_model()).eval()
+    model = LayeredGenerator(tiny_model()).train()
+    model.mask_net.eval()  # as in stage II: evaluating must not wake the frozen mask network
     result = evaluate(model, tiny_data, tmp_path / "eval", split="test", num_clips=2, horizon=3,
                       fit_iterations=2)
+    assert model.training and model.encoder.training and not model.mask_net.training
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert (tmp_path / "eval" / "error_vs_step.png").is_file()
     assert (tmp_path / "eval" / "rollouts.gif").is_file()
