@@ -29,7 +29,7 @@ import torch
 
 from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
-from lcvg_env.simulator import SIM_TRACKING
+from lcvg_env.simulator import COMPILE_MODES, SIM_TRACKING
 from lcvg_env.vector import LCVGVectorEnv
 
 ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "anchored costs what segment does)")
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
                         help="network precision: fp32, bf16 (autocast; CUDA only)")
-    parser.add_argument("--compile", choices=("off", "default", "reduce-overhead"),
+    parser.add_argument("--compile", choices=("off", *COMPILE_MODES),
                         default="off", help="torch.compile the networks (simulator compile=)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True (autotuned convolutions)")
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     if "bf16" in args.precision and device.type != "cuda":
         parser.error(f"--precision bf16 needs a CUDA device, got {device}")
-    compile: bool | str = {"off": False, "default": True}.get(args.compile, args.compile)
+    compile: bool | str = False if args.compile == "off" else args.compile
     if args.skip_sprites:
         models = []
     elif args.checkpoint:

@@ -58,6 +58,8 @@ SIM_CONTROLS = ("position", "affine", "mask")
 """Control modes of the simulator (see ``Simulator.step``)."""
 SIM_TRACKING = ("segment", "carry", "anchored")
 """How the simulator finds the objects' masks after a step (see the module docstring)."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes the simulator's ``compile`` accepts besides True and False."""
 _PARAMS = {"position": 2, "affine": 6}
 ANCHOR_COVER = 0.5
 """``tracking="anchored"`` keeps an object's carried mask while M's mask of the generated frame
@@ -144,8 +146,9 @@ class Simulator:
             raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
         if tracking not in SIM_TRACKING:
             raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
-        if not isinstance(compile, (bool, str)):
-            raise ValueError(f"compile must be a bool or a torch.compile mode, got {compile!r}")
+        if not (isinstance(compile, bool) or compile in COMPILE_MODES):
+            raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got "
+                             f"{compile!r}")
         self.tracking = tracking
         device = next(model.parameters()).device
         if channels_last is None:

@@ -262,6 +262,8 @@ def test_bad_inputs_raise_value_error(model: LayeredGenerator) -> None:
         Simulator(model, 1, control="teleport")
     with pytest.raises(ValueError, match="compile.*3"):
         Simulator(model, 1, compile=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'fastest'"):
+        Simulator(model, 1, compile="fastest")
 
 
 def test_memory_layout_defaults_to_channels_last_on_cpus_only(model: LayeredGenerator) -> None:
