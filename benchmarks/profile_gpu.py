@@ -126,9 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tables.append(table(lambda sim=sim, c=controls: sim.step(c),
                                 f"Simulator.step, N={n}, bf16, carry", args.rows))
 
-    config = replace(preset("official_bair"), data="(synthetic)", device=str(device),
-                     progress=False,
-                     eval_clips=0, model=preset("official_bair").model.replace(resolution=size))
+    official = preset("official_bair")
+    config = replace(official, data="(synthetic)", device=str(device), progress=False,
+                     eval_clips=0, model=official.model.replace(resolution=size))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, tmp)
         ctx = trainer.step_context("stage1")
