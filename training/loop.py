@@ -155,7 +155,7 @@ class StepContext:
 
 def _channels_last(config: TrainConfig, device: torch.device) -> bool:
     return config.channels_last == "on" or (config.channels_last == "auto"
-                                            and device.type == "cuda")
+                                            and device.type == "cpu")
 
 
 def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
