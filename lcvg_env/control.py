@@ -29,12 +29,19 @@ Convention (the only one in this module; every function follows it)
   ``size=None`` the normalised frame itself is treated as isotropic (right for square frames).
 
 Shapes: ``B`` batch, ``C`` channels, ``K`` objects, ``H``, ``W`` frame height and width.
+
+Inputs are checked: shapes and dtypes always, values (NaN/inf, negative mask weights) unless
+the call runs inside :func:`trusted_values`, for callers that pass tensors they made
+themselves (the simulator's state): each value scan is a pass over the tensor and, on a GPU, a
+device synchronisation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import torch
@@ -60,6 +67,7 @@ __all__ = [
     "object_masks",
     "params_to_matrix",
     "pixel_to_normalized",
+    "trusted_values",
     "union_masks",
     "warp_binary",
     "warp_masks",
@@ -107,10 +115,27 @@ def _require_tensor(name: str, x: Any) -> Tensor:
     return x
 
 
+_CHECK_VALUES: ContextVar[bool] = ContextVar("lcvg_control_check_values", default=True)
+
+
+@contextmanager
+def trusted_values() -> Iterator[None]:
+    """Skip this module's value scans (NaN/inf, negative masks) inside the block.
+
+    Shapes and dtypes are still checked. For tensors the caller made itself, such as the
+    simulator's state, whose first inputs it has already checked.
+    """
+    token = _CHECK_VALUES.set(False)
+    try:
+        yield
+    finally:
+        _CHECK_VALUES.reset(token)
+
+
 def _require_finite(name: str, x: Tensor) -> None:
     # one reduction instead of four elementwise passes: a NaN or inf makes the sum non-finite;
     # finite values whose sum overflows fall through to the exact test
-    if (x.is_floating_point() and not bool(torch.isfinite(x.sum()))
+    if (_CHECK_VALUES.get() and x.is_floating_point() and not bool(torch.isfinite(x.sum()))
             and not bool(torch.isfinite(x).all())):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} contains {bad} NaN/inf values: {_describe(x)}")
@@ -136,7 +161,7 @@ def _require_masks(name: str, x: Any, *, channels: int | None = None) -> Tensor:
 
 
 def _require_nonnegative(name: str, x: Tensor) -> None:
-    if x.numel() and bool((x < 0).any()):
+    if _CHECK_VALUES.get() and x.numel() and bool((x < 0).any()):
         raise ValueError(f"{name} must be >= 0 (mask weights), got min {float(x.min())}")
 
 

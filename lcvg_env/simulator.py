@@ -38,7 +38,9 @@ nothing is carried, and "anchored" follows M's mask as "segment" does.
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
-``step``.
+``step``. Controls and first frames are checked for NaN/inf once, on entry; the simulator's own
+tensors are not scanned again (``lcvg_env.control.trusted_values``: each scan would be a device
+synchronisation on a GPU).
 """
 
 from __future__ import annotations
@@ -226,7 +228,7 @@ class Simulator:
             raise ValueError(
                 f"got {x.shape[0]} frames for {idx.numel()} environment indices {idx.tolist()}"
             )
-        with torch.inference_mode(), self._amp():
+        with torch.inference_mode(), self._amp(), ctl.trusted_values():
             masks, objects = self._segment(x)
             centroids = ctl.mask_centroids(objects).float()  # (n, K, 2)
             present = ctl.mask_areas(objects) > 0  # (n, K)
@@ -261,7 +263,7 @@ class Simulator:
         controls = self._check_controls(controls)
         n, k = self.num_envs, self.num_objects
         h, w = self.resolution
-        with torch.inference_mode(), self._amp():
+        with torch.inference_mode(), self._amp(), ctl.trusted_values():
             if self.control == "mask":
                 edited = ctl.binarize(controls, self.threshold)  # (N, 1, H, W)
                 expected = self.centroids

@@ -28,6 +28,7 @@ from lcvg_env.control import (
     object_masks,
     params_to_matrix,
     pixel_to_normalized,
+    trusted_values,
     union_masks,
     warp_binary,
     warp_masks,
@@ -477,6 +478,21 @@ def test_fit_mixed_batch_and_dtypes() -> None:
 # --------------------------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------------------------
+
+
+def test_trusted_values_skip_value_scans_but_not_shape_checks() -> None:
+    nan = torch.full((2, 2, 3), float("nan"))
+    negative = -torch.ones(1, 1, 2, 2)
+    with trusted_values():
+        warp_masks(torch.zeros(2, 1, 8, 8), nan)  # NaN passes: the caller vouches for it
+        mask_centroids(negative)
+        with pytest.raises(ValueError, match=r"\(2, 3, 3\)"):
+            warp_masks(torch.zeros(2, 1, 8, 8), torch.zeros(2, 3, 3))
+    # the scans are back after the block
+    with pytest.raises(ValueError, match="NaN"):
+        warp_masks(torch.zeros(2, 1, 8, 8), nan)
+    with pytest.raises(ValueError, match=">= 0"):
+        mask_centroids(negative)
 
 
 def test_bad_inputs_raise_quoting_what_was_received() -> None:
