@@ -569,7 +569,7 @@ def warp_binary(
     forward = _invert(theta)
     intended = (forward[..., :2] @ before.unsqueeze(-1)).squeeze(-1) + forward[..., 2]
     owed = intended - mask_centroids(warped)[:, 0]
-    limit = limit_px * 2.0 / masks.new_tensor([w, h])
+    limit = limit_px / _pixel_scale((h, w), masks)
     keep = (owed.abs() <= limit).all(-1) & masks.flatten(1).any(1) & warped.flatten(1).any(1)
     return warped, torch.where(keep.unsqueeze(-1), owed, torch.zeros_like(owed))
 
@@ -620,7 +620,7 @@ def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
     pixel makes it round the same way everywhere.
     """
     h, w = masks.shape[-2:]
-    nudge = _TIE_NUDGE_PX * 2.0 / masks.new_tensor([w, h])
+    nudge = _TIE_NUDGE_PX / _pixel_scale((h, w), theta)
     return _warp(masks, _shifted(theta, nudge.expand(theta.shape[0], 2)), mode="nearest")
 
 

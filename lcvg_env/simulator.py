@@ -560,7 +560,7 @@ def anchor(
         identity pose.
     """
     keep = agrees(moved, masks)[:, :, None, None]  # (N, K, 1, 1)
-    identity = torch.eye(2, 3, dtype=poses.dtype, device=poses.device)
+    identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
     return (torch.where(keep, moved, found), torch.where(keep, templates, found),
             torch.where(keep, poses, identity))
 
