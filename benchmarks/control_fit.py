@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import synchronize
 from lcvg_env.control import fit_control
 
 SHAPES = ("ellipse", "polygon", "blob", "rectangle")
@@ -190,11 +191,6 @@ def _batch_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a & b).sum((1, 2, 3)) / (a | b).sum((1, 2, 3)).clamp_min(1)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ------------------------------------------------------------------------------------------
 
 
@@ -207,10 +203,10 @@ def run(pairs: int, official_pairs: int, sizes: Sequence[int], device: torch.dev
                                          seed + size + (0 if kind == "affine" else 1))
             src, tgt, theta = src.to(device), tgt.to(device), theta.to(device)
             fit_control(src[:2], tgt[:2], mode="affine")  # warm-up
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             fit = fit_control(src, tgt, mode="affine")
-            _sync(device)
+            synchronize(device)
             ours_total = time.perf_counter() - start
             entry = {
                 "pairs": pairs,
@@ -231,7 +227,7 @@ def run(pairs: int, official_pairs: int, sizes: Sequence[int], device: torch.dev
                 for i in range(m):
                     moved = official_fit(src[i, 0], tgt[i, 0], official_iterations)
                     ious.append(_iou(moved, tgt[i, 0]))
-                _sync(device)
+                synchronize(device)
                 off_total = time.perf_counter() - start
                 entry.update({
                     "official_pairs": m,

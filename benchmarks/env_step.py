@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.timing import synchronize
 from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
 from lcvg_env.simulator import COMPILE_MODES, SIM_TRACKING
@@ -90,12 +91,10 @@ def measure(
     steps, elapsed = 0, 0.0
     while steps < 3 or (elapsed < budget / 2 and steps < 50):
         actions = env.action_space.sample()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         env.step(actions)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         elapsed += time.perf_counter() - start
         steps += 1
     return {

@@ -29,6 +29,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.env_step import random_frames
+from benchmarks.timing import synchronize
 from benchmarks.train_step import synthetic_batch
 from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.simulator import Simulator
@@ -36,33 +37,28 @@ from training.config import preset
 from training.loop import Trainer, train_step
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> float:
-    """Seconds per call of ``fn`` (CUDA synchronised), after two warm-up calls."""
+def timed(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` (synchronised with ``device``), after two warm-up calls."""
     for _ in range(2):
         fn()
-    _sync()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync()
+    synchronize(device)
     return (time.perf_counter() - start) / repeats
 
 
-def table(fn: Callable[[], Any], title: str, rows: int) -> str:
-    """A profiler table of one call of ``fn`` (after a warm-up), by CUDA time (CPU time on a
-    machine without CUDA)."""
+def table(fn: Callable[[], Any], title: str, rows: int, device: torch.device) -> str:
+    """A profiler table of one call of ``fn`` (after a warm-up), by CUDA time (CPU time when
+    ``device`` is the CPU)."""
     fn()
-    _sync()
-    cuda = torch.cuda.is_available()
+    synchronize(device)
+    cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         fn()
-        _sync()
+        synchronize(device)
     text = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total",
                                      row_limit=rows)
     return f"==== {title}\n{text}\n"
@@ -102,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         enabled=bf16):
                 model.predict_next(x, m)
 
-        seconds = timed(call, args.repeats)
+        seconds = timed(call, args.repeats, device)
         generator_rows.append({"precision": "bf16" if bf16 else "fp32",
                                "channels_last": channels_last, "cudnn_benchmark": bench,
                                "ms": round(1000 * seconds, 2),
@@ -117,14 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim = Simulator(model, n, tracking="carry", autocast=bf16)
         sim.reset(range(n), start_frames)
         controls = torch.zeros(n, 1, 2, device=device)
-        seconds = timed(lambda sim=sim, c=controls: sim.step(c), args.repeats)
+        seconds = timed(lambda sim=sim, c=controls: sim.step(c), args.repeats, device)
         sim_rows.append({"precision": "bf16" if bf16 else "fp32", "tracking": "carry",
                          "ms": round(1000 * seconds, 2),
                          "frames_per_second": round(n / seconds, 1)})
         print(json.dumps(sim_rows[-1]), file=sys.stderr, flush=True)
         if bf16:
             tables.append(table(lambda sim=sim, c=controls: sim.step(c),
-                                f"Simulator.step, N={n}, bf16, carry", args.rows))
+                                f"Simulator.step, N={n}, bf16, carry", args.rows, device))
 
     official = preset("official_bair")
     config = replace(official, data="(synthetic)", device=str(device), progress=False,
@@ -136,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counter = itertools.count(1)
         tables.append(table(lambda: train_step(ctx, batch, next(counter)),
                             f"train_step stage I, official_bair, batch {config.batch_size}, "
-                            "bf16 autocast", args.rows))
+                            "bf16 autocast", args.rows, device))
     Path(args.tables).write_text("".join(tables))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(json.dumps({"benchmark": "profile_gpu", "device_name": name,

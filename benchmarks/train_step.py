@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.timing import synchronize
 from training.config import PRESETS, preset
 from training.loop import Trainer, train_step
 
@@ -54,11 +55,6 @@ def synthetic_batch(batch: int, resolution: tuple[int, int], device: torch.devic
     return {"frame": frames.to(device), "next_frame": nexts.to(device)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(trainer: Trainer, phase: str, steps: int, warmup: int) -> dict[str, Any]:
     """Time ``steps`` steps of ``phase`` after ``warmup`` untimed ones."""
     cfg, device = trainer.config, trainer.device
@@ -71,11 +67,11 @@ def measure(trainer: Trainer, phase: str, steps: int, warmup: int) -> dict[str, 
         train_step(ctx, synthetic_batch(cfg.batch_size, resolution, device, i), first + i)
     batches = [synthetic_batch(cfg.batch_size, resolution, device, warmup + i)
                for i in range(min(steps, 4))]
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for i in range(steps):
         train_step(ctx, batches[i % len(batches)], first + warmup + i)
-    _sync(device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     row: dict[str, Any] = {
         "phase": phase,
