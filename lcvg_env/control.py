@@ -71,6 +71,7 @@ __all__ = [
     "union_masks",
     "warp_binary",
     "warp_masks",
+    "warp_nearest",
     "warp_objects",
 ]
 
@@ -613,8 +614,9 @@ def _shifted(theta: Tensor, forward_shift: Tensor) -> Tensor:
 
 
 def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
-    """Binary (B, 1, H, W) masks warped by nearest-pixel sampling (no erosion, no growth).
+    """(B, C, H, W) maps (binary masks, or pixels) warped by nearest-pixel sampling.
 
+    Values are moved, never mixed: masks neither erode nor grow, pixels keep their colours.
     A motion of exactly half a pixel would round up at some pixels and down at others
     (``grid_sample`` rounds half to even); nudging every motion forward by a thousandth of a
     pixel makes it round the same way everywhere.
@@ -622,6 +624,19 @@ def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
     h, w = masks.shape[-2:]
     nudge = _TIE_NUDGE_PX / _pixel_scale((h, w), theta)
     return _warp(masks, _shifted(theta, nudge.expand(theta.shape[0], 2)), mode="nearest")
+
+
+def warp_nearest(maps: Tensor, theta: Tensor) -> Tensor:
+    """Warp (B, C, H, W) maps by (B, 2, 3) ``input_from_output`` matrices, nearest pixel.
+
+    The sampling :func:`warp_binary` and :func:`carry_masks` use for masks, for any maps (an
+    object's pixels move with its mask and keep their values; outside the frame is 0).
+    """
+    maps = _require_tensor("maps", maps)
+    if maps.dim() != 4 or not maps.is_floating_point():
+        raise ValueError(f"maps must be a float (B, C, H, W) tensor, got {_describe(maps)}")
+    theta = _require_theta("theta", theta, maps.shape[0]).to(maps.dtype)
+    return _warp_nearest(maps, theta)
 
 
 def union_masks(masks: Tensor) -> Tensor:

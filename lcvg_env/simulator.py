@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lcvg_env import compositing
 from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator
 
@@ -90,7 +91,11 @@ class Simulator:
       tracked objects (components beyond the K largest), which stays where it is;
     - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
       object's mask when its tracking began (reset, or for "anchored" the last time it was
-      found again) and the ``input_from_output`` matrix from the current frame to it.
+      found again) and the ``input_from_output`` matrix from the current frame to it;
+    - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
+      ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
+      are laid over: the first frame, where the controlled objects were unknown, then G's
+      output wherever the band around a moving object has passed.
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -148,6 +153,10 @@ class Simulator:
             raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
         if tracking not in SIM_TRACKING:
             raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
+        if control == "mask" and model.config.prediction == "composite":
+            raise ValueError("control='mask' needs a model with prediction='frame' (a composite "
+                             "model moves objects by known transforms); this model has "
+                             f"prediction={model.config.prediction!r}")
         if not (isinstance(compile, bool) or compile in COMPILE_MODES):
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got "
                              f"{compile!r}")
@@ -190,6 +199,8 @@ class Simulator:
             self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
             self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
+            self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.poses = self._identity_poses(n)
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
@@ -238,6 +249,8 @@ class Simulator:
             self.uncontrolled[idx] = masks * (1.0 - objects.amax(dim=1, keepdim=True))
             self.objects[idx] = objects
             self.templates[idx] = objects
+            self.canvas[idx] = x
+            self.known[idx] = 1.0 - objects.amax(dim=1, keepdim=True)
             self.poses[idx] = self._identity_poses(idx.numel())
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
@@ -280,7 +293,16 @@ class Simulator:
                 expected = (self.centroids + params[..., :2]).clamp(-1.0, 1.0)
                 gate = self.track_gate
             with self._trusted():
-                frames = self._predict_next(self._layout(self.frames), self._layout(edited))
+                if self.control != "mask" and self.config.prediction == "composite":
+                    frames, comp = compositing.predict(
+                        self._generate, self.frames, self.objects, theta.view(n, k, 2, 3),
+                        moved.view(n, k, h, w), edited, self.canvas, self.known,
+                        self.config.band_px)
+                    frames = frames.float().clamp(-1.0, 1.0)
+                    self.canvas, self.known = compositing.update_canvas(
+                        self.canvas, self.known, frames, comp)
+                else:
+                    frames = self._generate(self.frames, edited)
             self.frames = frames.float().clamp(-1.0, 1.0)
             self.control_masks = edited.float()
             if self.control == "mask":
@@ -428,6 +450,10 @@ class Simulator:
             yield
         finally:
             self.model.check_values = previous
+
+    def _generate(self, frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """G's output for frames (N, 3, H, W) and control masks (N, 1, H, W)."""
+        return self._predict_next(self._layout(frames), self._layout(masks))
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

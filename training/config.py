@@ -31,7 +31,7 @@ from lcvg_env.models import ModelConfig
 ABLATIONS = ("no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage")
 CONTROL_SOURCES = ("fitted_affine", "fitted_translation", "future_mask")
 BG_MASKS = ("frame", "pair_union")
-PRESETS = ("small", "paper_bair", "paper_tennis", "official_bair")
+PRESETS = ("small", "sprites", "paper_bair", "paper_tennis", "official_bair")
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,13 @@ class TrainConfig:
                 f"ratio_end={self.ratio_end}")
         if not isinstance(self.model, ModelConfig):
             raise TypeError(f"TrainConfig.model must be a ModelConfig, got {type(self.model)}")
+        if self.model.prediction == "composite" and self.control_source == "future_mask":
+            raise ValueError("model.prediction 'composite' moves objects by fitted transforms: "
+                             "control_source must be 'fitted_affine' or 'fitted_translation', "
+                             "got 'future_mask'")
+        if self.model.prediction == "composite" and self.ablate == "single_stage":
+            raise ValueError("model.prediction 'composite' trains in stage II; the "
+                             "'single_stage' ablation has none")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the model config nested under "model")."""
@@ -294,6 +301,13 @@ def _small() -> TrainConfig:
                        model=small_model())
 
 
+def _sprites() -> TrainConfig:
+    # The small preset with composite prediction (lcvg_env.compositing): stage II trains G to
+    # correct moved pixels instead of redrawing them. The bundled sprites models use it.
+    base = _small()
+    return replace(base, preset="sprites", model=base.model.replace(prediction="composite"))
+
+
 def _paper_bair() -> TrainConfig:
     # method.md: Adam 4.5e-6 (x batch x GPUs as in VQGAN), 10,000 stage I iterations, ratio
     # 80:1 halved every 1,000 until 5:1, stage II lambda_bg 5, affine pseudo control (the paper
@@ -347,6 +361,7 @@ def _official_model() -> ModelConfig:
 
 _PRESET_FACTORIES = {
     "small": _small,
+    "sprites": _sprites,
     "paper_bair": _paper_bair,
     "paper_tennis": _paper_tennis,
     "official_bair": _official_bair,

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from lcvg_env import control
+from lcvg_env import compositing, control
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.simulator import SIM_TRACKING, anchor
 from training import metrics
@@ -279,6 +279,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
     frames, used = [], []
     g = first
     carried = tracking != "segment" and protocol != "nonparametric"
+    composite = model.config.prediction == "composite"
     residual = None
     if subpixel and theta is not None and not carried:
         residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
@@ -289,30 +290,64 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         templates, kept = split_objects(model.binary_mask(first), positions[:, 0])
         poses = control.identity_matrix(b * k, device=first.device,
                                         dtype=first.dtype).view(b, k, 2, 3)
+        moved = templates
+    if composite:  # the canvas: the first frame, where its objects are not
+        if positions is None:
+            raise ValueError("a composite model's rollout needs positions (B, T, K, 2) to split "
+                             "the masks into objects")
+        canvas = first
+        known = 1.0 - split_objects(model.binary_mask(first), positions[:, 0])[0].amax(
+            1, keepdim=True)
     for t in range(steps):
-        if protocol == "nonparametric":
-            assert target_masks is not None
-            m_c = target_masks[:, t]
-        elif carried:
-            assert theta is not None
+        step_theta = None if theta is None else theta[:, t]
+        if carried:
+            assert step_theta is not None
+            objects = moved  # the carried masks of f_t
             moved, poses = control.carry_masks(templates.reshape(b * k, 1, h, w),
                                                poses.reshape(b * k, 2, 3),
-                                               theta[:, t].reshape(b * k, 2, 3))
+                                               step_theta.reshape(b * k, 2, 3))
             moved, poses = moved.view(b, k, h, w), poses.view(b, k, 2, 3)
             m_c = torch.maximum(moved.amax(1, keepdim=True), kept)
+        elif protocol == "nonparametric":
+            assert target_masks is not None
+            m_c = target_masks[:, t]
+            if composite:  # moved by the transforms that fit the given masks
+                assert positions is not None
+                objects = split_objects(model.binary_mask(g), positions[:, t])[0]
+                moved = split_objects(m_c, positions[:, t])[0]
+                step_theta = _fit_pairs(objects, moved)
         else:
-            assert theta is not None and positions is not None
+            assert step_theta is not None and positions is not None
             m = model.binary_mask(g)
-            m_c, residual = apply_object_controls(m, theta[:, t], positions[:, t], residual)
-        g = model.predict_next(g, m_c).float().clamp(-1, 1)
+            m_c, residual = apply_object_controls(m, step_theta, positions[:, t], residual)
+            if composite:
+                objects = split_objects(m, positions[:, t])[0]
+                moved = control.warp_nearest(objects.reshape(-1, 1, *objects.shape[2:]),
+                                             step_theta.reshape(-1, 2, 3)).view_as(objects)
+        if composite:
+            assert step_theta is not None
+            g, comp = compositing.predict(model.predict_next, g, objects, step_theta, moved,
+                                          m_c, canvas, known, model.config.band_px)
+            g = g.float().clamp(-1, 1)
+            canvas, known = compositing.update_canvas(canvas, known, g, comp)
+        else:
+            g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)
         used.append(m_c)
         if carried and tracking == "anchored" and t + 1 < steps:
             assert positions is not None
             m = model.binary_mask(g)
             found, kept = split_objects(m, positions[:, t + 1])
-            _, templates, poses = anchor(moved, m, found, templates, poses)
+            moved, templates, poses = anchor(moved, m, found, templates, poses)
     return torch.stack(frames, 1), torch.stack(used, 1)
+
+
+def _fit_pairs(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Affine transforms (B, K, 2, 3) moving each object mask (B, K, H, W) onto its target."""
+    b, k, h, w = source.shape
+    fit = control.fit_control(source.reshape(b * k, 1, h, w), target.reshape(b * k, 1, h, w),
+                              mode="affine")
+    return fit.theta.to(source.dtype).view(b, k, 2, 3)
 
 
 def _rate(events: np.ndarray, chances: np.ndarray) -> float:
@@ -390,6 +425,7 @@ def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os
         for protocol in PROTOCOLS:
             if protocol == "nonparametric":
                 gen, _ = rollout(model, real[:, 0], horizon, protocol,
+                                 positions=cents[:, :-1].to(dev),
                                  target_masks=real_masks[:, 1:])
             else:
                 theta, fiou = fit_object_controls(objects, protocol, fit_iterations)

@@ -43,6 +43,8 @@ from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
+from lcvg_env import compositing
+from lcvg_env import control as ctl
 from lcvg_env.checkpoint import load_checkpoint, load_weights_strict, save_checkpoint
 from lcvg_env.device import resolve_device
 from lcvg_env.models import LayeredGenerator
@@ -56,7 +58,7 @@ from training.distributed import (
     barrier,
     init_distributed,
 )
-from training.pseudo_control import PseudoControl
+from training.pseudo_control import PseudoBatch, PseudoControl
 from training.run_dir import RunDir, mask_overlay
 
 TRAINING_STATE_VERSION = 1
@@ -182,28 +184,38 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
 
     # ---- pseudo control (no gradient; M frozen in stage II, current M in the single stage)
     control = m_t_bin = None
+    pseudo: PseudoBatch | None = None
+    composite = phase == "stage2" and ctx.generator.config.prediction == "composite"
     if phase in ("stage2", "single"):
         was_training = ctx.generator.mask_net.training
         if phase == "single":
             ctx.generator.mask_net.eval()
-        m_t_bin, control, clogs = ctx.pseudo(ctx.generator.mask, frame, target, index)
+        pseudo = ctx.pseudo.fit(ctx.generator.mask, frame, target, index)
+        m_t_bin, control = pseudo.m_t, pseudo.m_c
         ctx.generator.mask_net.train(was_training)
-        logs.update(clogs)
+        logs.update(pseudo.logs)
     changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)  # real f_t, f_{t+1}
     if phase == "stage2" and cfg.self_forcing > 0:
-        assert m_t_bin is not None
-        frame, forced = self_forced_inputs(ctx, frame, m_t_bin, cfg.self_forcing,
-                                           cfg.self_forcing_steps)
+        assert pseudo is not None
+        frame, forced = self_forced_inputs(ctx, frame, pseudo.m_t, cfg.self_forcing,
+                                           cfg.self_forcing_steps, pseudo.parts)
         logs["self_forced"] = forced
+    comp = None
+    if composite:  # G corrects the composite the fitted transforms imply (lcvg_env.compositing)
+        assert pseudo is not None
+        comp, control = _composite_inputs(ctx, frame, pseudo)
 
     # ---- 1. generator update
     use_gan = cfg.disc_weight > 0 and step >= cfg.disc_start
     with ctx.autocast():
         union = phase in ("stage1", "single") and cfg.bg_mask == "pair_union"
         pred, masks, vq, perplexity, codes, next_masks = ctx.forward(
-            frame, control, phase == "single", target if union else None)
+            frame if comp is None else comp.image, control, phase == "single",
+            target if union else None)
     b = frame.shape[0]
     pred = pred.float()
+    if comp is not None:
+        pred = comp.image + comp.band * pred
     pred1 = pred[:b]
     pixel_weight = (losses.motion_weights(changed, cfg.rec_motion_weight)
                     if cfg.rec_motion_weight > 0 else None)
@@ -298,16 +310,39 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
     return logs
 
 
+def _composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
+                      ) -> tuple[compositing.Composite, torch.Tensor]:
+    """The composite of a stage II pair and its control mask m_c, as the simulator builds them.
+
+    Each fitted object of f_t moves with its transform (nearest pixel) over f_t's background
+    (known outside the fitted objects); the foreground beyond them stays in place.
+    """
+    assert pseudo.parts is not None and pseudo.theta is not None
+    with torch.no_grad():
+        parts = pseudo.parts.float()
+        b, k, h, w = parts.shape
+        moved = ctl.warp_nearest(parts.reshape(b * k, 1, h, w),
+                                 pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
+        known = 1.0 - parts.amax(dim=1, keepdim=True)
+        comp = compositing.compose(frame.float(), parts, pseudo.theta, moved, frame.float(),
+                                   known, ctx.generator.config.band_px)
+        control = torch.maximum(comp.moved, pseudo.rest)
+    return comp, control
+
+
 @torch.no_grad()
 def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tensor,
-                       probability: float, max_steps: int = 1) -> tuple[torch.Tensor, float]:
+                       probability: float, max_steps: int = 1,
+                       parts: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """Replace a random share of the input frames by the generator's own k-step output.
 
     The simulator feeds generated frames back into G; trained on real frames only, G drifts
     out of its input distribution within a few steps (colours wash out, blobs appear).
     ``G(f_t, binarise(M(f_t)))`` is a generated-looking f_t with the objects nearly in place
     (nothing tells G how they move), so stage II then learns the controlled step from inputs
-    like the ones it will see. Draws from torch's global RNG (restored on resume).
+    like the ones it will see. Draws from torch's global RNG (restored on resume). A composite
+    generator (``ModelConfig.prediction``) makes the replacement its own way: its correction
+    of f_t with every fitted object left in place.
 
     Args:
         ctx: the step context (its ``generator`` and ``autocast`` are used).
@@ -316,6 +351,7 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
         probability: chance per pair of the replacement.
         max_steps: k is drawn uniformly from 1..max_steps (one k per call; nothing is drawn
             for 1); steps after the first use binarise(M(.)) of the previous output.
+        parts: (B, K, H, W) the objects of ``masks`` (needed by a composite generator).
 
     Returns:
         The (B, 3, H, W) input frames and the share that was replaced.
@@ -324,12 +360,25 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
     if not bool(pick.any()):
         return frame, 0.0
     steps = 1 if max_steps == 1 else int(torch.randint(1, max_steps + 1, ()).item())
+    g = ctx.generator
     generated, m = frame[pick], masks[pick]
     with ctx.autocast():
         for k in range(steps):
-            if k:
-                m = ctx.generator.binary_mask(generated)
-            generated = ctx.generator.predict_next(generated, m).float().clamp(-1.0, 1.0)
+            if g.config.prediction == "composite":
+                if parts is None:
+                    raise ValueError("a composite generator needs the objects' parts")
+                objects = parts[pick].float()
+                n, j = objects.shape[:2]
+                still = ctl.identity_matrix(n * j, device=frame.device).view(n, j, 2, 3)
+                generated, _ = compositing.predict(
+                    g.predict_next, generated.float(), objects, still, objects, m,
+                    generated.float(), 1.0 - objects.amax(dim=1, keepdim=True),
+                    g.config.band_px)
+            else:
+                if k:
+                    m = g.binary_mask(generated)
+                generated = g.predict_next(generated, m)
+            generated = generated.float().clamp(-1.0, 1.0)
     out = frame.clone()
     out[pick] = generated.to(frame.dtype)
     return out, float(pick.float().mean())
@@ -678,6 +727,13 @@ class Trainer:
         end = start + phase.steps
         if self.step >= end:
             return True
+        if (phase.name == "stage2" and self.step == start
+                and self.generator.config.prediction == "composite"):
+            # G's output becomes a correction of the composite: start from none, so that the
+            # first composite steps are exactly the moved pixels (and train from there)
+            with torch.no_grad():
+                self.generator.decoder.conv_out.weight.zero_()
+                self.generator.decoder.conv_out.bias.zero_()
         data = self._loader(phase, self.step - start)
         bar = None
         if c.progress and self.dist.is_main:

@@ -16,13 +16,31 @@ run sees the same controls.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from lcvg_env import control
 
 MaskFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class PseudoBatch(NamedTuple):
+    """What :meth:`PseudoControl.fit` returns."""
+
+    m_t: torch.Tensor
+    """(B, 1, H, W) binarised M(f_t)."""
+    m_c: torch.Tensor
+    """(B, 1, H, W) the control mask: m_t's objects moved by their fitted transforms."""
+    parts: torch.Tensor | None
+    """(B, K, H, W) the objects of m_t that were fitted (m_t itself, K = 1, for one transform
+    for the whole mask); None for ``future_mask``."""
+    theta: torch.Tensor | None
+    """(B, K, 2, 3) their ``input_from_output`` transforms; None for ``future_mask``."""
+    rest: torch.Tensor
+    """(B, 1, H, W) foreground of m_t beyond the fitted objects (it stays in place)."""
+    logs: dict[str, float]
+    """Fit statistics for the training logs."""
 
 
 def _fit(source: torch.Tensor, target: torch.Tensor, mode: str, iterations: int) -> Any:
@@ -47,7 +65,6 @@ class PseudoControl:
         self.objects = objects
         self.cache: dict[int, torch.Tensor] = {}
 
-    @torch.no_grad()
     def __call__(self, mask_fn: MaskFn, frame: torch.Tensor, next_frame: torch.Tensor,
                  index: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
@@ -56,6 +73,17 @@ class PseudoControl:
         ``mask_fn`` is the frozen mask network (soft masks); ``index`` (B,) the dataset
         indices of the pairs (the cache key; no caching when None).
         """
+        fit = self.fit(mask_fn, frame, next_frame, index)
+        return fit.m_t, fit.m_c, fit.logs
+
+    @torch.no_grad()
+    def fit(self, mask_fn: MaskFn, frame: torch.Tensor, next_frame: torch.Tensor,
+            index: torch.Tensor | None = None) -> PseudoBatch:
+        """The pseudo control of a batch, with the per-object parts and transforms behind it.
+
+        Arguments as for ``__call__``. For ``future_mask`` there are no transforms (``parts``
+        and ``theta`` are None).
+        """
         if frame.shape != next_frame.shape or frame.dim() != 4:
             raise ValueError(
                 f"expected two (B, 3, H, W) batches, got {tuple(frame.shape)} and "
@@ -63,7 +91,7 @@ class PseudoControl:
         m_t = control.binarize(mask_fn(frame).float())
         if self.mode is None:
             m_c = control.binarize(mask_fn(next_frame).float())
-            return m_t, m_c, {}
+            return PseudoBatch(m_t, m_c, None, None, m_t.new_zeros(m_t.shape), {})
         keys = index.tolist() if (index is not None and self.use_cache) else None
         theta = frame.new_zeros(frame.shape[0], 2, 3, dtype=torch.float32)
         todo = list(range(frame.shape[0]))
@@ -94,8 +122,9 @@ class PseudoControl:
             rest = (m_t - parts.sum(1, keepdim=True)).clamp(0, 1)  # beyond the K largest
             m_c = torch.maximum(control.warp_objects(parts, theta), rest)
         else:
+            parts, rest = m_t, torch.zeros_like(m_t)
             m_c = control.binarize(control.warp_masks(m_t, theta[:, 0]))
-        return m_t, m_c, logs
+        return PseudoBatch(m_t, m_c, parts, theta, rest, logs)
 
     def _fit_objects(self, m_t: torch.Tensor, m_next: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,8 @@ from typing import Any
 
 MASK_NORMS = ("group", "instance", "batch", "none")
 """Normalisation layers the mask network can use (see ``ModelConfig.mask_norm``)."""
+PREDICTIONS = ("frame", "composite")
+"""What the generator's output is (see ``ModelConfig.prediction``)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,17 @@ class ModelConfig:
     ``beta ||sg[z_e] - z_q||^2 + ||sg[z_q] - z_e||^2`` (beta on the codebook term, so the
     encoder is pulled towards the codes four times harder than the codes towards it)."""
 
+    # --- how a controlled step uses G ------------------------------------------------------------
+    prediction: str = "frame"
+    """"frame" (the paper): G draws the whole next frame from the two layers. "composite": a
+    controlled step first moves every object's own pixels with its transform over a background
+    canvas (``lcvg_env.compositing``) and G's output is a correction added to that composite
+    inside a band around what moved; everywhere else the composite is the next frame. Stage I
+    trains both the same way (the paper's); stage II trains the path the simulator runs."""
+    band_px: int = 4
+    """Composite prediction: G's correction acts within this many pixels of the moved objects,
+    the places they left and the holes they uncovered (room for shading and shadows)."""
+
     def __post_init__(self) -> None:
         """Coerce sequences to tuples and validate every field."""
         for name in ("resolution", "ch_mult", "attn_resolutions"):
@@ -116,6 +129,7 @@ class ModelConfig:
             "norm_groups": self.norm_groups,
             "n_embed": self.n_embed,
             "embed_dim": self.embed_dim,
+            "band_px": self.band_px,
         }
         for name, value in ints.items():
             if not isinstance(value, int) or isinstance(value, bool):
@@ -147,6 +161,10 @@ class ModelConfig:
                     f"ModelConfig.norm_groups={self.norm_groups} must divide every encoder width "
                     f"ch*m = {[self.ch * m for m in self.ch_mult]}"
                 )
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(
+                f"ModelConfig.prediction must be one of {PREDICTIONS}, got {self.prediction!r}"
+            )
         if self.mask_norm not in MASK_NORMS:
             raise ValueError(
                 f"ModelConfig.mask_norm must be one of {MASK_NORMS}, got {self.mask_norm!r}"
