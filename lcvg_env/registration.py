@@ -9,6 +9,11 @@
 - ``LCVG-BAIR-v0``: ``bair.safetensors`` (256x256, ``paper_bair`` or a converted official
   model); first frames beside the checkpoint or given; free, 100 steps.
 - ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
+- ``LCVG-Sprites-Real-v0``: the ground-truth twin of ``LCVG-Sprites-v0``
+  (``lcvg_env.world.twin.SpritesRealEnv``: a true sprites scene whose objects move exactly as
+  commanded; same spaces, task and infos; no checkpoint); free, 100 steps.
+- ``LCVG-Sprites-Reach-Real-v0``: the twin of ``LCVG-Sprites-Reach-v0``; reach, 50 steps,
+  Dict observation (``frame``, ``centroids``, ``target``).
 
 A checkpoint name is looked up as ``checkpoint=`` given to ``gym.make``, else in
 ``$LCVG_CHECKPOINT_DIR``, else in ``~/.cache/lcvg``, else in the package's bundled assets.
@@ -16,9 +21,11 @@ First frames default to ``<checkpoint stem>_starts.npz`` or ``starts.npz`` besid
 give ``start_frames=`` (a folder of clips, an npz/npy file, an image or an array) or
 ``reset(options={"frame": ...})`` otherwise.
 
-Every id has a ``vector_entry_point``, so ``gym.make_vec(id, num_envs=N,
-vectorization_mode="vector_entry_point")`` returns the natively batched ``LCVGVectorEnv``.
-Entry points are strings: nothing but this table is imported until an environment is made.
+Every learned id has a ``vector_entry_point``, so ``gym.make_vec(id, num_envs=N,
+vectorization_mode="vector_entry_point")`` returns the natively batched ``LCVGVectorEnv``; the
+twin ids have none (``gym.make_vec(id, num_envs=N)`` vectorises them with Gymnasium's
+``SyncVectorEnv``). Entry points are strings: nothing but this table is imported until an
+environment is made.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any
 
 ENTRY_POINT = "lcvg_env.env:LCVGEnv"
 VECTOR_ENTRY_POINT = "lcvg_env.vector:LCVGVectorEnv"
+TWIN_ENTRY_POINT = "lcvg_env.world.twin:SpritesRealEnv"
+"""Entry point of the ground-truth twin ids (no vector entry point)."""
 SPRITES_CHECKPOINT = "sprites_small.safetensors"
 """Bundled sprites checkpoint in ``lcvg_env/assets``."""
 SPRITES_FAST_CHECKPOINT = "sprites_fast.safetensors"
@@ -63,10 +72,14 @@ TRAINING_COMMANDS: dict[str, str] = {
 
 ENVIRONMENTS: dict[str, dict[str, Any]] = {
     "LCVG-Sprites-v0": {
+        "entry_point": ENTRY_POINT,
+        "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
         "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS},
     },
     "LCVG-Sprites-Reach-v0": {
+        "entry_point": ENTRY_POINT,
+        "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 50,
         "kwargs": {
             "checkpoint": SPRITES_CHECKPOINT,
@@ -76,15 +89,32 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         },
     },
     "LCVG-BAIR-v0": {
+        "entry_point": ENTRY_POINT,
+        "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
         "kwargs": {"checkpoint": "bair.safetensors", "expected_resolution": (256, 256)},
     },
     "LCVG-Tennis-v0": {
+        "entry_point": ENTRY_POINT,
+        "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
         "kwargs": {"checkpoint": "tennis.safetensors", "expected_resolution": (96, 256)},
     },
+    "LCVG-Sprites-Real-v0": {
+        "entry_point": TWIN_ENTRY_POINT,
+        "vector_entry_point": None,
+        "max_episode_steps": 100,
+        "kwargs": {},
+    },
+    "LCVG-Sprites-Reach-Real-v0": {
+        "entry_point": TWIN_ENTRY_POINT,
+        "vector_entry_point": None,
+        "max_episode_steps": 50,
+        "kwargs": {"task": "reach", "observation_keys": ("frame", "centroids", "target")},
+    },
 }
-"""Registered ids: ``max_episode_steps`` and the keyword arguments of ``LCVGEnv``."""
+"""Registered ids: entry points (``vector_entry_point`` None: Gymnasium's own vectorisation),
+``max_episode_steps`` and the keyword arguments of the environment class."""
 
 
 def register_envs() -> None:
@@ -96,8 +126,8 @@ def register_envs() -> None:
             continue
         gymnasium.register(
             id=env_id,
-            entry_point=ENTRY_POINT,
-            vector_entry_point=VECTOR_ENTRY_POINT,
+            entry_point=spec["entry_point"],
+            vector_entry_point=spec["vector_entry_point"],
             max_episode_steps=spec["max_episode_steps"],
             kwargs=dict(spec["kwargs"]),
         )

@@ -25,11 +25,17 @@ def _registered() -> None:
     register_envs()
 
 
-def test_every_id_is_registered_with_a_vector_entry_point() -> None:
+def test_every_id_is_registered_with_its_entry_points() -> None:
+    twins = {"LCVG-Sprites-Real-v0", "LCVG-Sprites-Reach-Real-v0"}
+    assert twins < set(ENVIRONMENTS)
     for env_id in ENVIRONMENTS:
         spec = gym.spec(env_id)
-        assert spec.entry_point == "lcvg_env.env:LCVGEnv"
-        assert spec.vector_entry_point == "lcvg_env.vector:LCVGVectorEnv"
+        if env_id in twins:  # the ground-truth twins: Gymnasium's own vectorisation
+            assert spec.entry_point == "lcvg_env.world.twin:SpritesRealEnv"
+            assert spec.vector_entry_point is None
+        else:
+            assert spec.entry_point == "lcvg_env.env:LCVGEnv"
+            assert spec.vector_entry_point == "lcvg_env.vector:LCVGVectorEnv"
         assert spec.max_episode_steps is not None
 
 

@@ -27,6 +27,24 @@ def test_make_sprites_and_info(tmp_path, capsys):
     assert "val: clips 1" in capsys.readouterr().out
 
 
+def test_make_sprites_varied_style_and_bad_style(tmp_path, capsys):
+    from lcvg_env.world.scene import STYLES
+
+    assert cli.SPRITE_STYLES == STYLES
+    out = tmp_path / "varied"
+    rc = cli.main(["make", "sprites", "--out", str(out), "--clips", "2", "--size", "16",
+                   "--frames", "3", "--style", "varied", "--workers", "1", "--quiet"])
+    assert rc == 0
+    info = json.loads((out / "info.json").read_text())
+    assert info["config"]["style"] == "varied" and "heart" in info["config"]["shapes"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["make", "sprites", "--out", str(tmp_path / "x"), "--clips", "2", "--style",
+                  "fancy"])
+    err = capsys.readouterr().err
+    assert "'fancy'" in err and "classic" in err and "varied" in err
+
+
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     out = tmp_path / "s"
     args = ["make", "sprites", "--out", str(out), "--clips", "2", "--size", "16", "--frames",

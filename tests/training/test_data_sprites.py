@@ -10,7 +10,13 @@ from PIL import Image
 
 from training.data.ground_truth import load_ground_truth
 from training.data.pairs import FramePairDataset
-from training.data.sprites import KEY_COLORS, SpritesConfig, generate_sprites, render_clip
+from training.data.sprites import (
+    KEY_COLORS,
+    SHAPES,
+    SpritesConfig,
+    generate_sprites,
+    render_clip,
+)
 
 
 def test_render_is_deterministic_and_seed_dependent():
@@ -93,6 +99,8 @@ def test_fixed_number_of_objects_and_colours_are_distinct():
         ({"objects": (2, 7)}, "objects"),
         ({"shapes": ("hexagon",)}, "shapes"),
         ({"noise_std": -1.0}, "noise_std"),
+        ({"style": "fancy"}, r"style must be one of \('classic', 'varied'\)"),
+        ({"frames": 1}, "frames"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -129,3 +137,26 @@ def test_refuses_to_overwrite(tmp_path):
     (other / "mine.txt").write_text("x")
     with pytest.raises(FileExistsError, match="other files"):
         generate_sprites(other, clips=2, seed=0, config=cfg, workers=1, overwrite=True)
+
+
+def test_varied_style_clips_and_metadata():
+    cfg = SpritesConfig(size=48, frames=6, style="varied", objects=(2, 3))
+    assert "crescent" in cfg.shapes and SpritesConfig().shapes == SHAPES
+    frames, gt, meta = render_clip(cfg, np.random.default_rng([7, 0]))
+    again, _, _ = render_clip(cfg, np.random.default_rng([7, 0]))
+    np.testing.assert_array_equal(frames, again)
+    assert frames.shape == (6, 48, 48, 3) and 2 <= gt.num_objects <= 3
+    assert all(name.startswith("hue ") for name in gt.names)
+    assert set(meta[0]) == {"centers", "angles", "radii", "depth", "shapes"}
+    assert gt.object_masks.sum(1).max() <= 1
+
+
+def test_metadata_centres_are_the_shapes_area_centroids():
+    # every shape is drawn about its area centroid (lcvg_env.world.scene): the unoccluded
+    # mask of a lone object has its centroid at the metadata centre, to pixelisation
+    cfg = SpritesConfig(size=64, frames=4, objects=(1, 1), shapes=("triangle",), noise_std=0.0,
+                        radius=(0.18, 0.2), margin=1.5)
+    for i in range(3):
+        _, gt, meta = render_clip(cfg, np.random.default_rng([8, i]))
+        for t in range(4):
+            np.testing.assert_allclose(gt.centroids[t, 0], meta[t]["centers"][0], atol=0.3)

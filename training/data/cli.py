@@ -3,6 +3,7 @@
 Subcommands::
 
     lcvg-data make sprites   --out DIR --clips N --size 64 --seed S [--frames 30] [--objects 1-3]
+                             [--style classic|varied]
     lcvg-data make fetchpush --out DIR --clips N --size 64 --frames 30 --seed S     ([sim] extra)
     lcvg-data make atari --game breakout --out DIR --clips N --size 64 --frames 30 --seed S
     lcvg-data convert-bair SRC DST [--val-fraction F] [--limit N] [--workers W]
@@ -25,6 +26,9 @@ from typing import Any
 __all__ = ["build_parser", "main"]
 
 _SIM_MODULES = {"mujoco", "gymnasium_robotics", "ale_py", "OpenGL", "glfw"}
+SPRITE_STYLES = ("classic", "varied")
+"""``--style`` choices: ``lcvg_env.world.scene.STYLES``, spelled out so that building the parser
+imports nothing heavy (tests/training/test_data_cli.py checks that they agree)."""
 
 
 def _objects(text: str) -> tuple[int, int]:
@@ -83,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--objects", type=_objects, default=(1, 3),
         help="objects per clip: N or a range LO-HI (default 1-3; 1 is cleanest for control)",
+    )
+    sp.add_argument(
+        "--style", default="classic", choices=SPRITE_STYLES,
+        help="scene style: classic (key colours, 6 shapes, smooth background; default) or "
+        "varied (continuous colours, 12 shapes, 6 background families, lighting, shadows)",
     )
     sp.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips in val")
     sp.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips in test")
@@ -194,6 +203,7 @@ def _make_sprites(args: argparse.Namespace) -> int:
         objects=args.objects,
         noise_std=args.noise_std,
         flicker=args.flicker,
+        style=args.style,
     )
     summary = generate_sprites(
         args.out,

@@ -1,16 +1,21 @@
 """Procedural sprites: training videos with exact ground truth, made in seconds, no dependency.
 
-Every clip is a static textured background (smooth, low saturation) under a mild global
-illumination flicker and sensor noise (so "the background must not change" is a real constraint,
-not a trivially true one), with 1-3 foreground objects (disc, square, triangle, ellipse, star,
-cross) in saturated, distinct key colours with a mild texture that moves with them. Objects move
+Every clip is one sprites scene (``lcvg_env.world.scene``: sampled once, rendered per frame
+with the objects' poses of that frame) under a mild global illumination flicker and sensor
+noise (so "the background must not change" is a real constraint, not a trivially true one).
+Style "classic" (default): a static smooth, low-saturation background and 1-3 foreground
+objects (disc, square, triangle, ellipse, star, cross) in saturated, distinct key colours with a
+mild texture that moves with them. Style "varied": continuous colours, six background
+families, twelve shapes, more textures, an illumination gradient and drop shadows (see
+``lcvg_env.world.scene``), to train on one style and judge on the other. Objects move
 smoothly (translation with slow turns, bounces at the borders, a slow rotation and a breathing
 scale), may occlude each other (fixed depth order per clip) and stay mostly in view.
 
 Each clip folder holds its frames, ``ground_truth.npz`` (see ``training.data.ground_truth``:
 visible masks, their union, centroids, boxes, key colours, names) and ``metadata.pkl`` (one
 dict per frame with the objects' true geometric state, including hidden parts: ``centers``
-(K, 2) pixel, ``angles`` (K,) radians, ``radii`` (K,) pixels, ``depth`` (K,) 0 = front).
+(K, 2) pixel (each shape's area centroid), ``angles`` (K,) radians, ``radii`` (K,) pixels,
+``depth`` (K,) 0 = front, ``shapes`` K names).
 The whole set is a function of the seed (and the config): clip ``i`` uses the random generator
 ``numpy.random.default_rng([seed, i])``, whatever the number of workers.
 """
@@ -25,12 +30,19 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from lcvg_env.world.scene import (
+    CLASSIC_SHAPES,
+    KEY_COLORS,
+    STYLES,
+    Poses,
+    SceneConfig,
+    render,
+    sample_scene,
+)
 from training.data.ground_truth import GroundTruth, ground_truth_from_masks, save_ground_truth
 from training.data.layout import SPLITS
 from training.data.png import write_png
@@ -38,31 +50,17 @@ from training.data.png import write_png
 __all__ = [
     "KEY_COLORS",
     "SHAPES",
+    "STYLES",
     "SpritesConfig",
     "SpritesSummary",
     "generate_sprites",
     "render_clip",
 ]
 
-SHAPES = ("disc", "square", "triangle", "ellipse", "star", "cross")
-"""Object shapes."""
+SHAPES = CLASSIC_SHAPES
+"""Object shapes of the classic style (``lcvg_env.world.scene.CLASSIC_SHAPES``)."""
 
-KEY_COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (225, 35, 35),
-    "green": (35, 195, 55),
-    "blue": (45, 85, 235),
-    "yellow": (240, 215, 35),
-    "magenta": (215, 50, 215),
-    "cyan": (35, 205, 215),
-}
-"""Saturated key colours (pairwise RGB distance >= 120, far from the low-saturation background)."""
-
-_FORMAT_VERSION = 1
-
-_NORMAL_TABLE = np.array(
-    [NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], dtype=np.float32
-)
-_NORMAL_TABLE /= _NORMAL_TABLE.std()  # unit variance
+_FORMAT_VERSION = 2  # 2: rendered by lcvg_env.world.scene (centroid-centred shapes, styles)
 
 
 @dataclass(frozen=True)
@@ -74,9 +72,10 @@ class SpritesConfig:
     frames: int = 30
     """Frames per clip."""
     objects: tuple[int, int] = (1, 3)
-    """Inclusive range of the number of objects per clip (at most 6, one per key colour)."""
-    shapes: tuple[str, ...] = SHAPES
-    """Shapes to draw from."""
+    """Inclusive range of the number of objects per clip (classic: at most 6, one per key
+    colour; varied: at most 8)."""
+    shapes: tuple[str, ...] | None = None
+    """Shapes to draw from; None (default) = every shape of the style. Resolved to a tuple."""
     radius: tuple[float, float] = (0.08, 0.14)
     """Object radius range, as a fraction of the frame size."""
     speed: tuple[float, float] = (0.015, 0.045)
@@ -90,35 +89,42 @@ class SpritesConfig:
     texture: float = 0.1
     """Relative amplitude of the texture on objects."""
     background_contrast: float = 28.0
-    """Amplitude (grey levels) of the smooth background texture."""
+    """Amplitude (grey levels) of the background texture."""
     flicker: float = 0.03
     """Amplitude of the global illumination flicker (relative brightness)."""
     noise_std: float = 2.0
     """Standard deviation of the sensor noise (grey levels)."""
     margin: float = 0.5
     """Object centres stay at least ``margin * radius`` inside the frame (mostly in view)."""
+    style: str = "classic"
+    """Scene style, one of ``STYLES`` ("classic", "varied"; see ``lcvg_env.world.scene``)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or self.size < 8:
-            raise ValueError(f"size must be an int >= 8, got {self.size!r}")
+        """Validate (the scene fields through :class:`SceneConfig`); resolve ``shapes``."""
         if not isinstance(self.frames, int) or self.frames < 2:
             raise ValueError(f"frames must be an int >= 2, got {self.frames!r}")
-        lo, hi = self.objects
-        if not (1 <= lo <= hi <= len(KEY_COLORS)):
-            raise ValueError(
-                f"objects must be a range (lo, hi) with 1 <= lo <= hi <= {len(KEY_COLORS)}, "
-                f"got {self.objects!r}"
-            )
-        bad = [s for s in self.shapes if s not in SHAPES]
-        if bad or not self.shapes:
-            raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {self.shapes!r}")
-        for name in ("radius", "speed"):
-            a, b = getattr(self, name)
-            if not 0 <= a <= b:
-                raise ValueError(f"{name} must be a range 0 <= lo <= hi, got {(a, b)!r}")
-        for name in ("flicker", "noise_std", "texture", "background_contrast", "margin"):
+        scene = self.scene_config()  # validates size, objects, shapes, style, ...
+        object.__setattr__(self, "shapes", scene.shapes)
+        a, b = self.speed
+        if not 0 <= a <= b:
+            raise ValueError(f"speed must be a range 0 <= lo <= hi, got {(a, b)!r}")
+        for name in ("flicker", "turn_std", "rotation_speed", "scale_amplitude"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    def scene_config(self) -> SceneConfig:
+        """Return the :class:`SceneConfig` of this dataset's scenes."""
+        return SceneConfig(
+            size=self.size,
+            objects=self.objects,
+            shapes=self.shapes,
+            radius=self.radius,
+            style=self.style,
+            texture=self.texture,
+            background_contrast=self.background_contrast,
+            noise_std=self.noise_std,
+            margin=self.margin,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict of the fields."""
@@ -143,6 +149,11 @@ def render_clip(
 ) -> tuple[np.ndarray, GroundTruth, list[dict[str, Any]]]:
     """Render one clip.
 
+    The scene (background, colours, shapes, textures, depth; lighting and shadows for the
+    varied style) is drawn once with ``lcvg_env.world.sample_scene``; every frame is drawn with
+    ``lcvg_env.world.render`` at that frame's poses (smooth paths, slow rotation, breathing
+    scale), the flicker as its ``gain``, the noise from ``rng``.
+
     Args:
         config: the dataset config.
         rng: the clip's random generator (all randomness comes from it).
@@ -150,98 +161,51 @@ def render_clip(
     Returns:
         frames: uint8 (T, S, S, 3) RGB;
         gt: its :class:`GroundTruth` (visible masks, union, centroids, boxes, colours, names);
-        metadata: one dict per frame (true centres, angles, radii, depth order).
+        metadata: one dict per frame (true centres, angles, radii, depth order, shapes).
     """
     if not isinstance(config, SpritesConfig):
         raise TypeError(f"config must be a SpritesConfig, got {type(config).__name__}")
     s, n_t = config.size, config.frames
-    k = int(rng.integers(config.objects[0], config.objects[1] + 1))
-    color_names = list(KEY_COLORS)
-    picked = rng.permutation(len(color_names))[:k]
-    colors = np.array([KEY_COLORS[color_names[i]] for i in picked], dtype=np.float32)
-    shapes = [config.shapes[int(i)] for i in rng.integers(0, len(config.shapes), size=k)]
-    names = tuple(f"{color_names[i]} {shape}" for i, shape in zip(picked, shapes))
-    depth = rng.permutation(k)  # 0 = front
-
-    background = _background(config, rng)  # (S, S, 3) float32
+    scene, start = sample_scene(config.scene_config(), rng)
+    k = scene.num_objects
 
     # Trajectories: (T, K) centres, angles, radii.
-    r0 = rng.uniform(*config.radius, size=k) * s
+    r0 = scene.radii
+    start_angles = np.arctan2(start.linear[:, 1, 0], start.linear[:, 0, 0])
     log_amp = config.scale_amplitude * rng.uniform(0.3, 1.0, size=k)
     scale_w = rng.uniform(0.08, 0.3, size=k)
     scale_phase = rng.uniform(0, 2 * np.pi, size=k)
     steps = np.arange(n_t, dtype=np.float64)[:, None]
     radii = r0 * np.exp(log_amp * np.sin(scale_w * steps + scale_phase))  # (T, K)
-    angles = rng.uniform(0, 2 * np.pi, size=k) + rng.uniform(
+    angles = start_angles + rng.uniform(
         -config.rotation_speed, config.rotation_speed, size=k
     ) * steps
-    centers = _trajectories(config, rng, radii)  # (T, K, 2)
-    textures = rng.integers(0, 4, size=k)
-    tex_freq = rng.uniform(2.0, 3.5, size=k)
-    tex_phase = rng.uniform(0, 2 * np.pi, size=k)
+    centers = _trajectories(config, rng, radii, start.centers)  # (T, K, 2)
 
-    # Each object is drawn in a square window that holds it whatever its scale and angle, on a
-    # canvas padded by one window so windows never fall off the edge.
-    win = int(math.ceil(2 * 1.3 * radii.max() + 4))
-    pad = win
-    canvas = np.zeros((n_t, s + 2 * pad, s + 2 * pad, 3), dtype=np.float32)
-    canvas[:, pad : pad + s, pad : pad + s] = background
-    canvas_masks = np.zeros((k, n_t, s + 2 * pad, s + 2 * pad), dtype=bool)
-    grid = np.arange(win, dtype=np.float32)
-    for j in np.argsort(-depth):  # back to front
-        x0 = np.floor(centers[:, j, 0] - win / 2).astype(np.int64)  # (T,)
-        y0 = np.floor(centers[:, j, 1] - win / 2).astype(np.int64)
-        x0 = np.clip(x0, -pad, s + pad - win)
-        y0 = np.clip(y0, -pad, s + pad - win)
-        dx = (x0[:, None] + grid[None] - centers[:, j, 0, None]).astype(np.float32)  # (T, win)
-        dy = (y0[:, None] + grid[None] - centers[:, j, 1, None]).astype(np.float32)
-        cos = np.cos(angles[:, j]).astype(np.float32)[:, None, None]
-        sin = np.sin(angles[:, j]).astype(np.float32)[:, None, None]
-        rad = radii[:, j].astype(np.float32)[:, None, None]
-        u = (cos * dx[:, None, :] + sin * dy[:, :, None]) / rad  # (T, win, win)
-        v = (-sin * dx[:, None, :] + cos * dy[:, :, None]) / rad
-        sd = _shape_sdf(shapes[j], u, v) * rad  # signed distance in pixels
-        cover = np.clip(0.5 - sd, 0.0, 1.0)  # antialiased coverage
-        tex = _texture(int(textures[j]), u, v, float(tex_freq[j]), float(tex_phase[j]))
-        shade = colors[j] * (1.0 + config.texture * tex[..., None])  # (T, win, win, 3)
-        inside = cover > 0.5
-        for t in range(n_t):
-            ys = slice(int(y0[t]) + pad, int(y0[t]) + pad + win)
-            xs = slice(int(x0[t]) + pad, int(x0[t]) + pad + win)
-            region = canvas[t, ys, xs]
-            c = cover[t, ..., None]
-            region += c * (shade[t] - region)
-            canvas_masks[j, t, ys, xs] = inside[t]
-
-    frames_f = canvas[:, pad : pad + s, pad : pad + s]
-    # Illumination flicker (global, smooth in time) and sensor noise.
+    # Illumination flicker (global, smooth in time), applied as each frame's gain.
     w1, w2 = rng.uniform(0.2, 1.2, size=2)
     p1, p2 = rng.uniform(0, 2 * np.pi, size=2)
     t_axis = np.arange(n_t)
     gain = 1.0 + config.flicker * (0.6 * np.sin(w1 * t_axis + p1) + 0.4 * np.sin(w2 * t_axis + p2))
-    frames_f = frames_f * gain.astype(np.float32)[:, None, None, None]
-    if config.noise_std > 0:
-        # Gaussian sensor noise through a 256-entry quantile table (8x faster than normals).
-        raw = np.frombuffer(rng.bytes(frames_f.size), dtype=np.uint8).reshape(frames_f.shape)
-        frames_f += np.take(_NORMAL_TABLE, raw.astype(np.intp)) * np.float32(config.noise_std)
-    frames = np.clip(frames_f + 0.5, 0, 255).astype(np.uint8)
 
-    # Visible masks: front objects hide the ones behind.
-    full = canvas_masks[:, :, pad : pad + s, pad : pad + s]  # (K, T, S, S)
-    visible = np.zeros((n_t, k, s, s), dtype=np.uint8)
-    taken = np.zeros((n_t, s, s), dtype=bool)
-    for j in np.argsort(depth):  # front to back
-        vis = full[j] & ~taken
-        visible[:, j] = vis
-        taken |= full[j]
-    gt = ground_truth_from_masks(visible, colors=colors.astype(np.uint8), names=names)
+    frames = np.empty((n_t, s, s, 3), dtype=np.uint8)
+    visible = np.empty((n_t, k, s, s), dtype=np.uint8)
+    for t in range(n_t):
+        out = render(
+            scene, Poses.from_angles(centers[t], angles[t], radii[t]), rng=rng,
+            gain=float(gain[t]),
+        )
+        frames[t] = out.frame
+        visible[t] = out.visible
+    colors = np.clip(np.round(scene.colors), 0, 255).astype(np.uint8)
+    gt = ground_truth_from_masks(visible, colors=colors, names=scene.names)
     metadata = [
         {
             "centers": centers[t].astype(np.float32),
             "angles": angles[t].astype(np.float32),
             "radii": radii[t].astype(np.float32),
-            "depth": depth.astype(np.int64),
-            "shapes": list(shapes),
+            "depth": scene.depth.astype(np.int64),
+            "shapes": list(scene.shapes),
         }
         for t in range(n_t)
     ]
@@ -393,42 +357,13 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
     root.mkdir(parents=True, exist_ok=True)
 
 
-def _background(config: SpritesConfig, rng: np.random.Generator) -> np.ndarray:
-    """Smooth, low-saturation texture: (S, S, 3) float32 in grey levels."""
-    s = config.size
-    base_grey = rng.uniform(95, 165)
-    tint = rng.normal(0, 8, size=3)  # low saturation
-    lum = np.zeros((s, s), np.float32)
-    for cells, amp in ((int(rng.integers(3, 6)), 1.0), (int(rng.integers(8, 14)), 0.35)):
-        coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-        img = Image.fromarray(coarse).resize((s, s), Image.Resampling.BICUBIC)
-        lum += amp * np.asarray(img, dtype=np.float32)
-    lum *= config.background_contrast / max(float(np.abs(lum).max()), 1e-6)
-    chroma = rng.standard_normal((4, 4, 3)).astype(np.float32)
-    chroma_img = np.stack(
-        [
-            np.asarray(
-                Image.fromarray(np.ascontiguousarray(chroma[..., c])).resize(
-                    (s, s), Image.Resampling.BICUBIC
-                )
-            )
-            for c in range(3)
-        ],
-        axis=-1,
-    )
-    bg = base_grey + tint + lum[..., None] + 5.0 * chroma_img
-    return np.clip(bg, 0, 255).astype(np.float32)
-
-
 def _trajectories(
-    config: SpritesConfig, rng: np.random.Generator, radii: np.ndarray
+    config: SpritesConfig, rng: np.random.Generator, radii: np.ndarray, start: np.ndarray
 ) -> np.ndarray:
-    """Smooth paths bouncing inside the frame: (T, K, 2) pixel centres."""
+    """Smooth paths bouncing inside the frame from ``start`` (K, 2): (T, K, 2) pixel centres."""
     s = config.size
     n_t, k = int(radii.shape[0]), int(radii.shape[1])
     margin = (config.margin * np.asarray(radii)).tolist()  # (T, K)
-    start_x = rng.uniform(0, 1, size=k).tolist()
-    start_y = rng.uniform(0, 1, size=k).tolist()
     headings = rng.uniform(0, 2 * np.pi, size=k).tolist()
     speeds = (rng.uniform(*config.speed, size=k) * s).tolist()
     turns = rng.normal(0, config.turn_std, size=(n_t, k)).tolist()
@@ -436,9 +371,7 @@ def _trajectories(
     lo_speed, hi_speed = config.speed[0] * s, config.speed[1] * s
     out = np.empty((n_t, k, 2), dtype=np.float64)
     for j in range(k):
-        m = margin[0][j]
-        x = m + start_x[j] * max(s - 1 - 2 * m, 0.0)
-        y = m + start_y[j] * max(s - 1 - 2 * m, 0.0)
+        x, y = float(start[j, 0]), float(start[j, 1])
         heading, speed = headings[j], speeds[j]
         for t in range(n_t):
             out[t, j] = (x, y)
@@ -457,51 +390,3 @@ def _trajectories(
             x = min(max(x, 0.0), s - 1.0)
             y = min(max(y, 0.0), s - 1.0)
     return out
-
-
-def _shape_sdf(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Signed distance (negative inside) in units of the object radius."""
-    if shape == "disc":
-        return np.sqrt(u * u + v * v) - 1.0
-    if shape == "square":
-        return _box(u, v, 0.85, 0.85)
-    if shape == "ellipse":
-        a, b = 1.2, 0.7
-        return (np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * b
-    if shape == "cross":
-        return np.minimum(_box(u, v, 1.05, 0.36), _box(u, v, 0.36, 1.05))
-    if shape == "triangle":
-        r = 1.05  # half the side length
-        k3 = math.sqrt(3.0)
-        px = np.abs(u) - r
-        py = -v + r / k3  # apex up
-        swap = px + k3 * py > 0
-        qx = np.where(swap, (px - k3 * py) / 2, px)
-        qy = np.where(swap, (-k3 * px - py) / 2, py)
-        qx = qx - np.clip(qx, -2 * r, 0)
-        return -np.sqrt(qx * qx + qy * qy) * np.sign(qy)
-    if shape == "star":
-        r = np.sqrt(u * u + v * v)
-        phase = (np.arctan2(v, u) * (5 / (2 * np.pi)) + 0.25) % 1.0
-        tri = np.abs(phase - 0.5) * 2  # 1 at the tips, 0 between them
-        edge = 0.55 + (1.25 - 0.55) * tri
-        return (r - edge) * 0.6
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
-
-
-def _box(u: np.ndarray, v: np.ndarray, bx: float, by: float) -> np.ndarray:
-    qx = np.abs(u) - bx
-    qy = np.abs(v) - by
-    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
-    return outside + np.minimum(np.maximum(qx, qy), 0)
-
-
-def _texture(kind: int, u: np.ndarray, v: np.ndarray, freq: float, phase: float) -> np.ndarray:
-    """Texture values in [-1, 1], fixed to the object (it moves and turns with it)."""
-    if kind == 0:  # stripes
-        return np.sin(freq * np.pi * u + phase)
-    if kind == 1:  # checks
-        return np.sin(freq * np.pi * u + phase) * np.sin(freq * np.pi * v + phase)
-    if kind == 2:  # rings
-        return np.sin(freq * np.pi * np.sqrt(u * u + v * v) + phase)
-    return 0.6 * np.sin(freq * np.pi * (u + v) + phase) + 0.4 * np.cos(freq * 1.7 * np.pi * v)
