@@ -85,37 +85,87 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_EVAL_DATA_DEFAULTS = {"split": "test", "clips": 32, "horizon": 16, "fit_iterations": 16,
+                       "gif_clips": 4}
+"""Defaults of the dataset evaluation's options (they are None in the parser, so that giving
+one together with ``--world`` is an error rather than silently ignored)."""
+_PAIRED_OPTIONS = ("episodes", "steps", "program", "style", "objects", "threads")
+"""Options of the paired evaluation only (``--world``)."""
+
+
 def _eval_parser() -> argparse.ArgumentParser:
+    from training.paired import PROGRAMS, STYLES, WORLDS
+
     parser = argparse.ArgumentParser(
         prog="lcvg-eval",
         description="Evaluate a generator checkpoint against ground truth (mask IoU, position "
-                    "/ affine / non-parametric control rollouts, PSNR, SSIM).",
+                    "/ affine / non-parametric control rollouts, PSNR, SSIM) on a dataset "
+                    "(--data), or, with --world, in a paired evaluation against the world's "
+                    "ground-truth twin run with the same actions, beside a copy-paste "
+                    "baseline (training.paired).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="generator checkpoint (a run's model.safetensors, or a name)")
-    parser.add_argument("--data", required=True, help="dataset root with ground truth")
+    parser.add_argument("--data", default=None,
+                        help="dataset root with ground truth (required without --world)")
     parser.add_argument("--out", required=True, help="output folder (eval.json, plot, gif)")
-    parser.add_argument("--split", default="test", help="held-out split to use")
-    parser.add_argument("--clips", type=int, default=32, help="number of clips")
-    parser.add_argument("--horizon", type=int, default=16, help="rollout length T")
-    parser.add_argument("--fit-iterations", type=int, default=16,
-                        help="refinement iterations of the control fits")
-    parser.add_argument("--gif-clips", type=int, default=4, help="clips shown in rollouts.gif")
+    parser.add_argument("--split", default=None, help="held-out split to use (default: test)")
+    parser.add_argument("--clips", type=int, default=None, help="number of clips (default: 32)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="rollout length T (default: 16)")
+    parser.add_argument("--fit-iterations", type=int, default=None,
+                        help="refinement iterations of the control fits (default: 16)")
+    parser.add_argument("--gif-clips", type=int, default=None,
+                        help="clips shown in rollouts.gif (default: 4)")
     parser.add_argument("--whole-pixel", action="store_true",
                         help="round each step's mask motion to whole pixels (the paper's "
                              "warp-and-binarise) instead of carrying the sub-pixel remainder")
-    parser.add_argument("--tracking", choices=SIM_TRACKING, default="segment",
+    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
                         help="masks the controls move, as LCVGEnv's tracking: M's mask of each "
                              "generated frame (the paper), the first frame's object masks "
-                             "carried, or carried while M agrees")
+                             "carried, or carried while M agrees (default: segment)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--seed", type=int, default=0, help="torch seed")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="torch seed; with --world also the seed of the scenes and actions")
+    paired = parser.add_argument_group("paired evaluation (--world)")
+    paired.add_argument("--world", choices=WORLDS, default=None,
+                        help="run the paired evaluation in this world instead of --data")
+    paired.add_argument("--episodes", type=int, default=None, help="episodes (default: 64)")
+    paired.add_argument("--steps", type=int, default=None,
+                        help="steps per episode (default: 100)")
+    paired.add_argument("--program", choices=PROGRAMS, default=None,
+                        help="scripted actions (default: random)")
+    paired.add_argument("--style", choices=STYLES, default=None,
+                        help="scene style (default: classic)")
+    paired.add_argument("--objects", type=int, nargs="+", default=None, metavar="K",
+                        help="numbers of objects; episodes are split evenly (default: 1 2)")
+    paired.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
     return parser
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``lcvg-eval``: writes OUT/eval.json and prints the summary."""
-    args = _eval_parser().parse_args(argv)
+    """Entry point of ``lcvg-eval``: writes OUT/eval.json and prints the summary.
+
+    Without ``--world``: the dataset evaluation of ``training.evaluate`` (``--data`` required).
+    With ``--world``: the paired evaluation of ``training.paired`` (``--data`` and the other
+    dataset options must not be given); prints its flat JSON summary.
+    """
+    parser = _eval_parser()
+    args = parser.parse_args(argv)
+    if args.world is not None:
+        return _paired_main(parser, args)
+    given = [f"--{name.replace('_', '-')}" for name in _PAIRED_OPTIONS
+             if getattr(args, name) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} belong to the paired evaluation: give --world "
+                     "(or drop them)")
+    if args.data is None:
+        parser.error("the following arguments are required: --data (or give --world for the "
+                     "paired evaluation)")
+    for name, value in _EVAL_DATA_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     from lcvg_env.models import LayeredGenerator
     from training.evaluate import _json_safe, evaluate, summarize
 
@@ -125,12 +175,41 @@ def eval_main(argv: list[str] | None = None) -> int:
         result = evaluate(model, args.data, args.out, split=args.split, num_clips=args.clips,
                           horizon=args.horizon, fit_iterations=args.fit_iterations,
                           gif_clips=args.gif_clips, subpixel=not args.whole_pixel,
-                          tracking=args.tracking)
+                          tracking=args.tracking or "segment")
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(_json_safe(summarize(result)), indent=2))
     print(f"lcvg-eval: wrote {Path(args.out) / 'eval.json'}")
+    return 0
+
+
+def _paired_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``lcvg-eval --world ...``: the paired evaluation; prints the flat JSON summary."""
+    given = [f"--{name.replace('_', '-')}" for name in ("data", *_EVAL_DATA_DEFAULTS)
+             if getattr(args, name) is not None]
+    if args.whole_pixel:
+        given.append("--whole-pixel")
+    if given:
+        parser.error(f"{', '.join(given)} belong to the dataset evaluation and cannot be "
+                     f"combined with --world {args.world}")
+    from training.paired import PairedConfig, _json_safe, run_paired
+
+    fields = {name: getattr(args, name) for name in _PAIRED_OPTIONS
+              if getattr(args, name) is not None}
+    if "objects" in fields:
+        fields["objects"] = tuple(fields["objects"])
+    torch.manual_seed(args.seed)
+    try:
+        config = PairedConfig(world=args.world, seed=args.seed, tracking=args.tracking,
+                              device=args.device, **fields)
+        result = run_paired(config, args.checkpoint, out=args.out,
+                            progress=lambda line: print(f"lcvg-eval: {line}", file=sys.stderr))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"lcvg-eval: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(_json_safe(result["summary"]), indent=2))
+    print(f"lcvg-eval: wrote {', '.join(result['files'].values())}", file=sys.stderr)
     return 0
 
 

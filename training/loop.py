@@ -312,7 +312,7 @@ def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> d
 
 def _composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
                       ) -> tuple[compositing.Composite, torch.Tensor]:
-    """The composite of a stage II pair and its control mask m_c, as the simulator builds them.
+    """Return the composite of a stage II pair and its control mask m_c, as the simulator would.
 
     Each fitted object of f_t moves with its transform (nearest pixel) over f_t's background
     (known outside the fitted objects); the foreground beyond them stays in place.

@@ -79,7 +79,7 @@ class PseudoControl:
     @torch.no_grad()
     def fit(self, mask_fn: MaskFn, frame: torch.Tensor, next_frame: torch.Tensor,
             index: torch.Tensor | None = None) -> PseudoBatch:
-        """The pseudo control of a batch, with the per-object parts and transforms behind it.
+        """Return the pseudo control of a batch, with the per-object parts and transforms behind it.
 
         Arguments as for ``__call__``. For ``future_mask`` there are no transforms (``parts``
         and ``theta`` are None).
