@@ -1,12 +1,15 @@
 """Demo: the scripted reach policy in ``LCVG-Sprites-Reach-v0`` (``make demo``).
 
 Runs 20 episodes side by side in the natively batched vector environment (one network call per
-step for all of them), writes a video of the episodes (generated frames with the mask overlay,
-each object's centroid and its target), and prints the success rate, the mean final distance
-between the objects' mask centroids and their targets in pixels, and the simulator's
-throughput in generated frames per second.
+step for all of them), each started from a scene of the ground-truth twin
+(``LCVG-Sprites-Reach-Real-v0``, ``lcvg_env.world``) and mirrored there action for action. It
+writes a video of the episodes (generated frames with the mask overlay, each object's centroid
+and its target) and prints three success rates: the simulator's own (mask centroid within the
+task's radius of the target), the one confirmed by the frame (the object found in the generated
+frame by its true colour, ``lcvg_env.world.locate``, within that radius), and the twin's (the
+real object there), with the mean final distance and the simulator's frames per second.
 
-    python -m agents.demo [--episodes 20] [--out runs/demo/reach.gif] [--seed 0]
+    python -m agents.demo [--episodes 20] [--out runs/demo/reach.gif] [--seed 0] [--style varied]
 
 Exits with status 1 (and says so) when the bundled checkpoint is missing.
 """
@@ -27,6 +30,9 @@ from lcvg_env import render as rnd
 from lcvg_env.env import CheckpointNotFoundError
 from lcvg_env.registration import SPRITES_CHECKPOINT, register_envs
 from lcvg_env.simulator import SIM_TRACKING
+from lcvg_env.world import STYLES
+from lcvg_env.world.locate import find_objects, mask_centroids
+from lcvg_env.world.twin import SpritesRealEnv
 
 ENV_ID = "LCVG-Sprites-Reach-v0"
 
@@ -35,6 +41,21 @@ def _border(frame: np.ndarray, color: tuple[int, int, int], width: int = 2) -> n
     out = frame.copy()
     out[:width], out[-width:], out[:, :width], out[:, -width:] = color, color, color, color
     return out
+
+
+def frame_confirmed(generated: np.ndarray, twin: SpritesRealEnv, targets_px: np.ndarray,
+                    radius_px: float) -> bool:
+    """Whether every controlled object, found in ``generated`` by its true colour, is on target.
+
+    ``twin`` holds the true state after the same actions; ``targets_px`` (K, 2) pixel targets.
+    """
+    controlled = twin.true_masks()
+    others = np.delete(twin.all_masks(), twin.controlled, axis=0)
+    found = find_objects(generated[None], twin.frame[None], controlled[None], others[None],
+                         twin.background()[None])[0]
+    centres, area = mask_centroids(found)
+    distance = np.linalg.norm(centres - targets_px, axis=-1)
+    return bool(np.all((area > 0) & (distance <= radius_px)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,14 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="episode length limit (default: the registered one, 50)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling of each episode's tile")
     parser.add_argument("--fps", type=float, default=8.0, help="video frames per second")
-    parser.add_argument("--tracking", choices=SIM_TRACKING, default="segment",
-                        help="how the simulator follows the objects (LCVGEnv's tracking)")
+    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
+                        help="how the simulator follows the objects (default: the id's)")
+    parser.add_argument("--style", choices=STYLES, default="varied",
+                        help="style of the twin's scenes the episodes start from")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
 
     register_envs()
-    kwargs = {"device": args.device, "render_scale": args.scale, "tracking": args.tracking}
+    kwargs = {"device": args.device, "render_scale": args.scale}
+    if args.tracking is not None:
+        kwargs["tracking"] = args.tracking
     if args.checkpoint is not None:
         kwargs["checkpoint"] = args.checkpoint
     if args.start_frames is not None:
@@ -85,7 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     n = args.episodes
     policy = ReachPolicy.from_env(env)
-    obs, info = env.reset(seed=args.seed)
+    core = env.unwrapped.core  # type: ignore[attr-defined]
+    twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=args.style,
+                            size=core.resolution[0]) for _ in range(n)]
+    for i, twin in enumerate(twins):
+        twin.reset(seed=args.seed + i)
+    obs, info = env.reset(seed=args.seed, options={"frame": np.stack([t.frame for t in twins])})
+    for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
+        twin.match_objects(info["centroids"][i], targets=info["target"][i])
+    radius_px = core.task.success_radius * core.resolution[1] / 2
+    confirmed = np.zeros(n, dtype=bool)
+    real = np.zeros(n, dtype=bool)
     done = np.zeros(n, dtype=bool)
     success = np.zeros(n, dtype=bool)
     final_px = np.zeros(n, dtype=np.float64)
@@ -99,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         obs, _, terminated, truncated, info = env.step(actions)
         step_seconds += time.perf_counter() - start
         steps += 1
+        real_info = [twins[i].step(actions[i])[4] if not done[i] else None for i in range(n)]
         ended = (terminated | truncated) & ~done
         frames = env.render() or ()
         for i in np.flatnonzero(~done):
@@ -108,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             seen = bool(np.all(info["present"][i]))  # a lost object's distance is a guess
             final_px[i] = float(np.mean(info["distance_px"][i])) if seen else np.nan
             lengths[i] = int(info["step"][i])
+            targets_px = rnd.to_pixels(info["target"][i], core.resolution)
+            confirmed[i] = success[i] and frame_confirmed(obs["frame"][i], twins[i],
+                                                          targets_px, radius_px)
+            real[i] = bool(real_info[i]["is_success"])
             shown[i] = _border(frames[i], (60, 220, 60) if success[i] else (230, 60, 60))
         done |= ended
         video.append(rnd.tile(shown, columns=min(n, 5)))
@@ -123,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": ENV_ID,
         "episodes": n,
         "success_rate": float(success.mean()),
+        "frame_confirmed_success_rate": float(confirmed.mean()),
+        "real_success_rate": float(real.mean()),
+        "style": args.style,
         "mean_final_distance_px": None if np.isnan(mean_px) else round(mean_px, 3),
         "episodes_ending_with_a_lost_object": lost,
         "mean_episode_length": float(lengths.mean()),
@@ -132,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "video": str(path),
     }
     print(f"{ENV_ID}: {n} episodes of the scripted reach policy ({height}x{width} frames)")
-    print(f"success rate: {success.mean():.2f} ({int(success.sum())}/{n})")
+    print(f"success rate: {success.mean():.2f} ({int(success.sum())}/{n}; the simulator's masks)")
+    print(f"confirmed by the frame: {confirmed.mean():.2f} ({int(confirmed.sum())}/{n}; the "
+          "object found by its colour on target)")
+    print(f"in the real twin: {real.mean():.2f} ({int(real.sum())}/{n}; same actions)")
     print(
         f"mean final distance: {mean_px:.2f} px (mask centroid to target"
         + (f"; {lost} episode(s) ended with an object's mask lost, not counted)" if lost else ")")

@@ -92,6 +92,8 @@ class Simulator:
     - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
       object's mask when its tracking began (reset, or for "anchored" the last time it was
       found again) and the ``input_from_output`` matrix from the current frame to it;
+    - ``template_frames`` (N, K, 3, H, W): the frame each template was taken in; a composite
+      model (below) takes a carried object's pixels from it;
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
       are laid over: the first frame, where the controlled objects were unknown, then G's
@@ -199,6 +201,7 @@ class Simulator:
             self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
             self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            self.template_frames = torch.zeros(n, k, 3, h, w, device=device, dtype=f32)
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.poses = self._identity_poses(n)
@@ -249,6 +252,7 @@ class Simulator:
             self.uncontrolled[idx] = masks * (1.0 - objects.amax(dim=1, keepdim=True))
             self.objects[idx] = objects
             self.templates[idx] = objects
+            self.template_frames[idx] = x.unsqueeze(1).expand(-1, self.num_objects, -1, -1, -1)
             self.canvas[idx] = x
             self.known[idx] = 1.0 - objects.amax(dim=1, keepdim=True)
             self.poses[idx] = self._identity_poses(idx.numel())
@@ -294,10 +298,8 @@ class Simulator:
                 gate = self.track_gate
             with self._trusted():
                 if self.control != "mask" and self.config.prediction == "composite":
-                    frames, comp = compositing.predict(
-                        self._generate, self.frames, self.objects, theta.view(n, k, 2, 3),
-                        moved.view(n, k, h, w), edited, self.canvas, self.known,
-                        self.config.band_px)
+                    frames, comp = self._composite_step(theta.view(n, k, 2, 3),
+                                                        moved.view(n, k, h, w), edited)
                     frames = frames.float().clamp(-1.0, 1.0)
                     self.canvas, self.known = compositing.update_canvas(
                         self.canvas, self.known, frames, comp)
@@ -351,8 +353,11 @@ class Simulator:
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
+            refound = ~agrees(moved, self.masks)  # (N, K): these take new templates now
             objects, self.templates, self.poses = anchor(
                 moved, self.masks, found, self.templates, self.poses)
+            self.template_frames = torch.where(refound[:, :, None, None, None],
+                                               self.frames.unsqueeze(1), self.template_frames)
             self._set_objects(objects, centroids)
         tracked = torch.maximum(found, self.objects).amax(dim=1, keepdim=True)
         self.uncontrolled = self.masks * (1.0 - tracked)
@@ -450,6 +455,22 @@ class Simulator:
             yield
         finally:
             self.model.check_values = previous
+
+    def _composite_step(self, theta: torch.Tensor, moved: torch.Tensor, edited: torch.Tensor
+                        ) -> tuple[torch.Tensor, compositing.Composite]:
+        """A composite model's next frames (``lcvg_env.compositing``), not yet clamped.
+
+        Carried objects bring their template's pixels through their pose (the pixels are
+        sampled once, however long the episode); segmented ones the current frame's pixels
+        through this step's transform ``theta`` (N, K, 2, 3).
+        """
+        before = self.objects.amax(dim=1, keepdim=True)
+        if self.tracking == "segment":
+            source, objects, pose = self.frames, self.objects, theta
+        else:
+            source, objects, pose = self.template_frames, self.templates, self.poses
+        return compositing.predict(self._generate, source, objects, pose, moved, edited,
+                                   self.canvas, self.known, self.config.band_px, before)
 
     def _generate(self, frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """G's output for frames (N, 3, H, W) and control masks (N, 1, H, W)."""

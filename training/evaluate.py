@@ -58,7 +58,7 @@ from PIL import Image, ImageDraw
 
 from lcvg_env import compositing, control
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import SIM_TRACKING, anchor
+from lcvg_env.simulator import SIM_TRACKING, agrees, anchor
 from training import metrics
 from training.data.ground_truth import load_ground_truth, locate_objects
 from training.run_dir import to_uint8
@@ -291,6 +291,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         poses = control.identity_matrix(b * k, device=first.device,
                                         dtype=first.dtype).view(b, k, 2, 3)
         moved = templates
+        template_frames = first.unsqueeze(1).expand(-1, k, -1, -1, -1)  # (B, K, 3, H, W)
     if composite:  # the canvas: the first frame, where its objects are not
         if positions is None:
             raise ValueError("a composite model's rollout needs positions (B, T, K, 2) to split "
@@ -324,10 +325,15 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
                 objects = split_objects(m, positions[:, t])[0]
                 moved = control.warp_nearest(objects.reshape(-1, 1, *objects.shape[2:]),
                                              step_theta.reshape(-1, 2, 3)).view_as(objects)
-        if composite:
+        if composite and carried:  # as the simulator: each template's pixels, through its pose
+            g, comp = compositing.predict(model.predict_next, template_frames, templates, poses,
+                                          moved, m_c, canvas, known, model.config.band_px,
+                                          objects.amax(1, keepdim=True))
+        elif composite:
             assert step_theta is not None
             g, comp = compositing.predict(model.predict_next, g, objects, step_theta, moved,
                                           m_c, canvas, known, model.config.band_px)
+        if composite:
             g = g.float().clamp(-1, 1)
             canvas, known = compositing.update_canvas(canvas, known, g, comp)
         else:
@@ -338,7 +344,10 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             assert positions is not None
             m = model.binary_mask(g)
             found, kept = split_objects(m, positions[:, t + 1])
+            refound = ~agrees(moved, m)
             moved, templates, poses = anchor(moved, m, found, templates, poses)
+            template_frames = torch.where(refound[:, :, None, None, None], g.unsqueeze(1),
+                                          template_frames)
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 

@@ -5,25 +5,6 @@ true dynamics (the twin, which knows every object's colour, visible mask and pos
 a learned simulator, and scores each generated frame here against the twin's frame of the same
 step.
 
-Finding an object in a generated frame (:func:`find_objects`)
--------------------------------------------------------------
-The generated frame has no labels, so object k is looked for BY ITS TRUE COLOUR:
-
-1. its reference colour ``c_k`` is the mean true RGB of its visible pixels in the true frame of
-   this step (the twin's visible mask);
-2. a generated pixel is a *candidate* for k when its RGB (Euclidean) distance to ``c_k`` is at
-   most ``tolerance`` (:data:`TOLERANCE`), strictly smaller than its distance to the true
-   background pixel there (the twin's object-free frame) and no larger than its distance to
-   every other object's reference colour (the other controlled objects and the "other" masks);
-   the 8-neighbours of such pixels join them when they are also closer to ``c_k`` than to the
-   background and the other colours, whatever their distance: an antialiased rim pixel blends
-   the object with what lies behind it, and it is closer to the object's colour exactly when
-   the object covers more than half of it (the twin's mask rule, coverage > 0.5);
-3. the candidates are split into 8-connected components; object k is *found* as the largest
-   component whose centroid lies within :data:`SEARCH_RADIUS` x max(H, W) pixels of k's true
-   visible centroid (empty when no component is that close). Components farther away are
-   other things of a similar colour (a ghost left behind, another object).
-
 Per object (arrays (..., K); NaN where the true object has no visible pixel, which is then not
 scored and is counted as not ``visible``): ``hit`` (found area >= :data:`HIT_FRACTION` x true
 visible area), ``position_error_px`` (found centroid vs true visible centroid, pixels; NaN when
@@ -45,6 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from lcvg_env.world.locate import (
+    SEARCH_RADIUS,
+    TOLERANCE,
+    check_frames,
+    describe,
+    dilate,
+    find_objects,
+    label_components,
+    mask_centroids,
+)
+
 __all__ = [
     "APART_MARGIN_PX",
     "HIT_FRACTION",
@@ -63,13 +55,8 @@ __all__ = [
     "ssim",
 ]
 
-TOLERANCE = 48.0
-"""Largest RGB (Euclidean, 0-255) distance of a generated pixel to an object's reference colour
-for it to count as that object's."""
 HIT_FRACTION = 0.3
 """An object is hit when its found area is at least this fraction of its true visible area."""
-SEARCH_RADIUS = 0.25
-"""A found component's centroid must lie within this fraction of max(H, W) of the true one."""
 APART_MARGIN_PX = 2
 """An object is "apart" when its true mask dilated by this many pixels (8-neighbourhood steps,
 a (2m+1)-square) touches no other object's visible mask."""
@@ -96,118 +83,14 @@ FRAME_METRICS = ("psnr", "ssim", "background_psnr")
 """Keys of the per-frame arrays of :func:`score_frames`."""
 
 
-# --------------------------------------------------------------------------------------------
-# checks
-# --------------------------------------------------------------------------------------------
-
-
-def _describe(x: Any) -> str:
-    if isinstance(x, np.ndarray):
-        return f"array of shape {x.shape} dtype {x.dtype}"
-    return f"{type(x).__name__} {x!r:.60}"
-
-
-def _frames(name: str, x: Any, batch: tuple[int, ...] | None = None) -> np.ndarray:
-    """Check uint8 frames (..., H, W, 3)."""
-    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim < 3 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must be a uint8 array (..., H, W, 3), got {_describe(x)}")
-    if batch is not None and x.shape[:-1] != batch:
-        raise ValueError(f"{name} must have shape {(*batch, 3)}, got {x.shape}")
-    return x
-
-
-def _masks(name: str, x: Any, lead: tuple[int, ...], hw: tuple[int, int]) -> np.ndarray:
-    """Check bool masks (*lead, M, H, W) (M may be 0); returns them as bool."""
-    if not isinstance(x, np.ndarray) or x.ndim != len(lead) + 3:
-        raise ValueError(
-            f"{name} must be a bool array {(*lead, 'M', *hw)}, got {_describe(x)}"
-        )
-    if x.shape[: len(lead)] != lead or x.shape[-2:] != hw:
-        raise ValueError(f"{name} must have shape {(*lead, 'M', *hw)}, got {x.shape}")
-    if x.dtype != np.bool_:
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-            raise ValueError(f"{name} must be bool (or 0/1 numbers), got {_describe(x)}")
-        if not np.all((x == 0) | (x == 1)):
-            raise ValueError(f"{name} must hold only 0 and 1, got values {np.unique(x)[:8]}")
-        x = x.astype(bool)
-    return x
-
-
-# --------------------------------------------------------------------------------------------
-# image tools
-# --------------------------------------------------------------------------------------------
-
-
-def dilate(masks: np.ndarray, steps: int) -> np.ndarray:
-    """Dilate bool masks (..., H, W) by ``steps`` 8-neighbourhood steps (a (2s+1)-square)."""
-    out = np.asarray(masks, dtype=bool)
-    for _ in range(int(steps)):
-        grown = out.copy()
-        grown[..., 1:, :] |= out[..., :-1, :]
-        grown[..., :-1, :] |= out[..., 1:, :]
-        rows = grown.copy()
-        rows[..., :, 1:] |= grown[..., :, :-1]
-        rows[..., :, :-1] |= grown[..., :, 1:]
-        out = rows
-    return out
-
-
-def _max3x3(x: np.ndarray) -> np.ndarray:
-    """Maximum over each pixel's 3x3 neighbourhood of (..., H, W) (separable)."""
-    rows = x.copy()
-    np.maximum(rows[..., 1:, :], x[..., :-1, :], out=rows[..., 1:, :])
-    np.maximum(rows[..., :-1, :], x[..., 1:, :], out=rows[..., :-1, :])
-    out = rows.copy()
-    np.maximum(out[..., :, 1:], rows[..., :, :-1], out=out[..., :, 1:])
-    np.maximum(out[..., :, :-1], rows[..., :, 1:], out=out[..., :, :-1])
-    return out
-
-
-def label_components(masks: np.ndarray) -> np.ndarray:
-    """Label the 8-connected components of bool masks (..., H, W), all images at once.
-
-    Returns:
-        int64 labels of the same shape: 0 off the masks; on them, 1 + the flat index (into the
-        whole array) of one pixel of the component, so labels are unique across the batch and
-        equal exactly within a component.
-    """
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim < 2:
-        raise ValueError(f"masks must be (..., H, W), got shape {masks.shape}")
-    labels = np.where(masks, np.arange(1, masks.size + 1).reshape(masks.shape), 0)
-    while True:
-        grown = np.where(masks, _max3x3(labels), 0)
-        # pointer jumping: a pixel takes the label its label's pixel now holds (labels only
-        # grow and stay inside their component), so long components converge in few rounds
-        g = grown.reshape(-1)
-        on = g > 0
-        g[on] = np.maximum(g[on], g[g[on] - 1])
-        if np.array_equal(grown, labels):
-            return labels
-        labels = grown
-
-
-def mask_centroids(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids (..., 2) pixel (x, y) and areas (...) of masks (..., H, W); NaN where empty."""
-    masks = np.asarray(masks, dtype=bool)
-    h, w = masks.shape[-2:]
-    area = masks.sum(axis=(-2, -1)).astype(np.float64)
-    xs = (masks.sum(axis=-2) * np.arange(w)).sum(axis=-1)
-    ys = (masks.sum(axis=-1) * np.arange(h)).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroids = np.stack([xs / area, ys / area], axis=-1)
-    centroids[area == 0] = np.nan
-    return centroids, area
-
-
 def psnr(generated: np.ndarray, true: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """PSNR in dB (peak 255) of uint8 frames (..., H, W, 3), optionally over bool (..., H, W).
 
     Identical pixels give :data:`PSNR_CAP_DB` (and nothing above it is reported); NaN where
     ``where`` selects no pixel.
     """
-    g = _frames("generated", generated)
-    t = _frames("true", true, g.shape[:-1])
+    g = check_frames("generated", generated)
+    t = check_frames("true", true, g.shape[:-1])
     err = (g.astype(np.float64) - t.astype(np.float64)) ** 2  # (..., H, W, 3)
     if where is None:
         mse = err.mean(axis=(-3, -2, -1))
@@ -245,8 +128,8 @@ def ssim(generated: np.ndarray, true: np.ndarray) -> np.ndarray:
     over the channels and the positions. Frames smaller than the window use a window of their
     smaller side (odd). Identical frames give 1.
     """
-    g = _frames("generated", generated)
-    t = _frames("true", true, g.shape[:-1])
+    g = check_frames("generated", generated)
+    t = check_frames("true", true, g.shape[:-1])
     h, w = g.shape[-3:-1]
     size = min(SSIM_WINDOW, h, w)
     size = size if size % 2 == 1 else size - 1
@@ -265,91 +148,6 @@ def ssim(generated: np.ndarray, true: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # objects
 # --------------------------------------------------------------------------------------------
-
-
-def _reference_colours(true: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Mean true RGB (B, M, 3) under masks (B, M, H, W); NaN where a mask is empty."""
-    area = masks.sum(axis=(-2, -1)).astype(np.float64)  # (B, M)
-    total = np.einsum("bmhw,bhwc->bmc", masks.astype(np.float64), true.astype(np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / area[..., None]
-
-
-def find_objects(
-    generated: np.ndarray,
-    true: np.ndarray,
-    true_masks: np.ndarray,
-    other_masks: np.ndarray,
-    background: np.ndarray,
-    tolerance: float = TOLERANCE,
-    search_radius: float = SEARCH_RADIUS,
-) -> np.ndarray:
-    """Find the controlled objects in generated frames by their true colours.
-
-    See the module docstring for the rule.
-
-    Args:
-        generated: uint8 (B, H, W, 3) generated frames.
-        true: uint8 (B, H, W, 3) true frames of the same steps.
-        true_masks: bool (B, K, H, W) true visible masks of the controlled objects.
-        other_masks: bool (B, M, H, W) true visible masks of every other object (M may be 0).
-        background: uint8 (B, H, W, 3) true object-free frames.
-        tolerance: largest RGB distance to the reference colour (default :data:`TOLERANCE`).
-        search_radius: fraction of max(H, W) (default :data:`SEARCH_RADIUS`).
-
-    Returns:
-        bool (B, K, H, W) found masks (empty where not found or not visible in truth).
-    """
-    g = _frames("generated", generated)
-    if g.ndim != 4:
-        raise ValueError(f"generated must be (B, H, W, 3), got shape {g.shape}")
-    b, h, w, _ = g.shape
-    t = _frames("true", true, (b, h, w))
-    bg = _frames("background", background, (b, h, w))
-    vis = _masks("true_masks", true_masks, (b,), (h, w))
-    other = _masks("other_masks", other_masks, (b,), (h, w))
-    if not float(tolerance) > 0:
-        raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
-    if not float(search_radius) > 0:
-        raise ValueError(f"search_radius must be > 0, got {search_radius!r}")
-    k = vis.shape[1]
-    refs = _reference_colours(t, np.concatenate([vis, other], axis=1))  # (B, K+M, 3)
-    gf = g.astype(np.float32)
-    dist = np.linalg.norm(gf[:, None] - refs[:, :, None, None, :].astype(np.float32), axis=-1)
-    dist = np.where(np.isnan(dist), np.inf, dist)  # (B, K+M, H, W)
-    d_bg = np.linalg.norm(gf - bg.astype(np.float32), axis=-1)  # (B, H, W)
-    closer = np.zeros((b, k, h, w), dtype=bool)
-    for j in range(k):
-        others = np.delete(dist, j, axis=1)
-        nearest_other = others.min(axis=1) if others.shape[1] else np.inf
-        closer[:, j] = (dist[:, j] < d_bg) & (dist[:, j] <= nearest_other)
-    core = closer & (dist[:, :k] <= tolerance)
-    candidates = core | (dilate(core, 1) & closer)  # + the antialiased rim (see module doc)
-    labels = label_components(candidates)  # (B, K, H, W), unique across the batch
-    flat = labels.reshape(-1)
-    on = flat > 0
-    ids, inverse, counts = np.unique(flat[on], return_inverse=True, return_counts=True)
-    found = np.zeros_like(candidates)
-    if ids.size == 0:
-        return found
-    rows, cols = np.divmod(np.flatnonzero(on) % (h * w), w)
-    cx = np.bincount(inverse, weights=cols, minlength=ids.size) / counts
-    cy = np.bincount(inverse, weights=rows, minlength=ids.size) / counts
-    owner = (ids - 1) // (h * w)  # (b * K + k) of each component
-    true_c, _ = mask_centroids(vis)  # (B, K, 2)
-    tc = true_c.reshape(-1, 2)[owner]
-    reach = float(search_radius) * max(h, w)
-    with np.errstate(invalid="ignore"):
-        near = np.hypot(cx - tc[:, 0], cy - tc[:, 1]) <= reach  # NaN (invisible) -> False
-    best = np.full(b * k, -1, dtype=np.int64)
-    best_area = np.zeros(b * k, dtype=np.int64)
-    for index in np.flatnonzero(near):  # a handful of components per object
-        slot = owner[index]
-        if counts[index] > best_area[slot]:
-            best_area[slot], best[slot] = counts[index], ids[index]
-    chosen = best.reshape(b, k)
-    found = (labels == chosen[:, :, None, None]) & (chosen[:, :, None, None] > 0)
-    return found
 
 
 def score_frames(
@@ -413,7 +211,7 @@ def score_frames(
         sim = np.asarray(sim_centroids_px, dtype=np.float64)
         if sim.shape != (b, k, 2):
             raise ValueError(
-                f"sim_centroids_px must have shape {(b, k, 2)}, got {_describe(sim)}"
+                f"sim_centroids_px must have shape {(b, k, 2)}, got {describe(sim)}"
             )
         sim_err = np.hypot(*(sim - true_c).transpose(2, 0, 1))
     nan = np.where(visible, 1.0, np.nan)
@@ -453,10 +251,10 @@ def score_frame(
     """
     for name, x in (("generated", generated), ("true", true), ("background", background)):
         if not isinstance(x, np.ndarray) or x.ndim != 3:
-            raise ValueError(f"{name} must be a uint8 array (H, W, 3), got {_describe(x)}")
+            raise ValueError(f"{name} must be a uint8 array (H, W, 3), got {describe(x)}")
     for name, x in (("true_masks", true_masks), ("other_masks", other_masks)):
         if not isinstance(x, np.ndarray) or x.ndim != 3:
-            raise ValueError(f"{name} must be a bool array (K, H, W), got {_describe(x)}")
+            raise ValueError(f"{name} must be a bool array (K, H, W), got {describe(x)}")
     sim = None if sim_centroids_px is None else np.asarray(sim_centroids_px)[None]
     batch = score_frames(generated[None], true[None], true_masks[None], other_masks[None],
                          background[None], sim, tolerance)
