@@ -68,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--checkpoint", default=None, help="checkpoint instead of the bundled one")
-    parser.add_argument("--start-frames", default=None, help="first frames instead of the bundled")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="episode length limit (default: the registered one, 50)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling of each episode's tile")
@@ -87,8 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs["tracking"] = args.tracking
     if args.checkpoint is not None:
         kwargs["checkpoint"] = args.checkpoint
-    if args.start_frames is not None:
-        kwargs["start_frames"] = args.start_frames
     if args.max_steps is not None:
         kwargs["max_episode_steps"] = args.max_steps
     try:

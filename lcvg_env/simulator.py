@@ -36,6 +36,13 @@ object keeps its carried mask only while M's mask covers at least ``ANCHOR_COVER
 otherwise it is found again as in "segment" (and carried from there). Under "mask" control
 nothing is carried, and "anchored" follows M's mask as "segment" does.
 
+A model with ``ModelConfig.prediction == "composite"`` changes step 3 for parametric control
+(``lcvg_env.compositing``): each object's own pixels move with its transform (carried objects
+bring their template's pixels through their pose, so they are sampled once however long the
+episode; segmented ones the current frame's), they are laid over a background canvas (the
+first frame, replaced by G's output only where a moving object has passed), and G's output is
+a correction added inside a band around what moved. "mask" control needs a "frame" model.
+
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
 ``step``. Controls and first frames are checked for NaN/inf once, on entry; the simulator's own
@@ -458,7 +465,7 @@ class Simulator:
 
     def _composite_step(self, theta: torch.Tensor, moved: torch.Tensor, edited: torch.Tensor
                         ) -> tuple[torch.Tensor, compositing.Composite]:
-        """A composite model's next frames (``lcvg_env.compositing``), not yet clamped.
+        """Return a composite model's next frames (``lcvg_env.compositing``), not clamped.
 
         Carried objects bring their template's pixels through their pose (the pixels are
         sampled once, however long the episode); segmented ones the current frame's pixels

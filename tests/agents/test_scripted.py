@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -127,11 +128,16 @@ def test_demo_runs_and_writes_a_video(tiny: dict, tmp_path: Path, capsys) -> Non
     out = tmp_path / "demo.gif"
     code = demo.main([
         "--episodes", "2", "--out", str(out), "--checkpoint", tiny["checkpoint"],
-        "--start-frames", tiny["start_frames"], "--device", "cpu", "--max-steps", "4",
+        "--device", "cpu", "--max-steps", "4",
     ])
     assert code == 0 and out.stat().st_size > 0
     printed = capsys.readouterr().out
     assert "success rate" in printed and "px" in printed and "frames/s" in printed
+    summary = json.loads(printed.strip().splitlines()[-1])
+    for key in ("success_rate", "frame_confirmed_success_rate", "real_success_rate"):
+        assert 0.0 <= summary[key] <= 1.0
+    # confirmed by the frame means the simulator claimed it too
+    assert summary["frame_confirmed_success_rate"] <= summary["success_rate"]
 
 
 def test_demo_says_when_the_bundled_checkpoint_is_missing(

@@ -250,3 +250,21 @@ def test_pseudo_control_per_object():
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--data"):
         Trainer(TrainConfig(device="cpu"), tmp_path / "run")
+
+
+def test_composite_stage2_starts_from_no_correction(tiny_data, tmp_path):
+    # stage II of a composite model trains G's correction of the moved pixels: it starts from
+    # none (the decoder's last layer zeroed), so after one Adam step of lr 6e-4 its weights
+    # are tiny, where the paper's path keeps its stage I weights
+    model = tiny_config(tiny_data).model
+    cfg = tiny_config(tiny_data, stage1_steps=2, stage2_steps=1, self_forcing=1.0,
+                      model=model.replace(prediction="composite"))
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.fit()
+    assert float(trainer.generator.decoder.conv_out.weight.abs().max()) <= 2e-3
+    paper = Trainer(tiny_config(tiny_data, stage1_steps=2, stage2_steps=1), tmp_path / "paper")
+    assert paper.fit()
+    assert float(paper.generator.decoder.conv_out.weight.abs().max()) > 1e-2
+    with pytest.raises(ValueError, match="future_mask"):
+        tiny_config(tiny_data, control_source="future_mask",
+                    model=model.replace(prediction="composite"))
