@@ -7,7 +7,7 @@ is known, so a controlled step (``ModelConfig.prediction == "composite"``) build
 move implies and lets G correct it only where something changed:
 
     pixels_k = warp_nearest(f_t * object_k, theta_k)       # each object's own pixels, moved
-    composite = moved objects over known * canvas          # holes filled from around them
+    composite = moved objects over the canvas              # holes filled from around them
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
@@ -40,7 +40,7 @@ class Composite(NamedTuple):
     """What :func:`compose` returns (all (B, C, H, W) on the frames' device)."""
 
     image: Tensor
-    """(B, 3, H, W) moved objects over the known canvas; 0 in holes."""
+    """(B, 3, H, W) moved objects over the canvas, holes filled from their surroundings."""
     band: Tensor
     """(B, 1, H, W) {0, 1}: where G's correction applies."""
     moved: Tensor

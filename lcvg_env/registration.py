@@ -1,7 +1,8 @@
 """Registration of the lcvg environment ids with Gymnasium (``register_envs``).
 
-- ``LCVG-Sprites-v0``: the bundled ``sprites_small.safetensors`` with the bundled first
-  frames ``sprites_starts.npz``; free simulator, 100 steps.
+- ``LCVG-Sprites-v0``: the bundled ``sprites_small.safetensors`` (composite prediction) with
+  the bundled first frames ``sprites_starts.npz`` (varied style) and carried tracking; free
+  simulator, 100 steps.
 - ``LCVG-Sprites-Reach-v0``: the same model; reach task, 50 steps, Dict observation
   (``frame``, ``centroids``, ``target``).
 - Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: 1.1-1.4x
@@ -11,7 +12,8 @@
 - ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
 - ``LCVG-Sprites-Real-v0``: the ground-truth twin of ``LCVG-Sprites-v0``
   (``lcvg_env.world.twin.SpritesRealEnv``: a true sprites scene whose objects move exactly as
-  commanded; same spaces, task and infos; no checkpoint); free, 100 steps.
+  commanded; same spaces, task and infos; no checkpoint; varied style like the bundled first
+  frames, ``style="classic"`` for the other); free, 100 steps.
 - ``LCVG-Sprites-Reach-Real-v0``: the twin of ``LCVG-Sprites-Reach-v0``; reach, 50 steps,
   Dict observation (``frame``, ``centroids``, ``target``).
 
@@ -42,7 +44,11 @@ SPRITES_FAST_CHECKPOINT = "sprites_fast.safetensors"
 """Bundled sprites checkpoint of the CPU layout (``patch_size=2``): faster, slightly less precise;
 ``gym.make("LCVG-Sprites-v0", checkpoint=SPRITES_FAST_CHECKPOINT)``."""
 SPRITES_STARTS = "sprites_starts.npz"
-"""Bundled first frames of held-out sprites clips, uint8 (M, 64, 64, 3) under ``frames``."""
+"""Bundled first frames of held-out varied-style sprites clips, uint8 (100, 64, 64, 3) under
+``frames``."""
+SPRITES_TRACKING = "carry"
+"""Default ``tracking`` of the sprites ids: measured against the twin, the bundled composite
+models keep objects best with carried masks (docs/fidelity.md)."""
 
 TRAINING_COMMANDS: dict[str, str] = {
     "bair.safetensors": (
@@ -58,14 +64,16 @@ TRAINING_COMMANDS: dict[str, str] = {
     ),
     SPRITES_CHECKPOINT: (
         "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
-        "lcvg-train --preset small --data data/sprites --out runs/sprites (the bundled file "
-        "is missing from this installation: reinstall lcvg)"
+        "lcvg-train --preset small --data data/sprites --out runs/sprites_paper && "
+        "lcvg-data make sprites --style varied --out data/varied --clips 1000 --size 64 "
+        "--seed 1 && lcvg-train --preset sprites --stage 2 --stage2_steps 4000 --init "
+        "runs/sprites_paper/model.safetensors --data data/varied --out runs/sprites (the "
+        "bundled file is missing from this installation: reinstall lcvg)"
     ),
     SPRITES_FAST_CHECKPOINT: (
-        "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
-        "lcvg-train --preset small --data data/sprites --out runs/sprites_fast "
-        "--model.patch_size 2 --model.ch 16 --model.ch_mult 1,2 (the bundled file is missing "
-        "from this installation: reinstall lcvg)"
+        "the commands of sprites_small.safetensors, each lcvg-train with --model.patch_size 2 "
+        "--model.ch 16 --model.ch_mult 1,2 (the bundled file is missing from this "
+        "installation: reinstall lcvg)"
     ),
 }
 """How to make each named checkpoint, quoted when it is missing."""
@@ -75,7 +83,8 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "entry_point": ENTRY_POINT,
         "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
-        "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS},
+        "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS,
+                   "tracking": SPRITES_TRACKING},
     },
     "LCVG-Sprites-Reach-v0": {
         "entry_point": ENTRY_POINT,
@@ -86,6 +95,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "start_frames": SPRITES_STARTS,
             "task": "reach",
             "observation_keys": ("frame", "centroids", "target"),
+            "tracking": SPRITES_TRACKING,
         },
     },
     "LCVG-BAIR-v0": {
@@ -104,13 +114,14 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "entry_point": TWIN_ENTRY_POINT,
         "vector_entry_point": None,
         "max_episode_steps": 100,
-        "kwargs": {},
+        "kwargs": {"style": "varied"},
     },
     "LCVG-Sprites-Reach-Real-v0": {
         "entry_point": TWIN_ENTRY_POINT,
         "vector_entry_point": None,
         "max_episode_steps": 50,
-        "kwargs": {"task": "reach", "observation_keys": ("frame", "centroids", "target")},
+        "kwargs": {"task": "reach", "observation_keys": ("frame", "centroids", "target"),
+                   "style": "varied"},
     },
 }
 """Registered ids: entry points (``vector_entry_point`` None: Gymnasium's own vectorisation),
