@@ -28,7 +28,9 @@ from lcvg_env.spaces import (
     ActionRanges,
     action_space,
     action_to_params,
+    check_action_ranges,
     check_control,
+    check_max_episode_steps,
     check_observation_keys,
     observation_space,
     validate_actions,
@@ -143,17 +145,8 @@ class LCVGCore:
                 f"this environment expects a model at resolution {tuple(expected_resolution)}, "
                 f"the checkpoint {checkpoint!r} is at {resolution}"
             )
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, int)
-            or max_episode_steps < 1
-        ):
-            raise ValueError(
-                f"max_episode_steps must be an int >= 1 or None, got {max_episode_steps!r}"
-            )
-        if isinstance(action_ranges, Mapping):
-            action_ranges = ActionRanges(**action_ranges)
-        self.action_ranges = action_ranges or ActionRanges()
+        check_max_episode_steps(max_episode_steps)
+        self.action_ranges = check_action_ranges(action_ranges)
         self.num_envs = int(num_envs)
         self.control = control
         self.num_objects = int(num_objects)

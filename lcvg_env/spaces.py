@@ -41,7 +41,7 @@ Observations
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +88,36 @@ class ActionRanges:
             s = self.max_log_scale
             return (t, t, self.max_rotation, s, s, self.max_shear)
         raise ValueError(f"control {control!r} has no action ranges; use 'position' or 'affine'")
+
+
+def check_action_ranges(action_ranges: ActionRanges | Mapping[str, float] | None
+                        ) -> ActionRanges:
+    """Return ``action_ranges`` as an ``ActionRanges`` (a dict of its fields, or None = default).
+
+    Raises:
+        TypeError: anything else, naming its type.
+    """
+    if action_ranges is None:
+        return ActionRanges()
+    if isinstance(action_ranges, Mapping):
+        return ActionRanges(**action_ranges)
+    if not isinstance(action_ranges, ActionRanges):
+        raise TypeError(f"action_ranges must be an ActionRanges, a dict or None, got "
+                        f"{type(action_ranges).__name__}")
+    return action_ranges
+
+
+def check_max_episode_steps(max_episode_steps: int | None) -> int | None:
+    """Return ``max_episode_steps`` if it is None or an int >= 1, else raise ValueError."""
+    if max_episode_steps is not None and (
+        isinstance(max_episode_steps, bool)
+        or not isinstance(max_episode_steps, int)
+        or max_episode_steps < 1
+    ):
+        raise ValueError(
+            f"max_episode_steps must be an int >= 1 or None, got {max_episode_steps!r}"
+        )
+    return max_episode_steps
 
 
 def check_control(control: str) -> str:

@@ -21,7 +21,9 @@ from lcvg_env.spaces import (
     PARAMS_PER_OBJECT,
     ActionRanges,
     action_space,
+    check_action_ranges,
     check_control,
+    check_max_episode_steps,
     check_observation_keys,
     observation_space,
     validate_actions,
@@ -189,24 +191,10 @@ class SpritesRealEnv(gym.Env):
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got "
                 f"{render_mode!r}"
             )
-        if max_episode_steps is not None and (
-            isinstance(max_episode_steps, bool)
-            or not isinstance(max_episode_steps, int)
-            or max_episode_steps < 1
-        ):
-            raise ValueError(
-                f"max_episode_steps must be an int >= 1 or None, got {max_episode_steps!r}"
-            )
+        check_max_episode_steps(max_episode_steps)
         k = num_objects
         self.scene_config = self._scene_config(k, style, size, scene_objects, scene_config)
-        if isinstance(action_ranges, Mapping):
-            action_ranges = ActionRanges(**action_ranges)
-        elif action_ranges is not None and not isinstance(action_ranges, ActionRanges):
-            raise TypeError(
-                f"action_ranges must be an ActionRanges, a dict or None, got "
-                f"{type(action_ranges).__name__}"
-            )
-        self.action_ranges = action_ranges or ActionRanges()
+        self.action_ranges = check_action_ranges(action_ranges)
         self.control = control
         self.num_objects = k
         self.noise = bool(noise)
