@@ -6,7 +6,7 @@ unseen colours fade within a few steps). For parametric controls the transform o
 is known, so a controlled step (``ModelConfig.prediction == "composite"``) builds the frame the
 move implies and lets G correct it only where something changed:
 
-    pixels_k = warp_nearest(f_t * object_k, theta_k)       # each object's own pixels, moved
+    pixels_k = warp(f_t * object_k, theta_k) / warp(object_k, theta_k)  # own pixels, moved
     composite = moved objects over the canvas              # holes filled from around them
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
@@ -104,9 +104,13 @@ def compose(frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor, canva
     b, k, h, w = objects.shape
     source = frames if frames.dim() == 5 else frames.unsqueeze(1)  # (B, K or 1, 3, H, W)
     layers = torch.cat([source * objects.unsqueeze(2), objects.unsqueeze(2)], 2)
-    warped = ctl.warp_nearest(layers.reshape(b * k, 4, h, w), theta.reshape(b * k, 2, 3))
+    # bilinear on premultiplied pixels: sub-pixel placement, no background bleeding into the
+    # object's colour; a whole-pixel move returns the pixels themselves
+    warped = ctl.warp_masks(layers.reshape(b * k, 4, h, w), theta.reshape(b * k, 2, 3))
     warped = warped.view(b, k, 4, h, w)
-    landed = (warped[:, :, 3:] * moved.unsqueeze(2)) > 0.5  # (B, K, 1, H, W)
+    alpha = warped[:, :, 3:]
+    warped = torch.cat([warped[:, :, :3] / alpha.clamp_min(1e-6), alpha], 2)
+    landed = (alpha * moved.unsqueeze(2)) > 0.5  # (B, K, 1, H, W)
     cover = landed.any(dim=1).to(frames.dtype)  # (B, 1, H, W)
     moved_union = moved.amax(dim=1, keepdim=True)
     # the background behind everything, its unknown parts filled from the known ones around
