@@ -50,7 +50,7 @@ def frame_confirmed(generated: np.ndarray, twin: SpritesRealEnv, targets_px: np.
     ``twin`` holds the true state after the same actions; ``targets_px`` (K, 2) pixel targets.
     """
     controlled = twin.true_masks()
-    others = np.delete(twin.all_masks(), twin.controlled, axis=0)
+    others = twin.other_masks()
     found = find_objects(generated[None], twin.frame[None], controlled[None], others[None],
                          twin.background()[None])[0]
     centres, area = mask_centroids(found)

@@ -307,7 +307,7 @@ class Simulator:
                 if self.control != "mask" and self.config.prediction == "composite":
                     frames, comp = self._composite_step(theta.view(n, k, 2, 3),
                                                         moved.view(n, k, h, w), edited)
-                    frames = frames.float().clamp(-1.0, 1.0)
+                    frames = frames.float().clamp(-1.0, 1.0)  # the canvas takes it clamped
                     self.canvas, self.known = compositing.update_canvas(
                         self.canvas, self.known, frames, comp)
                 else:
@@ -360,11 +360,9 @@ class Simulator:
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
-            refound = ~agrees(moved, self.masks)  # (N, K): these take new templates now
-            objects, self.templates, self.poses = anchor(
-                moved, self.masks, found, self.templates, self.poses)
-            self.template_frames = torch.where(refound[:, :, None, None, None],
-                                               self.frames.unsqueeze(1), self.template_frames)
+            objects, self.templates, self.poses, self.template_frames = anchor(
+                moved, self.masks, found, self.templates, self.poses, self.template_frames,
+                self.frames)
             self._set_objects(objects, centroids)
         tracked = torch.maximum(found, self.objects).amax(dim=1, keepdim=True)
         self.uncontrolled = self.masks * (1.0 - tracked)
@@ -597,8 +595,8 @@ def agrees(moved: torch.Tensor, masks: torch.Tensor, cover: float = ANCHOR_COVER
 
 def anchor(
     moved: torch.Tensor, masks: torch.Tensor, found: torch.Tensor, templates: torch.Tensor,
-    poses: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    poses: torch.Tensor, template_frames: torch.Tensor, frames: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step of ``tracking="anchored"``: keep the carried objects the segmentation confirms.
 
     Args:
@@ -607,16 +605,19 @@ def anchor(
         found: (N, K, H, W) the objects as found in ``masks`` (the "segment" tracking).
         templates: (N, K, H, W) the carried objects' templates (see ``Simulator``).
         poses: (N, K, 2, 3) their poses after the step.
+        template_frames: (N, K, 3, H, W) the frame each template was taken in.
+        frames: (N, 3, H, W) the generated frame ``masks`` was taken of.
 
     Returns:
-        ``(objects, templates, poses)``: per object, the carried mask and state where
-        ``agrees(moved, masks)``, else the found mask, which becomes the new template with the
-        identity pose.
+        ``(objects, templates, poses, template_frames)``: per object, the carried mask and
+        state where ``agrees(moved, masks)``, else the found mask, which becomes the new
+        template (taken in ``frames``) with the identity pose.
     """
     keep = agrees(moved, masks)[:, :, None, None]  # (N, K, 1, 1)
     identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
     return (torch.where(keep, moved, found), torch.where(keep, templates, found),
-            torch.where(keep, poses, identity))
+            torch.where(keep, poses, identity),
+            torch.where(keep[..., None], template_frames, frames.unsqueeze(1)))
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ from PIL import Image, ImageDraw
 
 from lcvg_env import compositing, control
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import SIM_TRACKING, agrees, anchor
+from lcvg_env.simulator import SIM_TRACKING, anchor
 from training import metrics
 from training.data.ground_truth import load_ground_truth, locate_objects
 from training.run_dir import to_uint8
@@ -344,10 +344,8 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             assert positions is not None
             m = model.binary_mask(g)
             found, kept = split_objects(m, positions[:, t + 1])
-            refound = ~agrees(moved, m)
-            moved, templates, poses = anchor(moved, m, found, templates, poses)
-            template_frames = torch.where(refound[:, :, None, None, None], g.unsqueeze(1),
-                                          template_frames)
+            moved, templates, poses, template_frames = anchor(
+                moved, m, found, templates, poses, template_frames, g)
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from lcvg_env.world.scene import STYLES, SceneConfig
+from lcvg_env.world.twin import SpritesRealEnv
 from training import paired_metrics as pm
 
 __all__ = [
@@ -50,8 +52,6 @@ WORLDS = ("sprites",)
 """Worlds with a ground-truth twin."""
 PROGRAMS = ("random", "line", "square")
 """Scripted action programs (:func:`action_program`)."""
-STYLES = ("classic", "varied")
-"""Scene styles of the sprites world (``lcvg_env.world.scene.STYLES``)."""
 CONTROLS = ("position",)
 """Control modes the paired evaluation runs (the copy-paste baseline only translates)."""
 REPORT_STEPS = (1, 16, 50, 100)
@@ -417,21 +417,6 @@ def per_step_series(arrays: dict[str, np.ndarray]) -> dict[str, list[float]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _world_modules() -> tuple[Any, Any]:
-    try:
-        from lcvg_env.world import scene, twin
-    except ImportError as error:  # pragma: no cover - the world ships with lcvg_env
-        raise RuntimeError(f"the sprites world (lcvg_env.world) cannot be imported: {error}"
-                           ) from error
-    return scene, twin
-
-
-def _world_size() -> int:
-    """Frame side of the sprites world (``SceneConfig().size``)."""
-    scene, _ = _world_modules()
-    return int(scene.SceneConfig().size)
-
-
 def _check_checkpoint(checkpoint: Any, device: str, size: int) -> tuple[int, int]:
     """Resolution of the checkpoint; ValueError naming both sizes when it is not the world's."""
     from lcvg_env.env import load_model
@@ -522,8 +507,7 @@ def _run(config: PairedConfig, checkpoint: Any,
     import lcvg_env  # noqa: F401 - registers the environment ids
     from lcvg_env.spaces import ActionRanges
 
-    scene_mod, twin_mod = _world_modules()
-    size = _world_size()
+    size = SceneConfig().size
     _check_checkpoint(checkpoint, config.device, size)
     max_translation = ActionRanges().max_translation
     e_total, steps, kmax = config.episodes, config.steps, max(config.objects)
@@ -541,8 +525,8 @@ def _run(config: PairedConfig, checkpoint: Any,
             n = min(config.batch, count - first)
             rows = np.arange(episode, episode + n)
             objects_of[rows] = k
-            scene_config = scene_mod.SceneConfig(size=size, objects=(k, k), style=config.style)
-            twins = [twin_mod.SpritesRealEnv(
+            scene_config = SceneConfig(size=size, objects=(k, k), style=config.style)
+            twins = [SpritesRealEnv(
                 control=config.control, num_objects=k, task="free", style=config.style,
                 size=size, noise=config.noise, scene_config=scene_config) for _ in range(n)]
             for twin, r in zip(twins, rows):
@@ -649,11 +633,7 @@ def _episode_seed(seed: int, episode: int) -> int:
 
 def _other_masks(twins: Sequence[Any]) -> np.ndarray:
     """(n, M, H, W) visible masks of the scene objects that are not controlled (M may be 0)."""
-    rows = []
-    for twin in twins:
-        everyone = twin.all_masks()
-        rest = np.setdiff1d(np.arange(everyone.shape[0]), twin.controlled)
-        rows.append(everyone[rest])
+    rows = [twin.other_masks() for twin in twins]
     m = max(r.shape[0] for r in rows)
     n, (h, w) = len(rows), rows[0].shape[1:]
     out = np.zeros((n, m, h, w), dtype=bool)

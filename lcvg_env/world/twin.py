@@ -423,6 +423,11 @@ class SpritesRealEnv(gym.Env):
         """Return bool (M, S, S): every scene object's visible mask in the current frame."""
         return self._require_started()[2].visible.copy()
 
+    def other_masks(self) -> np.ndarray:
+        """Return bool (M - K, S, S): the visible masks of the scene objects not controlled."""
+        visible = self._require_started()[2].visible
+        return np.delete(visible, self._controlled, axis=0)
+
     def background(self) -> np.ndarray:
         """uint8 (S, S, 3): the object-free lit background (no shadows, no noise)."""
         return render_background(self._require_started()[0])

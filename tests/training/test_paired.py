@@ -286,11 +286,13 @@ def test_cli_paired_end_to_end(tmp_path, capsys):
     assert len(saved["per_step"]["model"]["shape_iou"]) == 4
 
 
-def test_cli_paired_rejects_a_checkpoint_of_another_size(tmp_path, capsys, monkeypatch):
-    from training import paired
+def test_cli_paired_rejects_a_checkpoint_of_another_size(tmp_path, capsys):
+    from lcvg_env.models import LayeredGenerator
 
-    monkeypatch.setattr(paired, "_world_size", lambda: 32)
-    argv = ["--world", "sprites", "--checkpoint", "sprites_small.safetensors", "--episodes",
+    from .conftest import tiny_model
+
+    small = LayeredGenerator(tiny_model()).save(tmp_path / "tiny32.safetensors")  # 32x32
+    argv = ["--world", "sprites", "--checkpoint", str(small), "--episodes",
             "1", "--steps", "1", "--out", str(tmp_path)]
     assert cli.eval_main(argv) == 2
     err = capsys.readouterr().err
