@@ -11,7 +11,8 @@ real object there), with the mean final distance and the simulator's frames per 
 
     python -m agents.demo [--episodes 20] [--out runs/demo/reach.gif] [--seed 0] [--style varied]
 
-Exits with status 1 (and says so) when the bundled checkpoint is missing.
+The flags are the fields of :class:`DemoConfig` (``--print-config`` prints the resolved config
+and exits). Exits with status 1 (and says so) when the bundled checkpoint is missing.
 """
 
 from __future__ import annotations
@@ -21,20 +22,57 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 
 from agents.scripted import ReachPolicy
 from lcvg_env import render as rnd
+from lcvg_env.configs import check_choices, parse_config
 from lcvg_env.env import CheckpointNotFoundError
 from lcvg_env.registration import SPRITES_CHECKPOINT, register_envs
-from lcvg_env.simulator import SIM_TRACKING
-from lcvg_env.world import STYLES
+from lcvg_env.tracking import Tracking
 from lcvg_env.world.locate import find_objects, mask_centroids
+from lcvg_env.world.scene import Style
 from lcvg_env.world.twin import SpritesRealEnv
 
 ENV_ID = "LCVG-Sprites-Reach-v0"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs (``python -m agents.demo``)."""
+
+    episodes: int = 20
+    """Episodes, run side by side in one batched environment."""
+    out: str = "runs/demo/reach.gif"
+    """Video of the episodes (.gif or .mp4)."""
+    seed: int = 0
+    """Seed of the first episode (episode i starts from the twin's scene of seed + i)."""
+    device: str = "auto"
+    """Torch device: "auto", "cpu", "cuda"..."""
+    checkpoint: str | None = None
+    """Checkpoint instead of the bundled one."""
+    max_steps: int | None = None
+    """Episode length limit (None: the registered one, 50)."""
+    scale: int = 2
+    """Upscaling of each episode's tile."""
+    fps: float = 8.0
+    """Video frames per second."""
+    tracking: Tracking | None = None
+    """How the simulator follows the objects (None: the id's default)."""
+    style: Style = "varied"
+    """Style of the twin's scenes the episodes start from."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices and counts, naming the offending value."""
+        check_choices(self)
+        for name in ("episodes", "max_steps", "scale"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"DemoConfig.{name} must be an int >= 1, got {value!r}")
 
 
 def _border(frame: np.ndarray, color: tuple[int, int, int], width: int = 2) -> np.ndarray:
@@ -63,35 +101,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agents.demo", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--episodes", type=int, default=20, help="episodes, run side by side")
-    parser.add_argument("--out", default="runs/demo/reach.gif", help="video (.gif or .mp4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint instead of the bundled one")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="episode length limit (default: the registered one, 50)")
-    parser.add_argument("--scale", type=int, default=2, help="upscaling of each episode's tile")
-    parser.add_argument("--fps", type=float, default=8.0, help="video frames per second")
-    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
-                        help="how the simulator follows the objects (default: the id's)")
-    parser.add_argument("--style", choices=STYLES, default="varied",
-                        help="style of the twin's scenes the episodes start from")
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    config, _ = parse_config(parser, DemoConfig, argv)
+    if config is None:  # --print-config
+        return 0
 
     register_envs()
-    kwargs = {"device": args.device, "render_scale": args.scale}
-    if args.tracking is not None:
-        kwargs["tracking"] = args.tracking
-    if args.checkpoint is not None:
-        kwargs["checkpoint"] = args.checkpoint
-    if args.max_steps is not None:
-        kwargs["max_episode_steps"] = args.max_steps
+    kwargs = {"device": config.device, "render_scale": config.scale}
+    if config.tracking is not None:
+        kwargs["tracking"] = config.tracking
+    if config.checkpoint is not None:
+        kwargs["checkpoint"] = config.checkpoint
+    if config.max_steps is not None:
+        kwargs["max_episode_steps"] = config.max_steps
     try:
         env = gym.make_vec(
             ENV_ID,
-            num_envs=args.episodes,
+            num_envs=config.episodes,
             vectorization_mode="vector_entry_point",
             autoreset_mode=gym.vector.AutoresetMode.DISABLED,
             render_mode="rgb_array",
@@ -105,14 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
-    n = args.episodes
+    n = config.episodes
     policy = ReachPolicy.from_env(env)
     core = env.unwrapped.core  # type: ignore[attr-defined]
-    twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=args.style,
+    twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=config.style,
                             size=core.resolution[0]) for _ in range(n)]
     for i, twin in enumerate(twins):
-        twin.reset(seed=args.seed + i)
-    obs, info = env.reset(seed=args.seed, options={"frame": np.stack([t.frame for t in twins])})
+        twin.reset(seed=config.seed + i)
+    obs, info = env.reset(seed=config.seed, options={"frame": np.stack([t.frame for t in twins])})
     for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
         twin.match_objects(info["centroids"][i], targets=info["target"][i])
     radius_px = core.task.success_radius * core.resolution[1] / 2
@@ -149,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         done |= ended
         video.append(rnd.tile(shown, columns=min(n, 5)))
     env.close()
-    path = rnd.save_video(args.out, video + [video[-1]] * 4, fps=args.fps)
+    path = rnd.save_video(config.out, video + [video[-1]] * 4, fps=config.fps)
 
     height, width = env.unwrapped.core.resolution  # type: ignore[attr-defined]
     fps = n * steps / step_seconds if step_seconds > 0 else float("nan")
@@ -162,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "success_rate": float(success.mean()),
         "frame_confirmed_success_rate": float(confirmed.mean()),
         "real_success_rate": float(real.mean()),
-        "style": args.style,
+        "style": config.style,
         "mean_final_distance_px": None if np.isnan(mean_px) else round(mean_px, 3),
         "episodes_ending_with_a_lost_object": lost,
         "mean_episode_length": float(lengths.mean()),

@@ -53,7 +53,7 @@ def sprites_model(
 
         config, name = small_model(), "training small preset"
     except ImportError:
-        config, name = ModelConfig.small(), "ModelConfig.small()"
+        config, name = ModelConfig.medium(), "ModelConfig.medium()"
     return f"{name} (random weights: no sprites checkpoint)", LayeredGenerator(config), None
 
 
@@ -155,7 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, skipped = [], []
     for label, net, starts in models:
         net = net.to(device).eval()
-        net.check_values = False
         if starts is None:
             starts = random_frames(tuple(net.config.resolution))
         params = sum(p.numel() for p in net.parameters())

@@ -56,8 +56,8 @@ EOF
 echo "== train official_bair 128x128 on $data: stage I $s1, stage II $s2 steps ($(left) s left)"
 if [ "${s1:-0}" -gt 0 ] && [ "${s2:-0}" -gt 0 ]; then
   timeout $(( $(left) - 50 )) $python -m training.cli --preset official_bair --data "$data" \
-    --out "$work/robot128" --model.resolution 128,128 --stage1_steps "$s1" --stage2_steps "$s2" \
-    --num_workers 8 --eval_clips 10 --sample_every 500 --checkpoint_every 100000 \
+    --out "$work/robot128" --model.resolution 128,128 --stage1-steps "$s1" --stage2-steps "$s2" \
+    --num-workers 8 --eval-clips 10 --sample-every 500 --checkpoint-every 100000 \
     --progress false
 fi
 echo "== env_step sprites ($(left) s left)"

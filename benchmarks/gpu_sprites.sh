@@ -33,12 +33,12 @@ $python -m training.data.cli make sprites --out "$work/data" --clips "$clips" --
 
 train() {  # name, preset, extra flags...
   local name=$1 preset=$2; shift 2
-  local run="$work/$name" common=(--data "$work/data" --batch_size 32 --num_workers 3
-    --eval_clips 0 --progress false --checkpoint_every 200 --sample_every 0 --log_every 100)
+  local run="$work/$name" common=(--data "$work/data" --batch-size 32 --num-workers 3
+    --eval-clips 0 --progress false --checkpoint-every 200 --sample-every 0 --log-every 100)
   timeout --foreground -k 30 "$s1" $python -m training.cli --preset "$preset" --out "$run/s1" --stage 1 \
-    --stage1_steps 100000 "${common[@]}" "$@"
+    --stage1-steps 100000 "${common[@]}" "$@"
   timeout --foreground -k 30 "$s2" $python -m training.cli --preset "$preset" --out "$run/s2" --stage 2 \
-    --init "$run/s1/checkpoints/last.safetensors" --stage2_steps 100000 "${common[@]}" "$@"
+    --init "$run/s1/checkpoints/last.safetensors" --stage2-steps 100000 "${common[@]}" "$@"
   $python - "$run" "$out/$name" <<'PY'
 import json, sys
 from pathlib import Path
@@ -57,7 +57,7 @@ print("exported", dest)
 PY
 }
 train sprites_small sprites &
-train sprites_fast sprites --model.patch_size 2 --model.ch 16 --model.ch_mult 1,2 &
+train sprites_fast sprites --model.patch-size 2 --model.ch 16 --model.ch-mult 1,2 &
 train paper_small small &
 wait
 ls -la "$out"

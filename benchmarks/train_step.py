@@ -1,7 +1,7 @@
 """Training throughput: samples/s and peak memory of one optimiser step of stage I and stage II.
 
 Builds the trainer of a preset (``official_bair`` by default, the released code's model and
-losses) and times :func:`training.loop.train_step` on synthetic batches kept on the device, so
+losses) and times :func:`training.step.train_step` on synthetic batches kept on the device, so
 the number is the step itself (data loading is measured by ``benchmarks/data_pairs.py``). The
 batch is a noisy background with a square that moves between f_t and f_{t+1}, so that the
 stage II pseudo control has something to fit. Each precision variant builds a fresh trainer;
@@ -32,8 +32,10 @@ from typing import Any
 import torch
 
 from benchmarks.timing import synchronize
+from lcvg_env.control import trusted_values
 from training.config import PRESETS, preset
-from training.loop import Trainer, train_step
+from training.loop import Trainer
+from training.step import train_step
 
 
 def synthetic_batch(batch: int, resolution: tuple[int, int], device: torch.device,
@@ -125,8 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             trainer = Trainer(config, tmp)
             params = sum(p.numel() for p in trainer.generator.parameters())
             for phase in args.phases:
-                row = {"amp": amp, "parameters": params, **measure(
-                    trainer, phase, args.steps, args.warmup)}
+                with trusted_values(trainer.device.type != "cpu"):  # as Trainer.fit
+                    measured = measure(trainer, phase, args.steps, args.warmup)
+                row = {"amp": amp, "parameters": params, **measured}
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
             device = trainer.device

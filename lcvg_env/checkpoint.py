@@ -8,9 +8,10 @@ A checkpoint is a single ``.safetensors`` file:
   (model and training config dicts), ``metadata`` (free-form, e.g. the command that made it) and
   ``training_state``, the nested training state with each tensor replaced by a reference.
 
-Nothing is unpickled, ever: loading a checkpoint cannot execute code. Files are written to a
-temporary name in the same folder and renamed, so a crash mid-write never leaves a truncated
-checkpoint where a good one was.
+Nothing is unpickled, ever: loading a checkpoint cannot execute code. Loading refuses weights
+holding NaN or infinite values (a diverged run's model renders nothing but black frames). Files
+are written to a temporary name in the same folder and renamed, so a crash mid-write never
+leaves a truncated checkpoint where a good one was.
 """
 
 from __future__ import annotations
@@ -115,13 +116,24 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    check_finite: bool = True,
 ) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``.
 
+    Args:
+        path: the checkpoint file.
+        map_location: device the tensors are loaded to.
+        check_finite: refuse floating-point weights (the ``model/`` tensors) holding NaN or
+            infinite values. False loads them anyway, e.g. to inspect a diverged run.
+
     Raises:
         FileNotFoundError: there is no file at ``path``.
-        CheckpointError: the file is truncated, not safetensors, or not an lcvg checkpoint.
+        CheckpointError: the file is truncated, not safetensors, not an lcvg checkpoint, has a
+            malformed header, or (``check_finite``) holds non-finite weights, naming the
+            tensors and the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -146,6 +158,11 @@ def load_checkpoint(
         header = json.loads(file_metadata[FORMAT_NAME])
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{str(path)!r} has a corrupt lcvg header: {error}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{str(path)!r} has a corrupt lcvg header: a JSON {type(header).__name__}, not an "
+            "object"
+        )
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -157,13 +174,50 @@ def load_checkpoint(
         for name, value in tensors.items()
         if name.startswith(_MODEL_PREFIX)
     }
+    if check_finite:
+        _check_finite(weights, path)
+    config, metadata = header.get("config", {}), header.get("metadata", {})
+    for entry, value in (("config", config), ("metadata", metadata)):
+        if not isinstance(value, dict):
+            raise CheckpointError(
+                f"{str(path)!r} has a corrupt lcvg header: its {entry} is a "
+                f"{type(value).__name__}, not an object"
+            )
+    try:
+        training_state = _unflatten(header.get("training_state"), tensors)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{str(path)!r} has a corrupt training state (a reference to a missing or "
+            f"malformed tensor: {error!r})"
+        ) from None
     return Checkpoint(
         weights=weights,
-        config=header.get("config", {}),
-        training_state=_unflatten(header.get("training_state"), tensors),
-        metadata=header.get("metadata", {}),
+        config=config,
+        training_state=training_state,
+        metadata=metadata,
         format_version=version,
     )
+
+
+def _check_finite(weights: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise CheckpointError naming every floating-point weight with NaN or inf values."""
+    bad = []
+    for name, tensor in weights.items():
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        nan = int(torch.isnan(tensor).sum())
+        inf = int((~finite).sum()) - nan
+        bad.append(f"{name} ({nan} NaN, {inf} inf of {tensor.numel()} values)")
+    if bad:
+        raise CheckpointError(
+            f"{str(path)!r} holds non-finite weights in {len(bad)} tensor(s): {_preview(bad)}. "
+            "A model with such weights renders only NaN (black) frames: the run that saved it "
+            "diverged or the file is corrupt; use an earlier checkpoint (load_checkpoint(..., "
+            "check_finite=False) reads it anyway)."
+        )
 
 
 def load_weights_strict(module: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:

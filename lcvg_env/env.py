@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from gymnasium.utils import seeding
 
-from lcvg_env import render as rnd
 from lcvg_env.checkpoint import find_checkpoint
 from lcvg_env.models import LayeredGenerator, resolve_device
+from lcvg_env.render import HumanWindow, compose, upscale
 from lcvg_env.simulator import Simulator
 from lcvg_env.spaces import (
     ActionRanges,
@@ -32,6 +32,10 @@ from lcvg_env.spaces import (
     check_control,
     check_max_episode_steps,
     check_observation_keys,
+    check_open,
+    check_positive_int,
+    check_reset_options,
+    check_task_observations,
     observation_space,
     validate_actions,
 )
@@ -42,6 +46,9 @@ RENDER_FPS = 10
 """Frames per second of ``render_mode="human"`` (and of recorded videos)."""
 RENDER_MODES = ["rgb_array"] + (["human"] if importlib.util.find_spec("pygame") else [])
 """Render modes: "human" only where pygame (the ``[play]`` extra) is installed."""
+RESET_OPTIONS = ("frame", "target")
+"""Keys ``LCVGEnv.reset`` accepts in ``options`` (the vector environment adds ``reset_mask``; a
+custom ``Task`` may name more in a ``reset_options`` attribute)."""
 _MODEL_CACHE: dict[tuple[str, int, str], LayeredGenerator] = {}
 _MODEL_CACHE_SIZE = 4
 
@@ -80,6 +87,69 @@ def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device) -
             _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
         _MODEL_CACHE[key] = model
     return model
+
+
+def _model_from(
+    checkpoint: str | os.PathLike[str] | None,
+    model: LayeredGenerator | None,
+    device: str | torch.device,
+) -> LayeredGenerator:
+    """Return the environment's generator: ``checkpoint`` loaded, or ``model`` on ``device``."""
+    if (checkpoint is None) == (model is None):
+        raise ValueError(
+            "give exactly one of checkpoint= (a path or name) and model= (a "
+            f"LayeredGenerator), got checkpoint={checkpoint!r}, model={type(model).__name__}"
+        )
+    if model is None:
+        assert checkpoint is not None
+        return load_model(checkpoint, device)
+    if not isinstance(model, LayeredGenerator):
+        raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
+    return model.to(resolve_device(device)).eval()
+
+
+def _model_resolution(
+    model: LayeredGenerator,
+    expected_resolution: Sequence[int] | None,
+    checkpoint: str | os.PathLike[str] | None,
+) -> tuple[int, int]:
+    """(H, W) of ``model``, checked against the resolution an environment id expects."""
+    resolution = (int(model.config.resolution[0]), int(model.config.resolution[1]))
+    if expected_resolution is not None and tuple(expected_resolution) != resolution:
+        raise ValueError(
+            f"this environment expects a model at resolution {tuple(expected_resolution)}, "
+            f"the checkpoint {checkpoint!r} is at {resolution}"
+        )
+    return resolution
+
+
+def _start_frames_from(
+    start_frames: Any, checkpoint: str | os.PathLike[str] | None, resolution: tuple[int, int]
+) -> StartFrames | None:
+    """Load the first frames episodes draw from, or None.
+
+    ``start_frames`` (a path, a file name looked up like checkpoints, an array), else the
+    file beside the checkpoint (``_default_starts``), else None.
+    """
+    if start_frames is None:
+        start_frames = _default_starts(checkpoint)
+    elif isinstance(start_frames, str) and not Path(start_frames).expanduser().exists():
+        try:  # a bundled or cached file, looked up by name like checkpoints
+            start_frames = find_checkpoint(start_frames)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(
+                f"start frames {start_frames!r} not found ({error}); pass start_frames= a "
+                "folder, an .npz/.npy file, an image or a uint8 array"
+            ) from None
+    return None if start_frames is None else StartFrames.load(start_frames, resolution)
+
+
+def _render_scale(render_scale: int | None, resolution: tuple[int, int]) -> int:
+    """Upscaling of ``render`` frames: ``render_scale``, by default up to 256 px."""
+    scale = max(1, 256 // max(resolution)) if render_scale is None else int(render_scale)
+    if scale < 1:
+        raise ValueError(f"render_scale must be >= 1, got {render_scale!r}")
+    return scale
 
 
 def _default_starts(checkpoint: str | os.PathLike[str] | None) -> Path | None:
@@ -127,31 +197,13 @@ class LCVGCore:
         render_overlay: bool = True,
     ) -> None:
         check_control(control)
-        if (checkpoint is None) == (model is None):
-            raise ValueError(
-                "give exactly one of checkpoint= (a path or name) and model= (a "
-                f"LayeredGenerator), got checkpoint={checkpoint!r}, model={type(model).__name__}"
-            )
-        if model is None:
-            assert checkpoint is not None
-            model = load_model(checkpoint, device)
-        elif not isinstance(model, LayeredGenerator):
-            raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
-        else:
-            model = model.to(resolve_device(device)).eval()
-        resolution = (int(model.config.resolution[0]), int(model.config.resolution[1]))
-        if expected_resolution is not None and tuple(expected_resolution) != resolution:
-            raise ValueError(
-                f"this environment expects a model at resolution {tuple(expected_resolution)}, "
-                f"the checkpoint {checkpoint!r} is at {resolution}"
-            )
-        check_max_episode_steps(max_episode_steps)
+        self.num_envs = check_positive_int(num_envs, "num_envs")
+        self.num_objects = check_positive_int(num_objects, "num_objects")
+        self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.action_ranges = check_action_ranges(action_ranges)
-        self.num_envs = int(num_envs)
         self.control = control
-        self.num_objects = int(num_objects)
-        self.resolution = resolution
-        self.max_episode_steps = max_episode_steps
+        model = _model_from(checkpoint, model, device)
+        self.resolution = resolution = _model_resolution(model, expected_resolution, checkpoint)
         self.sim = Simulator(
             model,
             self.num_envs,
@@ -165,40 +217,23 @@ class LCVGCore:
         )
         self.device = self.sim.device
         self.task = make_task(task, self.num_envs, self.num_objects, resolution, task_kwargs)
-        self.observation_keys = check_observation_keys(observation_keys)
-        missing = [
-            key
-            for key in self.observation_keys
-            if key == "target" and "target" not in self.task.observation_keys
-        ]
-        if missing:
-            raise ValueError(
-                f"observation key(s) {missing} need a task that provides them (task "
-                f"{self.task.name!r} provides {self.task.observation_keys})"
-            )
-        if start_frames is None:
-            start_frames = _default_starts(checkpoint)
-        elif isinstance(start_frames, str) and not Path(start_frames).expanduser().exists():
-            try:  # a bundled or cached file, looked up by name like checkpoints
-                start_frames = find_checkpoint(start_frames)
-            except FileNotFoundError as error:
-                raise FileNotFoundError(
-                    f"start frames {start_frames!r} not found ({error}); pass start_frames= a "
-                    "folder, an .npz/.npy file, an image or a uint8 array"
-                ) from None
-        self.starts = None if start_frames is None else StartFrames.load(start_frames, resolution)
+        self.observation_keys = check_task_observations(
+            check_observation_keys(observation_keys), self.task
+        )
+        self.reset_options = RESET_OPTIONS + tuple(getattr(self.task, "reset_options", ()))
+        """Keys ``reset`` accepts in each environment's options."""
+        self.starts = _start_frames_from(start_frames, checkpoint, resolution)
         self.single_observation_space = observation_space(
             self.observation_keys, self.num_objects, resolution
         )
         self.single_action_space = action_space(control, self.num_objects, resolution)
-        default_scale = max(1, 256 // max(resolution))
-        self.render_scale = default_scale if render_scale is None else int(render_scale)
-        if self.render_scale < 1:
-            raise ValueError(f"render_scale must be >= 1, got {render_scale!r}")
+        self.render_scale = _render_scale(render_scale, resolution)
         self.render_overlay = bool(render_overlay)
         self.rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self.steps = np.zeros(self.num_envs, dtype=np.int64)
         self.started = np.zeros(self.num_envs, dtype=bool)
+        self.objects_found = np.zeros(self.num_envs, dtype=np.int64)
+        """(N,) how many of the K objects each episode's first frame showed."""
 
     # --- episodes ---------------------------------------------------------------------------
     def rng(self, index: int) -> np.random.Generator:
@@ -214,17 +249,26 @@ class LCVGCore:
         indices: Sequence[int] | np.ndarray,
         seeds: Sequence[int | None] | None = None,
         options: Sequence[Mapping[str, Any] | None] | None = None,
+        owner: str = "LCVGEnv",
     ) -> None:
         """Start new episodes in ``indices``.
 
-        ``seeds[j]`` / ``options[j]`` belong to ``indices[j]``. Options: ``"frame"`` (uint8
-        (H, W, 3) first frame), task options (``"target"`` for the reach task).
+        ``seeds[j]`` / ``options[j]`` belong to ``indices[j]``. Options (``reset_options``):
+        ``"frame"`` (uint8 (H, W, 3) first frame), task options (``"target"`` for the reach
+        task, ignored by the others). ``owner`` names the adapter in error messages.
+
+        Raises:
+            TypeError: an options entry that is neither None nor a dict.
+            ValueError: an unknown option key (named), or a bad frame or target.
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size == 0:
             return
         seeds = list(seeds) if seeds is not None else [None] * idx.size
-        options = list(options) if options is not None else [None] * idx.size
+        options = [
+            check_reset_options(option, self.reset_options, owner)
+            for option in (options if options is not None else [None] * idx.size)
+        ]
         frames = []
         for j, index in enumerate(idx.tolist()):
             if seeds[j] is not None:
@@ -249,6 +293,7 @@ class LCVGCore:
         self.sim.seed(draws[0])
         centroids, present = self._centroids(idx)
         self.task.reset(idx, centroids, present, [self.rng(i) for i in idx.tolist()], options)
+        self.objects_found[idx] = present.sum(axis=1)
         self.steps[idx] = 0
         self.started[idx] = True
 
@@ -324,7 +369,8 @@ class LCVGCore:
         """Return batched infos (nothing timing-dependent).
 
         ``step`` (n,), ``centroids`` (n, K, 2), ``centroids_px`` (n, K, 2), ``present``
-        (n, K) and the task's entries.
+        (n, K), ``objects_found`` (n,) int64 (objects the episode's first frame showed, <= K)
+        and the task's entries.
         """
         idx = slice(None) if indices is None else np.asarray(indices)
         centroids, present = self._centroids()
@@ -335,6 +381,7 @@ class LCVGCore:
             "centroids": centroids[idx].astype(np.float32),
             "centroids_px": pixels.astype(np.float32),
             "present": present[idx].copy(),
+            "objects_found": self.objects_found[idx].copy(),
         }
         info.update(self.task.info(None if indices is None else np.asarray(indices)))
         return info
@@ -343,14 +390,14 @@ class LCVGCore:
         """uint8 (H * scale, W * scale, 3) view of environment ``index`` with overlays."""
         frame = self.sim.frames_uint8()[index].cpu().numpy()
         if not self.render_overlay:
-            return rnd.upscale(frame, self.render_scale)
+            return upscale(frame, self.render_scale)
         targets = None
         radius = None
         task_info = self.task.info(np.array([index]))
         if "target" in task_info:
             targets = task_info["target"][0]
             radius = getattr(self.task, "success_radius", None)
-        return rnd.compose(
+        return compose(
             frame,
             objects=self.sim.objects[index].cpu().numpy(),
             foreground=self.sim.masks[index, 0].cpu().numpy(),
@@ -390,6 +437,17 @@ class LCVGEnv(gym.Env):
     ``MultiBinary((H, W))``, the next foreground mask. Object k is the k-th largest connected
     component of the first frame's mask, tracked through the episode.
 
+    ## Objects
+    ``num_objects`` K (an int >= 1; numpy integers too, 2.5, "2" or True are refused) fixes
+    the action space. A first frame may show fewer than K objects (two touching objects are
+    one component; K may simply be larger than any frame's count): the action space stays
+    2K (6K) wide, the missing objects' rows move nothing, their ``present`` is False and
+    their reported centroids start at (0, 0). With ``tracking="segment"`` or "anchored" a
+    component that appears later (an object splitting from another) can take a missing slot;
+    with "carry" a slot missing at reset stays empty. ``info["objects_found"]`` says how many
+    of the K the episode's first frame showed, so that such episodes can be spotted (or
+    skipped); K is not capped, since the count belongs to each first frame, not to the model.
+
     ## Observation Space
     ``Box(0, 255, (H, W, 3), uint8)``: the current generated frame. With
     ``observation_keys`` beyond ``("frame",)`` a ``Dict`` adding ``"mask"`` (H, W, 1) uint8
@@ -403,7 +461,9 @@ class LCVGEnv(gym.Env):
     ## Starting State
     A first frame drawn (with ``np_random``) from ``start_frames`` (bundled samples, a dataset
     folder, a file or an array), or given as ``reset(options={"frame": uint8 (H, W, 3)})``;
-    the reach task draws targets (or takes ``options["target"]``, (K, 2) normalised).
+    the reach task draws targets (or takes ``options["target"]``, (K, 2) normalised; other
+    tasks ignore it). Option keys other than ``RESET_OPTIONS`` and options that are not a dict
+    raise; so do ``reset`` and ``step`` after ``close()``.
 
     ## Episode End
     Termination: the reach task's success. Truncation: ``max_episode_steps`` (set by the
@@ -411,8 +471,9 @@ class LCVGEnv(gym.Env):
 
     ## Info
     ``step``, ``centroids`` (K, 2) normalised, ``centroids_px`` (K, 2) pixels, ``present``
-    (K,) bool; reach: ``target`` (K, 2), ``distance`` (K,), ``distance_px`` (K,),
-    ``is_success``. Nothing that depends on timing.
+    (K,) bool, ``objects_found`` int (how many of the K objects the episode's first frame
+    showed, constant through the episode); reach: ``target`` (K, 2), ``distance`` (K,),
+    ``distance_px`` (K,), ``is_success``. Nothing that depends on timing.
 
     ## Arguments
     - ``checkpoint``: path or name of an lcvg checkpoint (searched in ``$LCVG_CHECKPOINT_DIR``,
@@ -453,12 +514,21 @@ class LCVGEnv(gym.Env):
         self.core = LCVGCore(1, **kwargs)
         self.observation_space = self.core.single_observation_space
         self.action_space = self.core.single_action_space
-        self._window: rnd.HumanWindow | None = None
+        self._window: HumanWindow | None = None
+        self._closed = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Start an episode (see Starting State); returns (observation, info)."""
+        """Start an episode (see Starting State); returns (observation, info).
+
+        Raises:
+            RuntimeError: the environment was closed.
+            TypeError: ``options`` is neither None nor a dict.
+            ValueError: an option key other than ``RESET_OPTIONS`` (named), or a bad value.
+        """
+        check_open(self._closed, "LCVGEnv", "reset")
+        options = check_reset_options(options, self.core.reset_options, "LCVGEnv")
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random
         self.core.reset([0], options=[options])
@@ -471,7 +541,12 @@ class LCVGEnv(gym.Env):
         """Apply ``action`` (see Action Space).
 
         Returns (observation, reward, terminated, truncated, info).
+
+        Raises:
+            RuntimeError: before the first ``reset`` or after ``close``.
+            TypeError, ValueError: a bad action (see ``lcvg_env.spaces.validate_actions``).
         """
+        check_open(self._closed, "LCVGEnv", "step")
         array = validate_actions(
             action, self.core.control, self.core.num_objects, self.core.resolution, 1
         )
@@ -500,13 +575,14 @@ class LCVGEnv(gym.Env):
         frame = self.core.render_frame(0)
         if self.render_mode == "human":
             if self._window is None:
-                self._window = rnd.HumanWindow("lcvg", self.metadata["render_fps"])
+                self._window = HumanWindow("lcvg", self.metadata["render_fps"])
             self._window.show(frame)
             return None
         return frame
 
     def close(self) -> None:
-        """Close the window, if any."""
+        """Close the window, if any; ``reset`` and ``step`` raise from now on (idempotent)."""
+        self._closed = True
         if self._window is not None:
             self._window.close()
             self._window = None

@@ -35,12 +35,14 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lcvg_env.checkpoint import CheckpointError, save_checkpoint
+from lcvg_env.configs import parse_config
 from lcvg_env.models import LayeredGenerator, ModelConfig
 
 DROPPED_PREFIXES = ("loss.",)
@@ -190,6 +192,16 @@ def convert_official(
     return save_checkpoint(out, weights, {"model": config.to_dict()}, metadata=metadata)
 
 
+@dataclass(frozen=True)
+class ConvertOfficialConfig:
+    """Options of ``lcvg-convert-official CKPT OUT`` (:func:`convert_official`'s)."""
+
+    trust_pickle: bool = False
+    """Allow unpickling CKPT (can execute code: only for files you trust)."""
+    resolution: tuple[int, int] = (256, 256)
+    """Frame size (H, W) the model runs at (BAIR 256 256, Tennis 96 256)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lcvg-convert-official CKPT OUT --trust-pickle [--resolution H W]``.
 
@@ -202,24 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", help="released checkpoint (.ckpt, a pickle)")
     parser.add_argument("out", help="output file (.safetensors)")
-    parser.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow unpickling CKPT (can execute code: only for files you trust)",
-    )
-    parser.add_argument(
-        "--resolution",
-        type=int,
-        nargs=2,
-        default=(256, 256),
-        metavar=("H", "W"),
-        help="frame size the model runs at (BAIR 256 256, Tennis 96 256)",
-    )
-    args = parser.parse_args(argv)
+    config, args = parse_config(parser, ConvertOfficialConfig, argv, print_config=False)
     try:
-        path = convert_official(
-            args.checkpoint, args.out, trust_pickle=args.trust_pickle, resolution=args.resolution
-        )
+        path = convert_official(args.checkpoint, args.out, trust_pickle=config.trust_pickle,
+                                resolution=config.resolution)
     except (PermissionError, FileNotFoundError, CheckpointError, ValueError, TypeError) as error:
         print(f"lcvg-convert-official: {error}", file=sys.stderr)
         return 2

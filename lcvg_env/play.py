@@ -12,20 +12,23 @@ Needs pygame (``pip install 'lcvg[play]'``). Controls:
 - Space: step with no motion; R: new episode; Esc or closing the window: quit.
 
 Frames are shown with the mask overlay, centroids and targets (``render_mode="rgb_array"``
-upscaled); ``--record`` writes what was shown as a GIF or MP4 on exit.
+upscaled); ``--record`` writes what was shown as a GIF or MP4 on exit. The flags are the fields
+of :class:`PlayConfig` (``--print-config`` prints the resolved config and exits).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from lcvg_env.configs import check_choices, parse_config
 from lcvg_env.render import import_pygame, save_video
-from lcvg_env.simulator import SIM_TRACKING
-from lcvg_env.spaces import PARAMS_PER_OBJECT
+from lcvg_env.spaces import PARAMS_PER_OBJECT, Control
+from lcvg_env.tracking import Tracking
 
 MOVES = {"up": (0.0, -1.0), "down": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0)}
 """Arrow key -> (dx, dy) in action units (y points down)."""
@@ -64,19 +67,58 @@ def action_toward(
     return np.clip(action, -1.0, 1.0).reshape(-1)
 
 
-def make_env(args: argparse.Namespace) -> Any:
+@dataclass(frozen=True)
+class PlayConfig:
+    """What ``python -m lcvg_env.play`` opens; None leaves the environment id's default."""
+
+    env: str = "LCVG-Sprites-v0"
+    """Registered environment id."""
+    checkpoint: str | None = None
+    """Checkpoint path or name."""
+    start_frames: str | None = None
+    """First frames (a file of start frames)."""
+    control: Control | None = None
+    """Control mode: translate each object, transform it affinely, or paint the whole mask."""
+    tracking: Tracking | None = None
+    """How the simulator follows the objects (LCVGEnv's tracking)."""
+    device: str | None = None
+    """Torch device: "auto", "cpu", "cuda"..."""
+    scale: int = 6
+    """Window upscaling."""
+    fps: float = 10.0
+    """Frames per second."""
+    record: str | None = None
+    """Write the shown frames here on exit (.gif or .mp4)."""
+    seed: int | None = None
+    """Seed of the first episode."""
+    max_frames: int | None = None
+    """Quit after this many frames (for scripted runs)."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices and counts, naming the offending value."""
+        check_choices(self)
+        for name in ("scale", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"PlayConfig.{name} must be an int >= 1, got {value!r}")
+        if not self.fps > 0:
+            raise ValueError(f"PlayConfig.fps must be > 0, got {self.fps!r}")
+
+
+def make_env(config: PlayConfig) -> Any:
     """Make the environment to play (``render_mode="rgb_array"``; the window is ours)."""
     import gymnasium as gym
 
     from lcvg_env.registration import register_envs
 
     register_envs()
-    kwargs: dict[str, Any] = {"render_mode": "rgb_array", "render_scale": args.scale}
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array", "render_scale": config.scale}
     for name in ("checkpoint", "start_frames", "control", "tracking", "device"):
-        value = getattr(args, name)
+        value = getattr(config, name)
         if value is not None:
             kwargs[name] = value
-    return gym.make(args.env, **kwargs)
+    return gym.make(config.env, **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,35 +126,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lcvg_env.play", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--env", default="LCVG-Sprites-v0", help="registered environment id")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint path or name")
-    parser.add_argument("--start-frames", dest="start_frames", default=None, help="first frames")
-    parser.add_argument("--control", choices=("position", "affine", "mask"), default=None)
-    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
-                        help="how the simulator follows the objects (LCVGEnv's tracking)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda")
-    parser.add_argument("--scale", type=int, default=6, help="window upscaling")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second")
-    parser.add_argument("--record", default=None, help="write the shown frames here on exit")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the first episode")
-    parser.add_argument("--max-frames", type=int, default=None,
-                        help="quit after this many frames (for scripted runs)")
-    args = parser.parse_args(argv)
+    config, _ = parse_config(parser, PlayConfig, argv)
+    if config is None:  # --print-config
+        return 0
     try:
         pygame = import_pygame()
     except Exception as error:  # noqa: BLE001 - DependencyNotInstalled
         print(error)
         return 1
-    env = make_env(args)
+    env = make_env(config)
     core = env.unwrapped.core
     control, k = core.control, core.num_objects
     h, w = core.resolution
     pygame.display.init()
-    pygame.display.set_caption(f"lcvg play: {args.env}")
-    screen = pygame.display.set_mode((w * args.scale, h * args.scale))
+    pygame.display.set_caption(f"lcvg play: {config.env}")
+    screen = pygame.display.set_mode((w * config.scale, h * config.scale))
     clock = pygame.time.Clock()
     recorded: list[np.ndarray] = []
-    env.reset(seed=args.seed)
+    env.reset(seed=config.seed)
     selected = 0
     drawing = np.zeros((h, w), dtype=np.int8)
     running = True
@@ -138,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 elif name == "m":
                     drawing[:] = core.sim.masks[0, 0].cpu().numpy() > 0.5
             elif event.type == pygame.MOUSEBUTTONDOWN and control != "mask" and event.button == 1:
-                px, py = event.pos[0] / args.scale, event.pos[1] / args.scale
+                px, py = event.pos[0] / config.scale, event.pos[1] / config.scale
                 point = np.array([(2 * px) / w - 1, (2 * py) / h - 1])
                 centroid = core.sim.centroids[0, selected].cpu().numpy()
                 action = action_toward(
@@ -148,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             buttons = pygame.mouse.get_pressed()
             if buttons[0] or buttons[2]:
                 px, py = pygame.mouse.get_pos()
-                y, x = int(py / args.scale), int(px / args.scale)
+                y, x = int(py / config.scale), int(px / config.scale)
                 drawing[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = 1 if buttons[0] else 0
         elif action is None:
             held = pygame.key.get_pressed()
@@ -167,19 +198,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if control == "mask" and drawing.any():
             from lcvg_env.render import outline
 
-            big = np.repeat(np.repeat(drawing, args.scale, 0), args.scale, 1)
+            big = np.repeat(np.repeat(drawing, config.scale, 0), config.scale, 1)
             frame = outline(frame, big, (255, 255, 0))
         recorded.append(frame)
         surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
         screen.blit(surface, (0, 0))
         pygame.display.flip()
-        clock.tick(args.fps)
-        if args.max_frames is not None and len(recorded) >= args.max_frames:
+        clock.tick(config.fps)
+        if config.max_frames is not None and len(recorded) >= config.max_frames:
             running = False
     pygame.display.quit()
     env.close()
-    if args.record and recorded:
-        print(f"wrote {save_video(args.record, recorded, fps=args.fps)}")
+    if config.record and recorded:
+        print(f"wrote {save_video(config.record, recorded, fps=config.fps)}")
     return 0
 
 

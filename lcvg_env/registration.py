@@ -66,13 +66,13 @@ TRAINING_COMMANDS: dict[str, str] = {
         "lcvg-data make sprites --out data/sprites --clips 1000 --size 64 --seed 0 && "
         "lcvg-train --preset small --data data/sprites --out runs/sprites_paper && "
         "lcvg-data make sprites --style varied --out data/varied --clips 1000 --size 64 "
-        "--seed 1 && lcvg-train --preset sprites --stage 2 --stage2_steps 4000 --init "
+        "--seed 1 && lcvg-train --preset sprites --stage 2 --stage2-steps 4000 --init "
         "runs/sprites_paper/model.safetensors --data data/varied --out runs/sprites (the "
         "bundled file is missing from this installation: reinstall lcvg)"
     ),
     SPRITES_FAST_CHECKPOINT: (
-        "the commands of sprites_small.safetensors, each lcvg-train with --model.patch_size 2 "
-        "--model.ch 16 --model.ch_mult 1,2 (the bundled file is missing from this "
+        "the commands of sprites_small.safetensors, each lcvg-train with --model.patch-size 2 "
+        "--model.ch 16 --model.ch-mult 1,2 (the bundled file is missing from this "
         "installation: reinstall lcvg)"
     ),
 }

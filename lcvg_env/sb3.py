@@ -6,7 +6,8 @@ drives one batched ``LCVGCore`` instead, with SB3's conventions: an environment 
 reset within the same ``step_wait``; its last observation is in
 ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` says whether the
 episode was cut by the time limit rather than terminated. Seeds and options set with
-``seed()`` / ``set_options()`` apply at the next ``reset()``.
+``seed()`` / ``set_options()`` apply at the next ``reset()`` (options as ``LCVGEnv.reset``
+takes them: unknown keys raise there). ``reset`` and ``step`` raise after ``close()``.
 
 Example::
 
@@ -32,6 +33,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from lcvg_env.env import LCVGCore, single_info
+from lcvg_env.spaces import check_open, check_positive_int
 
 
 class LCVGVecEnv(VecEnv):
@@ -45,8 +47,7 @@ class LCVGVecEnv(VecEnv):
     """
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = check_positive_int(num_envs, "num_envs")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.core = LCVGCore(num_envs, **kwargs)
@@ -54,12 +55,14 @@ class LCVGVecEnv(VecEnv):
         core = self.core
         super().__init__(num_envs, core.single_observation_space, core.single_action_space)
         self._actions: Any = None
+        self._closed = False
 
     def reset(self) -> VecEnvObs:
         """Reset every environment (with the seeds/options set since the last reset)."""
+        check_open(self._closed, "LCVGVecEnv", "reset")
         indices = np.arange(self.num_envs)
         options = [dict(option) for option in self._options]
-        self.core.reset(indices, list(self._seeds), options)
+        self.core.reset(indices, list(self._seeds), options, owner="LCVGVecEnv")
         self._reset_seeds()
         self._reset_options()
         infos = self.core.infos()
@@ -68,6 +71,7 @@ class LCVGVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         """Store the actions (N, K*P) of the next ``step_wait``."""
+        check_open(self._closed, "LCVGVecEnv", "step_async")
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -76,6 +80,7 @@ class LCVGVecEnv(VecEnv):
         Returns:
             observations, rewards (N,) float32, dones (N,) bool, list of N info dicts.
         """
+        check_open(self._closed, "LCVGVecEnv", "step_wait")
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async(actions)")
         actions, self._actions = self._actions, None
@@ -99,7 +104,11 @@ class LCVGVecEnv(VecEnv):
         return self.core.observations(), rewards.astype(np.float32), done, infos
 
     def close(self) -> None:
-        """Nothing to release (the model is shared and freed with the last reference)."""
+        """Mark the environments closed: ``reset`` and ``step`` raise from now on.
+
+        Nothing else is released (the model is shared and freed with the last reference).
+        """
+        self._closed = True
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         """One uint8 frame with overlays per environment."""

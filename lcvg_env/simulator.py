@@ -32,9 +32,11 @@ over 16 steps) and M is not run at all after reset. For "mask" control the given
 the state. The carried state is only as true as G's obedience: a move larger than those G was
 trained on can leave the object behind in the frame while its mask moves on.
 ``tracking="anchored"`` guards against that: M still segments every generated frame, and an
-object keeps its carried mask only while M's mask covers at least ``ANCHOR_COVER`` of it;
-otherwise it is found again as in "segment" (and carried from there). Under "mask" control
-nothing is carried, and "anchored" follows M's mask as "segment" does.
+object keeps its carried mask only while M's mask covers at least
+``lcvg_env.tracking.ANCHOR_COVER`` of it; otherwise it is found again as in "segment" (and
+carried from there). Under "mask" control nothing is carried, and "anchored" follows M's mask
+as "segment" does. The three modes are the functions of ``lcvg_env.tracking``, which
+``training.evaluate.rollout`` drives too.
 
 A model with ``ModelConfig.prediction == "composite"`` changes step 3 for parametric control
 (``lcvg_env.compositing``): each object's own pixels move with its transform (carried objects
@@ -52,7 +54,6 @@ synchronisation on a GPU).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -60,22 +61,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from lcvg_env import compositing
 from lcvg_env import control as ctl
+from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
+from lcvg_env.spaces import CONTROLS, PARAMS_PER_OBJECT
 
-SIM_CONTROLS = ("position", "affine", "mask")
-"""Control modes of the simulator (see ``Simulator.step``)."""
-SIM_TRACKING = ("segment", "carry", "anchored")
-"""How the simulator finds the objects' masks after a step (see the module docstring)."""
+SIM_TRACKING = track.TRACKING_MODES
+"""How the simulator finds the objects' masks after a step (``lcvg_env.tracking``; the name
+is kept for the modules that import it from here)."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile`` modes the simulator's ``compile`` accepts besides True and False."""
-_PARAMS = {"position": 2, "affine": 6}
-ANCHOR_COVER = 0.5
-"""``tracking="anchored"`` keeps an object's carried mask while M's mask of the generated frame
-covers at least this fraction of it."""
-_MISSING_COST = 4.0  # > the largest distance between two points of [-1, 1]^2 (2 * sqrt(2))
-_MAX_EXACT_OBJECTS = 6  # 720 orders; greedy assignment beyond
 
 
 class Simulator:
@@ -152,16 +147,15 @@ class Simulator:
             raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
-        if control not in SIM_CONTROLS:
-            raise ValueError(f"control must be one of {SIM_CONTROLS}, got {control!r}")
+        if control not in CONTROLS:
+            raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
         if isinstance(num_objects, bool) or not isinstance(num_objects, int) or num_objects < 1:
             raise ValueError(f"num_objects must be an int >= 1, got {num_objects!r}")
         if not 0.0 < float(threshold) < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
         if track_gate is not None and not float(track_gate) > 0:
             raise ValueError(f"track_gate must be > 0 or None, got {track_gate!r}")
-        if tracking not in SIM_TRACKING:
-            raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
+        track.check_tracking(tracking)
         if control == "mask" and model.config.prediction == "composite":
             raise ValueError("control='mask' needs a model with prediction='frame' (a composite "
                              "model moves objects by known transforms); this model has "
@@ -198,8 +192,13 @@ class Simulator:
         self.generator = torch.Generator(device=self.device)
         """Source of any torch randomness in the simulator; seeded by ``seed``. The networks of
         the paper are deterministic at inference, so the default pipeline draws nothing."""
+        self._allocate_state()
+        self._orders = track.assignment_orders(num_objects, self.device)  # (K!, K) or None
+
+    def _allocate_state(self) -> None:
+        """Allocate the state tensors of the class docstring: zeros, identity poses."""
         h, w = self.resolution
-        n, k = num_envs, num_objects
+        n, k = self.num_envs, self.num_objects
         with torch.inference_mode():
             device, f32 = self.device, torch.float32
             self.frames = torch.zeros(n, 3, h, w, device=device, dtype=f32)
@@ -211,21 +210,16 @@ class Simulator:
             self.template_frames = torch.zeros(n, k, 3, h, w, device=device, dtype=f32)
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
-            self.poses = self._identity_poses(n)
+            self.poses = track.start_carrying(self.objects, self.frames)[0]
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
             self.seen = torch.zeros(n, k, dtype=torch.bool, device=self.device)
-        self._orders = (
-            torch.tensor(list(itertools.permutations(range(k))), device=self.device)
-            if 1 < k <= _MAX_EXACT_OBJECTS
-            else None
-        )  # (K!, K)
 
     @property
     def params_per_object(self) -> int:
         """P: parameters per object of a step's controls (0 for "mask" control)."""
-        return _PARAMS.get(self.control, 0)
+        return PARAMS_PER_OBJECT.get(self.control, 0)
 
     def seed(self, seed: int) -> None:
         """Seed ``generator`` (the environments derive ``seed`` from their ``np_random``)."""
@@ -251,18 +245,15 @@ class Simulator:
             )
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
             masks, objects = self._segment(x)
-            centroids = ctl.mask_centroids(objects).float()  # (n, K, 2)
-            present = ctl.mask_areas(objects) > 0  # (n, K)
+            centroids, present = track.locate(objects)  # (n, K, 2), (n, K)
             self.frames[idx] = x
             self.masks[idx] = masks
             self.control_masks[idx] = masks
-            self.uncontrolled[idx] = masks * (1.0 - objects.amax(dim=1, keepdim=True))
+            self.uncontrolled[idx] = track.uncontrolled(masks, objects)
             self.objects[idx] = objects
             self.templates[idx] = objects
-            self.template_frames[idx] = x.unsqueeze(1).expand(-1, self.num_objects, -1, -1, -1)
-            self.canvas[idx] = x
-            self.known[idx] = 1.0 - objects.amax(dim=1, keepdim=True)
-            self.poses[idx] = self._identity_poses(idx.numel())
+            self.poses[idx], self.template_frames[idx] = track.start_carrying(objects, x)
+            self.canvas[idx], self.known[idx] = track.start_canvas(x, objects)
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
             self.present[idx] = present
@@ -285,42 +276,25 @@ class Simulator:
             ValueError: controls of the wrong shape, or NaN/inf, quoting what was received.
         """
         controls = self._check_controls(controls)
-        n, k = self.num_envs, self.num_objects
-        h, w = self.resolution
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
             if self.control == "mask":
                 edited = ctl.binarize(controls, self.threshold)  # (N, 1, H, W)
                 expected = self.centroids
-                gate = None
-            else:
-                params = controls  # (N, K, P)
-                theta = ctl.params_to_matrix(
-                    params.reshape(n * k, -1),
-                    center=self.centroids.reshape(n * k, 2),
-                    size=self.resolution,
-                )  # (N*K, 2, 3) input_from_output, about each object's centroid
-                moved = self._move_objects(theta).view(n, k, h, w)
-                edited = torch.maximum(moved.amax(dim=1, keepdim=True), self.uncontrolled)
-                expected = (self.centroids + params[..., :2]).clamp(-1.0, 1.0)
-                gate = self.track_gate
-            with self._trusted():
-                if self.control != "mask" and self.config.prediction == "composite":
-                    frames, comp = self._composite_step(theta.view(n, k, 2, 3),
-                                                        moved.view(n, k, h, w), edited)
-                    frames = frames.float().clamp(-1.0, 1.0)  # the canvas takes it clamped
-                    self.canvas, self.known = compositing.update_canvas(
-                        self.canvas, self.known, frames, comp)
-                else:
-                    frames = self._generate(self.frames, edited)
-            self.frames = frames.float().clamp(-1.0, 1.0)
-            self.control_masks = edited.float()
-            if self.control == "mask":
+                self.frames = self._next_frames(edited)
+                self.control_masks = edited.float()
                 self._follow_given_mask(expected)
-            elif self.tracking == "carry":
+                return self.frames
+            params = controls  # (N, K, P)
+            theta, moved = self._move_objects(params)
+            edited = track.control_mask(moved, self.uncontrolled)
+            expected = track.expected_centroids(self.centroids, params)
+            self.frames = self._next_frames(edited, theta, moved)
+            self.control_masks = edited.float()
+            if self.tracking == "carry":
                 self.masks = self.control_masks
                 self._set_objects(moved, expected)
             else:
-                self._follow_segmentation(expected, gate, moved)
+                self._follow_segmentation(expected, self.track_gate, moved)
         return self.frames
 
     # --- views --------------------------------------------------------------------------------
@@ -347,7 +321,7 @@ class Simulator:
             objects = ctl.object_masks(self.masks, self.num_objects).float()
         else:
             self.masks, objects = self._segment(self.frames)
-        self._set_objects(*self._associate(objects, expected, None))
+        self._set_objects(*track.associate(objects, expected, self.seen, None, self._orders))
 
     def _follow_segmentation(self, expected: torch.Tensor, gate: float | None,
                              moved: torch.Tensor) -> None:
@@ -356,32 +330,54 @@ class Simulator:
         For "segment" tracking; "anchored" keeps each moved (N, K, H, W) mask that M's covers.
         """
         self.masks, components = self._segment(self.frames)
-        found, centroids, present = self._associate(components, expected, gate)
+        found, centroids, present = track.associate(components, expected, self.seen, gate,
+                                                    self._orders)
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
-            objects, self.templates, self.poses, self.template_frames = anchor(
+            objects, self.templates, self.poses, self.template_frames = track.anchor(
                 moved, self.masks, found, self.templates, self.poses, self.template_frames,
                 self.frames)
             self._set_objects(objects, centroids)
-        tracked = torch.maximum(found, self.objects).amax(dim=1, keepdim=True)
-        self.uncontrolled = self.masks * (1.0 - tracked)
+        self.uncontrolled = track.uncontrolled(self.masks, torch.maximum(found, self.objects))
 
-    def _move_objects(self, theta: torch.Tensor) -> torch.Tensor:
-        """Move every object by its (N*K, 2, 3) transform -> (N*K, 1, H, W) {0, 1} masks."""
+    def _move_objects(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move every object by its controls (N, K, P).
+
+        A segmented object's mask moves by whole pixels (owing the rest), a carried object's
+        template is sampled through its new pose (``lcvg_env.tracking``). Returns the
+        transforms (N, K, 2, 3) (``input_from_output``, rotation and scale about each object's
+        centroid) and the moved masks (N, K, H, W) {0, 1}.
+        """
         n, k = self.num_envs, self.num_objects
-        h, w = self.resolution
-        if self.tracking != "segment":
-            moved, poses = ctl.carry_masks(
-                self.templates.reshape(n * k, 1, h, w), self.poses.reshape(n * k, 2, 3), theta,
-                threshold=self.threshold)
-            self.poses = poses.view(n, k, 2, 3)
-            return moved
-        moved, residual = ctl.warp_binary(
-            self.objects.reshape(n * k, 1, h, w), theta, self.residual.reshape(n * k, 2),
-            threshold=self.threshold)
-        self.residual = residual.view(n, k, 2)
-        return moved
+        theta = ctl.params_to_matrix(
+            params.reshape(n * k, -1), center=self.centroids.reshape(n * k, 2),
+            size=self.resolution,
+        ).view(n, k, 2, 3)
+        if self.tracking == "segment":
+            moved, self.residual = track.move_segments(self.objects, theta, self.residual,
+                                                       self.threshold)
+        else:
+            moved, self.poses = track.carry(self.templates, self.poses, theta, self.threshold)
+        return theta, moved
+
+    def _next_frames(self, edited: torch.Tensor, theta: torch.Tensor | None = None,
+                     moved: torch.Tensor | None = None) -> torch.Tensor:
+        """G's next frames (N, 3, H, W), float32 clamped to [-1, 1], for control masks m_c.
+
+        A composite model (parametric control: ``theta`` and ``moved`` given) renders them from
+        the moved objects' pixels (``lcvg_env.tracking.predict_composite``) and updates the
+        canvas.
+        """
+        with self._trusted():
+            if moved is None or theta is None or self.config.prediction != "composite":
+                return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
+            carried = (None if self.tracking == "segment"
+                       else (self.templates, self.poses, self.template_frames))
+            frames, self.canvas, self.known = track.predict_composite(
+                self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
+                self.known, self.config.band_px, carried)
+        return frames
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
                      present: torch.Tensor | None = None) -> None:
@@ -391,18 +387,11 @@ class Simulator:
         ``present`` (N, K) defaults to the masks being non-empty.
         """
         if present is None:
-            present = ctl.mask_areas(objects) > 0
-            centroids = torch.where(present[..., None], ctl.mask_centroids(objects).float(),
-                                    centroids)
+            centroids, present = track.locate(objects, centroids)
         self.objects = objects
         self.centroids = centroids
         self.present = present
         self.seen = self.seen | present
-
-    def _identity_poses(self, n: int) -> torch.Tensor:
-        """(n, K, 2, 3) identity poses: carried tracking begins."""
-        k = self.num_objects
-        return ctl.identity_matrix(n * k, device=self.device).view(n, k, 2, 3)
 
     def to_model_frames(self, frames: Any) -> torch.Tensor:
         """Validate frames and convert them to float (n, 3, H, W) in [-1, 1] on the device.
@@ -454,28 +443,8 @@ class Simulator:
     @contextmanager
     def _trusted(self) -> Iterator[None]:
         """Skip the model's value checks (one device sync each) on inputs we made ourselves."""
-        previous = self.model.check_values
-        self.model.check_values = False
-        try:
+        with ctl.trusted_values():  # per context: a model shared between envs is not touched
             yield
-        finally:
-            self.model.check_values = previous
-
-    def _composite_step(self, theta: torch.Tensor, moved: torch.Tensor, edited: torch.Tensor
-                        ) -> tuple[torch.Tensor, compositing.Composite]:
-        """Return a composite model's next frames (``lcvg_env.compositing``), not clamped.
-
-        Carried objects bring their template's pixels through their pose (the pixels are
-        sampled once, however long the episode); segmented ones the current frame's pixels
-        through this step's transform ``theta`` (N, K, 2, 3).
-        """
-        before = self.objects.amax(dim=1, keepdim=True)
-        if self.tracking == "segment":
-            source, objects, pose = self.frames, self.objects, theta
-        else:
-            source, objects, pose = self.template_frames, self.templates, self.poses
-        return compositing.predict(self._generate, source, objects, pose, moved, edited,
-                                   self.canvas, self.known, self.config.band_px, before)
 
     def _generate(self, frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """G's output for frames (N, 3, H, W) and control masks (N, 1, H, W)."""
@@ -490,58 +459,6 @@ class Simulator:
             masks = ctl.binarize(self._mask(self._layout(frames)).float(), self.threshold)
             masks = masks.contiguous()
         return masks, ctl.object_masks(masks, self.num_objects).float()
-
-    def _associate(
-        self, objects: torch.Tensor, expected: torch.Tensor, gate: float | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Order the new components (N, K, H, W) so that component i follows tracked object i.
-
-        Returns objects (N, K, H, W), centroids (N, K, 2) (expected position where lost) and
-        present (N, K).
-        """
-        centroids = ctl.mask_centroids(objects).float()  # (N, K, 2)
-        present = ctl.mask_areas(objects) > 0  # (N, K)
-        k = self.num_objects
-        if k > 1:
-            distance = torch.cdist(expected, centroids)  # (N, K old, K new)
-            seen = self.seen[:, :, None]
-            new = present[:, None, :]
-            cost = torch.where(
-                seen & new, distance, torch.where(seen ^ new, _MISSING_COST, 0.0)
-            )
-            order = self._assign(cost)  # (N, K): old slot i <- new component order[:, i]
-            objects = objects.gather(
-                1, order[:, :, None, None].expand(-1, -1, *objects.shape[2:])
-            )
-            centroids = centroids.gather(1, order[:, :, None].expand(-1, -1, 2))
-            present = present.gather(1, order)
-        if gate is not None:
-            far = (centroids - expected).norm(dim=-1) > gate  # (N, K)
-            lost = far & self.seen
-            present = present & ~lost
-            objects = objects * (~lost)[:, :, None, None]
-        centroids = torch.where(present[..., None], centroids, expected)
-        return objects, centroids, present
-
-    def _assign(self, cost: torch.Tensor) -> torch.Tensor:
-        """Minimum-cost assignment per batch row of a (N, K, K) cost matrix -> (N, K) columns."""
-        if self._orders is not None:
-            k = cost.shape[1]
-            rows = torch.arange(k, device=cost.device)
-            totals = cost[:, rows[None, :], self._orders].sum(dim=-1)  # (N, K!)
-            return self._orders[totals.argmin(dim=1)]
-        # greedy: repeatedly take the cheapest remaining (old, new) pair, all rows at once
-        n, k, _ = cost.shape
-        cost = cost.clone()
-        order = torch.zeros(n, k, dtype=torch.long, device=cost.device)
-        batch = torch.arange(n, device=cost.device)
-        for _ in range(k):
-            flat = cost.reshape(n, -1).argmin(dim=1)
-            old, new = flat // k, flat % k
-            order[batch, old] = new
-            cost[batch, old, :] = float("inf")
-            cost[batch, :, new] = float("inf")
-        return order
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
         idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor)
@@ -569,7 +486,7 @@ class Simulator:
                 controls = controls[:, None]
             expected: tuple[int, ...] = (n, 1, h, w)
         else:
-            expected = (n, k, _PARAMS[self.control])
+            expected = (n, k, PARAMS_PER_OBJECT[self.control])
         if tuple(controls.shape) != expected:
             raise ValueError(
                 f"controls for control={self.control!r} must have shape {expected}, got "
@@ -579,45 +496,6 @@ class Simulator:
         if not bool(torch.isfinite(controls).all()):
             raise ValueError(f"controls contain NaN or infinite values: {controls.flatten()[:8]}")
         return controls
-
-
-def agrees(moved: torch.Tensor, masks: torch.Tensor, cover: float = ANCHOR_COVER
-           ) -> torch.Tensor:
-    """Which carried object masks (N, K, H, W) a segmentation (N, 1, H, W) confirms -> (N, K).
-
-    True where the object's mask is non-empty and ``masks`` covers at least ``cover`` of it
-    (the test of ``tracking="anchored"``).
-    """
-    area = moved.sum(dim=(2, 3))
-    covered = (moved * masks).sum(dim=(2, 3))
-    return (covered >= cover * area) & (area > 0)
-
-
-def anchor(
-    moved: torch.Tensor, masks: torch.Tensor, found: torch.Tensor, templates: torch.Tensor,
-    poses: torch.Tensor, template_frames: torch.Tensor, frames: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One step of ``tracking="anchored"``: keep the carried objects the segmentation confirms.
-
-    Args:
-        moved: (N, K, H, W) the objects' carried masks after the step.
-        masks: (N, 1, H, W) M's binarised mask of the generated frame.
-        found: (N, K, H, W) the objects as found in ``masks`` (the "segment" tracking).
-        templates: (N, K, H, W) the carried objects' templates (see ``Simulator``).
-        poses: (N, K, 2, 3) their poses after the step.
-        template_frames: (N, K, 3, H, W) the frame each template was taken in.
-        frames: (N, 3, H, W) the generated frame ``masks`` was taken of.
-
-    Returns:
-        ``(objects, templates, poses, template_frames)``: per object, the carried mask and
-        state where ``agrees(moved, masks)``, else the found mask, which becomes the new
-        template (taken in ``frames``) with the identity pose.
-    """
-    keep = agrees(moved, masks)[:, :, None, None]  # (N, K, 1, 1)
-    identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
-    return (torch.where(keep, moved, found), torch.where(keep, templates, found),
-            torch.where(keep, poses, identity),
-            torch.where(keep[..., None], template_frames, frames.unsqueeze(1)))
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:

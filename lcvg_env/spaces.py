@@ -43,13 +43,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
-CONTROLS = ("position", "affine", "mask")
+Control = Literal["position", "affine", "mask"]
 """Control modes: translate each object, transform it affinely, or give the whole mask."""
+CONTROLS: tuple[Control, ...] = get_args(Control)
+"""The choices of ``Control``."""
 PARAMS_PER_OBJECT = {"position": 2, "affine": 6}
 """Entries P of an action row per parametric control mode."""
 OBSERVATION_KEYS = ("frame", "mask", "centroids", "target")
@@ -118,6 +121,78 @@ def check_max_episode_steps(max_episode_steps: int | None) -> int | None:
             f"max_episode_steps must be an int >= 1 or None, got {max_episode_steps!r}"
         )
     return max_episode_steps
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` as a Python int if it is an integer >= 1 (numpy integers included).
+
+    Nothing is coerced: 2.5, "2" and True are refused, not rounded, parsed or counted as 1.
+
+    Raises:
+        TypeError: ``value`` is not an integer (bool, float, str, ...), naming what came.
+        ValueError: an integer < 1.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"{name} must be an int >= 1, got {value!r} ({type(value).__name__})"
+        )
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def check_reset_options(
+    options: object, accepted: Sequence[str], owner: str
+) -> dict[str, Any]:
+    """Return a copy of ``reset(options=...)`` as a dict (empty for None), keys checked.
+
+    Args:
+        options: what ``reset`` was given: None or a mapping of option name -> value.
+        accepted: the option names ``owner`` understands.
+        owner: who is being reset, for the messages (e.g. "LCVGEnv").
+
+    Raises:
+        TypeError: ``options`` is neither None nor a mapping, naming its type.
+        ValueError: unknown keys, naming them and the accepted ones.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(
+            f"{owner}.reset options must be a dict or None, got {type(options).__name__}: "
+            f"{options!r:.80}"
+        )
+    unknown = sorted(repr(key) for key in options if key not in accepted)
+    if unknown:
+        raise ValueError(
+            f"unknown reset option(s) [{', '.join(unknown)}]; {owner} accepts {tuple(accepted)}"
+        )
+    return dict(options)
+
+
+def check_open(closed: bool, owner: str, method: str) -> None:
+    """Raise RuntimeError if ``owner`` was closed: ``method`` must not run after ``close()``."""
+    if closed:
+        raise RuntimeError(
+            f"{owner}.{method}() called after close(); make a new environment instead"
+        )
+
+
+def check_task_observations(keys: tuple[str, ...], task: Any) -> tuple[str, ...]:
+    """Return ``keys`` if ``task`` provides every task entry among them ("target").
+
+    ``task`` is a ``lcvg_env.tasks.Task`` (its ``name`` and ``observation_keys`` are read).
+
+    Raises:
+        ValueError: naming the keys the task cannot provide.
+    """
+    missing = [key for key in keys if key == "target" and "target" not in task.observation_keys]
+    if missing:
+        raise ValueError(
+            f"observation key(s) {missing} need a task that provides them (task "
+            f"{task.name!r} provides {task.observation_keys})"
+        )
+    return keys
 
 
 def check_control(control: str) -> str:
@@ -197,16 +272,19 @@ def validate_actions(
 
     Raises:
         ValueError: wrong shape, NaN/inf, or mask values other than 0/1, quoting what came.
-        TypeError: not array-like or not numeric.
+        TypeError: not array-like, not numeric, or complex.
     """
     try:
         array = np.asarray(actions)
     except Exception as error:  # noqa: BLE001 - anything numpy cannot read is a type error
         message = f"actions must be array-like, got {type(actions).__name__}: {error}"
         raise TypeError(message) from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
+    if array.dtype.kind == "c":
+        raise TypeError(
+            f"actions must be real numbers, got complex dtype {array.dtype} ({_preview(array)})"
+        )
+    # bool, signed/unsigned integer and float only: not object, str, datetime or timedelta
+    if array.dtype.kind not in "biuf":
         raise TypeError(f"actions must be numeric, got dtype {array.dtype} ({_preview(array)})")
     if control == "mask":
         expected: tuple[int, ...] = (batch, int(resolution[0]), int(resolution[1]))
@@ -221,9 +299,13 @@ def validate_actions(
                 f"actions for control={control!r} must have shape {shown}, got shape "
                 f"{array.shape}: {_preview(array)}"
             )
-    array = array.astype(np.float32, copy=False)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"actions must be finite, got {_preview(array)}")
+    given = array
+    with np.errstate(over="ignore"):  # refused just below, with the values given
+        array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"actions must fit in float32 (|a| < 3.4e38), got {_preview(given)}")
     if control == "mask":
         if not np.all((array == 0) | (array == 1)):
             raise ValueError(f"mask actions must hold only 0 and 1, got {_preview(array)}")

@@ -17,6 +17,10 @@ Autoreset (``gymnasium.vector.AutoresetMode``, in ``metadata["autoreset_mode"]``
 Only the environments that ended are reset; the others' episodes go on untouched (their
 frames, masks, targets, step counters and random generators). Infos are batched dicts with
 ``_key`` masks, as Gymnasium's vector environments return them.
+
+``reset`` options other than ``reset_mask`` and ``lcvg_env.env.RESET_OPTIONS``, options
+that are not a dict and complex actions raise, as in ``LCVGEnv``; so do ``reset`` and
+``step`` after ``close()``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from lcvg_env.env import RENDER_FPS, LCVGCore
+from lcvg_env.spaces import check_open, check_positive_int, check_reset_options
 from lcvg_env.starts import check_frames
 
 
@@ -55,8 +60,7 @@ class LCVGVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = check_positive_int(num_envs, "num_envs")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -76,6 +80,8 @@ class LCVGVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._autoreset = np.zeros(num_envs, dtype=bool)
+        self.reset_options = ("reset_mask", *self.core.reset_options)
+        """Keys ``reset`` accepts in ``options``."""
 
     def reset(
         self,
@@ -92,7 +98,14 @@ class LCVGVectorEnv(VectorEnv):
 
         Returns:
             Batched observations of all N environments and infos of the reset ones.
+
+        Raises:
+            RuntimeError: the environment was closed.
+            TypeError: ``options`` is neither None nor a dict.
+            ValueError: an unknown option key (named), a bad seed, mask, frame or target.
         """
+        check_open(self.closed, "LCVGVectorEnv", "reset")
+        options = check_reset_options(options, self.reset_options, "LCVGVectorEnv")
         n = self.num_envs
         if seed is None:
             seeds: list[int | None] = [None] * n
@@ -103,7 +116,6 @@ class LCVGVectorEnv(VectorEnv):
             seeds = list(seed)
         else:
             raise ValueError(f"seed must be None, an int or a list of {n} seeds, got {seed!r}")
-        options = dict(options or {})
         mask = np.ones(n, dtype=bool)
         if "reset_mask" in options:
             mask = options.pop("reset_mask")
@@ -150,7 +162,11 @@ class LCVGVectorEnv(VectorEnv):
 
         Returns:
             observations, rewards (N,) float64, terminated (N,), truncated (N,), infos.
+
+        Raises:
+            RuntimeError: before the first ``reset`` or after ``close``.
         """
+        check_open(self.closed, "LCVGVectorEnv", "step")
         everyone = np.ones(self.num_envs, dtype=bool)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             pending = self._autoreset.copy()

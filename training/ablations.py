@@ -1,4 +1,4 @@
-"""Diagnostics that tell the paper's ablations apart (``python -m training.ablations RUN ...``).
+"""Diagnostics that tell the paper's ablations apart (``python -m training.ablations DATA CKPT``).
 
 For a generator and held-out clips with ground truth, :func:`mask_diagnostics` measures what
 each ablation is expected to break (method.md):
@@ -15,13 +15,16 @@ each ablation is expected to break (method.md):
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lcvg_env.configs import parse_config
 from lcvg_env.models import LayeredGenerator
 from training import metrics
 from training.evaluate import list_clips, load_clip, module_modes, restore_modes
@@ -68,18 +71,43 @@ def mask_diagnostics(model: LayeredGenerator, data: str | Path, split: str = "te
     }
 
 
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """What ``python -m training.ablations`` measures (:func:`mask_diagnostics`'s arguments)."""
+
+    eval_split: str = "test"
+    """Held-out split the clips come from."""
+    eval_clips: int = 16
+    """Clips averaged over."""
+    frames: int = 8
+    """Frames of each clip."""
+    device: str = "cpu"
+    """Torch device of the generators."""
+    threads: int = 1
+    """Torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts, naming the offending value."""
+        for name in ("eval_clips", "frames", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"DiagnosticsConfig.{name} must be an int >= 1, got {value!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.ablations DATA CKPT [CKPT ...]``: print one JSON line per ckpt."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2:
-        print("usage: python -m training.ablations DATA CHECKPOINT [CHECKPOINT ...]",
-              file=sys.stderr)
-        return 2
-    data, ckpts = args[0], args[1:]
-    torch.set_num_threads(1)
-    for ckpt in ckpts:
-        model = LayeredGenerator.from_checkpoint(ckpt, device="cpu")
-        print(json.dumps({"checkpoint": ckpt, **mask_diagnostics(model, data)}))
+    parser = argparse.ArgumentParser(prog="python -m training.ablations",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("data", metavar="DATA", help="dataset root with ground truth")
+    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                        help="generator checkpoints to diagnose")
+    config, args = parse_config(parser, DiagnosticsConfig, argv, print_config=False)
+    torch.set_num_threads(config.threads)
+    for ckpt in args.checkpoints:
+        model = LayeredGenerator.from_checkpoint(ckpt, device=config.device)
+        diagnostics = mask_diagnostics(model, args.data, split=config.eval_split,
+                                       num_clips=config.eval_clips, frames=config.frames)
+        print(json.dumps({"checkpoint": ckpt, **diagnostics}))
     return 0
 
 

@@ -1,7 +1,11 @@
 """Command lines: ``lcvg-train`` (:func:`train_main`) and ``lcvg-eval`` (:func:`eval_main`).
 
-Every field of :class:`training.config.TrainConfig` (and of the nested model config, as
-``--model.<field>``) is a flag; ``--help`` lists them with their documentation.
+Both are generated from frozen config dataclasses (``lcvg_env.configs``). Every field of
+:class:`training.config.TrainConfig` (the nested model config as ``--model.<field>``) is a flag of
+lcvg-train; lcvg-eval's flags are the fields of :class:`training.evaluate.EvalConfig` (a dataset,
+``--data``) and of :class:`training.paired.PairedConfig` (a paired evaluation, ``--world``),
+named like lcvg-train's where they mean the same (``--eval-clips``, ``--fit-iterations``).
+``--help`` lists them with their documentation; ``--print-config`` prints the resolved config.
 """
 
 from __future__ import annotations
@@ -9,19 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from lcvg_env.simulator import SIM_TRACKING
-from training.config import (
-    ABLATIONS,
-    PRESETS,
+from lcvg_env.configs import (
     add_config_arguments,
     apply_overrides,
+    check_choices,
+    config_from_args,
+    config_json,
     config_overrides,
-    preset,
+    flag_name,
+    parse_args,
 )
+from lcvg_env.tracking import Tracking
+from training.config import PRESETS, preset
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -40,7 +49,9 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config as JSON and exit")
-    add_config_arguments(parser, preset("small"), shown_as="small preset")
+    # The underscore spellings (--batch_size) stay accepted, hidden, for older run commands.
+    add_config_arguments(parser, preset("small"), exclude=("preset",), shown_as="small preset",
+                         title="training config fields", underscore_aliases=True)
     return parser
 
 
@@ -48,7 +59,7 @@ def train_main(argv: list[str] | None = None) -> int:
     """Entry point of ``lcvg-train``; returns 0 when finished, 130 when stopped early."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _train_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = config_overrides(args)
@@ -57,20 +68,20 @@ def train_main(argv: list[str] | None = None) -> int:
     from training.loop import config_from_run, train
 
     if args.resume:
-        config = config_from_run(args.resume)
-        if overrides:
-            config = apply_overrides(config, overrides)
+        base = config_from_run(args.resume)
         out = args.resume
     else:
         if not args.out and not args.print_config:
             parser.error("--out RUN_DIR is required (or --resume RUN_DIR)")
-        config = apply_overrides(preset(args.preset), overrides)
+        base = preset(args.preset)
         out = args.out
+    try:
+        config = apply_overrides(base, overrides)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
     if args.print_config:
         print(config.to_json())
         return 0
-    if config.ablate and config.ablate not in ABLATIONS:
-        parser.error(f"--ablate must be one of {ABLATIONS}")
     try:
         trainer = train(config, out, resume=bool(args.resume), argv=["lcvg-train", *argv])
     except (FileNotFoundError, ValueError) as err:
@@ -85,16 +96,60 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_EVAL_DATA_DEFAULTS = {"split": "test", "clips": 32, "horizon": 16, "fit_iterations": 16,
-                       "gif_clips": 4}
-"""Defaults of the dataset evaluation's options (they are None in the parser, so that giving
-one together with ``--world`` is an error rather than silently ignored)."""
-_PAIRED_OPTIONS = ("episodes", "steps", "program", "style", "objects", "threads")
-"""Options of the paired evaluation only (``--world``)."""
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``lcvg-eval`` scores on a dataset (``training.evaluate.evaluate``'s arguments).
+
+    Fields that ``training.config.TrainConfig`` holds too have its names (``data``,
+    ``eval_split``, ``eval_clips``, ``eval_horizon``, ``fit_iterations``, ``device``, ``seed``),
+    so that both command lines spell them the same way.
+    """
+
+    data: str = ""
+    """Dataset root with ground truth, in the folder-per-clip layout."""
+    eval_split: str = "test"
+    """Held-out split to score."""
+    eval_clips: int = 32
+    """Held-out clips scored (each needs eval_horizon + 1 frames and ground truth)."""
+    eval_horizon: int = 16
+    """Rollout length T of the control protocols."""
+    fit_iterations: int = 16
+    """Refinement iterations of the per-step control fits (lcvg_env.control.fit_control)."""
+    gif_clips: int = 4
+    """Clips shown in rollouts.gif."""
+    whole_pixel: bool = False
+    """Round each step's mask motion to whole pixels (the paper's warp-and-binarise) instead of
+    carrying the sub-pixel remainder; only with tracking "segment"."""
+    tracking: Tracking | None = None
+    """Masks the controls move, as LCVGEnv's tracking: M's mask of each generated frame
+    ("segment", the paper), the first frame's object masks carried ("carry"), or carried while
+    M agrees ("anchored"). None: "segment" here, the environment's default in a paired
+    evaluation."""
+    device: str = "auto"
+    """Torch device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"..."""
+    seed: int = 0
+    """Torch seed (a paired evaluation also draws its scenes and actions from it)."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices and counts, naming the offending value."""
+        check_choices(self)
+        for name, low in (("eval_clips", 1), ("eval_horizon", 1), ("fit_iterations", 1),
+                          ("gif_clips", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"EvalConfig.{name} must be an int >= {low}, got {value!r}")
+
+
+_SHARED = ("device", "seed", "tracking")
+"""Fields of both EvalConfig and PairedConfig: one flag each, read by whichever runs."""
+
+
+def _names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    from training.paired import PROGRAMS, STYLES, WORLDS
+    from training.paired import PairedConfig
 
     parser = argparse.ArgumentParser(
         prog="lcvg-eval",
@@ -102,45 +157,20 @@ def _eval_parser() -> argparse.ArgumentParser:
                     "/ affine / non-parametric control rollouts, PSNR, SSIM) on a dataset "
                     "(--data), or, with --world, in a paired evaluation against the world's "
                     "ground-truth twin run with the same actions, beside a copy-paste "
-                    "baseline (training.paired).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--checkpoint", required=True,
-                        help="generator checkpoint (a run's model.safetensors, or a name)")
-    parser.add_argument("--data", default=None,
-                        help="dataset root with ground truth (required without --world)")
-    parser.add_argument("--out", required=True, help="output folder (eval.json, plot, gif)")
-    parser.add_argument("--split", default=None, help="held-out split to use (default: test)")
-    parser.add_argument("--clips", type=int, default=None, help="number of clips (default: 32)")
-    parser.add_argument("--horizon", type=int, default=None,
-                        help="rollout length T (default: 16)")
-    parser.add_argument("--fit-iterations", type=int, default=None,
-                        help="refinement iterations of the control fits (default: 16)")
-    parser.add_argument("--gif-clips", type=int, default=None,
-                        help="clips shown in rollouts.gif (default: 4)")
-    parser.add_argument("--whole-pixel", action="store_true",
-                        help="round each step's mask motion to whole pixels (the paper's "
-                             "warp-and-binarise) instead of carrying the sub-pixel remainder")
-    parser.add_argument("--tracking", choices=SIM_TRACKING, default=None,
-                        help="masks the controls move, as LCVGEnv's tracking: M's mask of each "
-                             "generated frame (the paper), the first frame's object masks "
-                             "carried, or carried while M agrees (default: segment)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="torch seed; with --world also the seed of the scenes and actions")
-    paired = parser.add_argument_group("paired evaluation (--world)")
-    paired.add_argument("--world", choices=WORLDS, default=None,
-                        help="run the paired evaluation in this world instead of --data")
-    paired.add_argument("--episodes", type=int, default=None, help="episodes (default: 64)")
-    paired.add_argument("--steps", type=int, default=None,
-                        help="steps per episode (default: 100)")
-    paired.add_argument("--program", choices=PROGRAMS, default=None,
-                        help="scripted actions (default: random)")
-    paired.add_argument("--style", choices=STYLES, default=None,
-                        help="scene style (default: classic)")
-    paired.add_argument("--objects", type=int, nargs="+", default=None, metavar="K",
-                        help="numbers of objects; episodes are split evenly (default: 1 2)")
-    paired.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+                    "baseline (training.paired). --device, --seed and --tracking apply to both.")
+    parser.add_argument("--checkpoint", default=None,
+                        help="generator checkpoint (a run's model.safetensors, or a name); "
+                             "required")
+    parser.add_argument("--out", default=None,
+                        help="output folder (eval.json, plot, gif); required")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as JSON and exit")
+    # --split, --clips and --horizon: lcvg-eval's names before it took TrainConfig's (hidden).
+    add_config_arguments(parser, EvalConfig, title="dataset evaluation (--data)",
+                         aliases={"eval_split": ["--split"], "eval_clips": ["--clips"],
+                                  "eval_horizon": ["--horizon"]})
+    add_config_arguments(parser, PairedConfig, exclude=_SHARED,
+                         title="paired evaluation (--world)")
     return parser
 
 
@@ -151,31 +181,35 @@ def eval_main(argv: list[str] | None = None) -> int:
     With ``--world``: the paired evaluation of ``training.paired`` (``--data`` and the other
     dataset options must not be given); prints its flat JSON summary.
     """
+    from training.paired import PairedConfig
+
     parser = _eval_parser()
-    args = parser.parse_args(argv)
-    if args.world is not None:
-        return _paired_main(parser, args)
-    given = [f"--{name.replace('_', '-')}" for name in _PAIRED_OPTIONS
-             if getattr(args, name) is not None]
-    if given:
-        parser.error(f"{', '.join(given)} belong to the paired evaluation: give --world "
-                     "(or drop them)")
-    if args.data is None:
+    args = parse_args(parser, argv)
+    given = config_overrides(args)
+    if "world" in given:
+        return _paired_main(parser, args, given)
+    paired_only = sorted(set(given) & (_names(PairedConfig) - _names(EvalConfig)))
+    if paired_only:
+        parser.error(f"{', '.join(map(flag_name, paired_only))} belong to the paired "
+                     "evaluation: give --world (or drop them)")
+    config = config_from_args(EvalConfig, args, parser)
+    if args.print_config:
+        print(config_json(config))
+        return 0
+    _require_io(parser, args)
+    if not config.data:
         parser.error("the following arguments are required: --data (or give --world for the "
                      "paired evaluation)")
-    for name, value in _EVAL_DATA_DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
     from lcvg_env.models import LayeredGenerator
     from training.evaluate import _json_safe, evaluate, summarize
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(config.seed)
     try:
-        model = LayeredGenerator.from_checkpoint(args.checkpoint, device=args.device)
-        result = evaluate(model, args.data, args.out, split=args.split, num_clips=args.clips,
-                          horizon=args.horizon, fit_iterations=args.fit_iterations,
-                          gif_clips=args.gif_clips, subpixel=not args.whole_pixel,
-                          tracking=args.tracking or "segment")
+        model = LayeredGenerator.from_checkpoint(args.checkpoint, device=config.device)
+        result = evaluate(model, config.data, args.out, split=config.eval_split,
+                          num_clips=config.eval_clips, horizon=config.eval_horizon,
+                          fit_iterations=config.fit_iterations, gif_clips=config.gif_clips,
+                          subpixel=not config.whole_pixel, tracking=config.tracking or "segment")
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2
@@ -184,25 +218,28 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _paired_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _require_io(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    missing = [flag for flag in ("--checkpoint", "--out") if getattr(args, flag[2:]) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+
+
+def _paired_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 given: dict[str, Any]) -> int:
     """``lcvg-eval --world ...``: the paired evaluation; prints the flat JSON summary."""
-    given = [f"--{name.replace('_', '-')}" for name in ("data", *_EVAL_DATA_DEFAULTS)
-             if getattr(args, name) is not None]
-    if args.whole_pixel:
-        given.append("--whole-pixel")
-    if given:
-        parser.error(f"{', '.join(given)} belong to the dataset evaluation and cannot be "
-                     f"combined with --world {args.world}")
     from training.paired import PairedConfig, _json_safe, run_paired
 
-    fields = {name: getattr(args, name) for name in _PAIRED_OPTIONS
-              if getattr(args, name) is not None}
-    if "objects" in fields:
-        fields["objects"] = tuple(fields["objects"])
-    torch.manual_seed(args.seed)
+    data_only = sorted(set(given) & (_names(EvalConfig) - _names(PairedConfig)))
+    if data_only:
+        parser.error(f"{', '.join(map(flag_name, data_only))} belong to the dataset evaluation "
+                     f"and cannot be combined with --world {given['world']}")
+    config = config_from_args(PairedConfig, args, parser)
+    if args.print_config:
+        print(config_json(config))
+        return 0
+    _require_io(parser, args)
+    torch.manual_seed(config.seed)
     try:
-        config = PairedConfig(world=args.world, seed=args.seed, tracking=args.tracking,
-                              device=args.device, **fields)
         result = run_paired(config, args.checkpoint, out=args.out,
                             progress=lambda line: print(f"lcvg-eval: {line}", file=sys.stderr))
     except (FileNotFoundError, ValueError) as err:

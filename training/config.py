@@ -1,8 +1,8 @@
 """Training configuration: one frozen dataclass, documented per field, and the named presets.
 
-The command line of ``lcvg-train`` is generated from this file: every field becomes a flag
-(``--batch_size 8``, ``--model.ch 64`` for the nested model config) whose help text is the
-string literal written under the field. Presets:
+The command line of ``lcvg-train`` is generated from this file (``lcvg_env.configs``): every
+field becomes a flag (``--batch-size 8``, ``--model.embed-dim 64`` for the nested model config)
+whose help text is the string literal written under the field. Presets:
 
 * ``paper_bair`` / ``paper_tennis``: the numbers of the paper (method.md).
 * ``official_bair``: what the authors' released code actually runs.
@@ -15,22 +15,23 @@ lambda_bg : lambda_fg schedule of the paper (see :func:`training.schedules.bg_fg
 
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import functools
-import inspect
 import json
-import textwrap
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, get_args
 
+from lcvg_env.configs import check_choices
 from lcvg_env.models import ModelConfig
 
-ABLATIONS = ("no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage")
-CONTROL_SOURCES = ("fitted_affine", "fitted_translation", "future_mask")
-BG_MASKS = ("frame", "pair_union")
+Ablation = Literal["no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage"]
+"""The paper's ablations (:func:`apply_ablation`)."""
+ABLATIONS: tuple[Ablation, ...] = get_args(Ablation)
+ControlSource = Literal["fitted_affine", "fitted_translation", "future_mask"]
+"""Stage II pseudo controls (``TrainConfig.control_source``)."""
+CONTROL_SOURCES: tuple[ControlSource, ...] = get_args(ControlSource)
+BgMask = Literal["frame", "pair_union"]
+"""Masks of L_bg and L_fg in stage I (``TrainConfig.bg_mask``)."""
+BG_MASKS: tuple[BgMask, ...] = get_args(BgMask)
 PRESETS = ("small", "sprites", "paper_bair", "paper_tennis", "official_bair")
 
 
@@ -46,7 +47,7 @@ class TrainConfig:
     """Seed of every random number generator (torch, numpy, python, data order)."""
     device: str = "auto"
     """Training device: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"..."""
-    stage: str = "both"
+    stage: Literal["1", "2", "both"] = "both"
     """Which stages to run: "1", "2" (needs --init or a run that finished stage I) or "both"."""
     stage1_steps: int = 2000
     """Optimiser steps of stage I (layers and next-frame prediction)."""
@@ -95,13 +96,13 @@ class TrainConfig:
     """Factor on the adaptive GAN weight (VQGAN disc_weight); 0 disables the GAN."""
     disc_start: int = 1000
     """Stage I step from which the discriminator trains and the GAN term is added."""
-    disc_loss: str = "hinge"
+    disc_loss: Literal["hinge", "vanilla"] = "hinge"
     """Discriminator loss: "hinge" or "vanilla"."""
     disc_layers: int = 3
     """Strided conv layers of the PatchGAN discriminator."""
     disc_ndf: int = 64
     """Channels of the discriminator's first layer."""
-    disc_norm: str = "batch"
+    disc_norm: Literal["batch", "group", "instance", "none"] = "batch"
     """Discriminator normalisation: "batch" (pix2pix/VQGAN), "group", "instance" or "none"."""
     disc_lr_factor: float = 1.0
     """Discriminator learning rate = learning_rate x this."""
@@ -116,19 +117,19 @@ class TrainConfig:
     """Floor of the ratio schedule."""
     ratio_halve_every: int = 250
     """Halve the ratio every this many stage I steps until it reaches ratio_end (0: never)."""
-    bg_mask: str = "frame"
+    bg_mask: BgMask = "frame"
     """Which mask L_bg and L_fg of stage I use: "frame" (the paper: m_t = M(f_t)) or
     "pair_union" (1 - (1 - m_t)(1 - m_{t+1}) with m_{t+1} = M(f_{t+1}), both trained). M sees one
     frame, so with "frame" every changed pixel, including where the object will move to,
     must lie in m_t: m_t grows a ring of about the per-frame motion around the object. With
     the union each mask only needs to cover its own frame's object. Not in the paper."""
-    fg_prior: str = "dynamic"
+    fg_prior: Literal["dynamic", "fixed"] = "dynamic"
     """Size prior of L_fg: "dynamic" (mean(mu_t), mu_t = changed pixels) or "fixed"."""
     fixed_prior: float = 0.15
     """Target mask fraction when fg_prior is "fixed" (the paper's ablation: 0.15)."""
     fg_tau: float = 0.08
     """Threshold tau on the per-pixel frame difference that defines mu_t."""
-    fg_diff: str = "rgb_l1"
+    fg_diff: Literal["rgb_l1", "luma"] = "rgb_l1"
     """Per-pixel difference: "rgb_l1" (mean over channels of |f_{t+1} - f_t|) or "luma"."""
     fg_hinge: bool = False
     """One-sided size prior max(mean(m) - mean(mu), 0) (released code) instead of |.|."""
@@ -140,7 +141,7 @@ class TrainConfig:
     before the mask has found the moving objects."""
     stage2_bg_weight: float = 5.0
     """lambda_bg of stage II (L'_bg = |(1 - m_t) (f~_{t+1} - f_{t+1})|_1)."""
-    control_source: str = "fitted_affine"
+    control_source: ControlSource = "fitted_affine"
     """Stage II pseudo control: "fitted_affine", "fitted_translation" or "future_mask"."""
     self_forcing: float = 0.0
     """Stage II: probability per pair that the input f_t is replaced by G's own one-step output
@@ -159,7 +160,7 @@ class TrainConfig:
     moment-based start + Levenberg-Marquardt, which replaces the paper's 1000 Adam steps)."""
     fit_cache: bool = True
     """Cache fitted controls per pair index (valid because M is frozen in stage II)."""
-    ablate: str = ""
+    ablate: Literal["", Ablation] = ""
     """Paper ablation: "", "no_bg", "no_fg", "no_bin", "fixed_prior" or "single_stage"."""
     log_every: int = 25
     """Write metrics every this many steps."""
@@ -167,15 +168,18 @@ class TrainConfig:
     """Write a PNG sample grid every this many steps (0: only at the end of a stage)."""
     checkpoint_every: int = 250
     """Write the resumable checkpoint every this many steps (and always on stop)."""
+    keep_checkpoints: int = 2
+    """Resumable checkpoints kept (the newest ``last.safetensors``, older ones ``last-1``,
+    ``last-2``...); --resume falls back to an older one when the newest is unreadable."""
     eval_clips: int = 8
     """Held-out clips scored at the end of training (0: skip the final evaluation)."""
     eval_horizon: int = 16
     """Rollout length T of the final evaluation (clips need T + 1 frames)."""
     eval_split: str = "test"
     """Held-out split of the final evaluation ("val" is used when "test" does not exist)."""
-    amp: str = "auto"
+    amp: Literal["auto", "bf16", "none"] = "auto"
     """Mixed precision: "auto" (bf16 autocast on CUDA, none on CPU), "bf16" or "none"."""
-    channels_last: str = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
     """channels_last memory format: "auto" (the faster layout of the device), "on" or "off".
     Auto is channels-last on CPUs, where the small preset's steps ran 5-10 % faster in it, and
     contiguous on CUDA, where every GroupNorm copies channels-last tensors to the contiguous
@@ -195,30 +199,16 @@ class TrainConfig:
     """Network configuration (lcvg_env.models.ModelConfig)."""
 
     def __post_init__(self) -> None:
-        """Validate choices and ranges, naming the offending value."""
-        choices = {
-            "stage": ("1", "2", "both"),
-            "disc_loss": ("hinge", "vanilla"),
-            "disc_norm": ("batch", "group", "instance", "none"),
-            "fg_prior": ("dynamic", "fixed"),
-            "bg_mask": BG_MASKS,
-            "fg_diff": ("rgb_l1", "luma"),
-            "control_source": CONTROL_SOURCES,
-            "ablate": ("",) + ABLATIONS,
-            "amp": ("auto", "bf16", "none"),
-            "channels_last": ("auto", "on", "off"),
-        }
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {value!r}")
+        """Validate choices (the ``Literal`` annotations) and ranges, naming the offending value."""
+        check_choices(self)
         for name in ("stage1_steps", "stage2_steps", "ratio_halve_every", "disc_start",
                      "warmup_steps", "num_workers", "sample_every", "eval_clips",
                      "code_reset_every", "control_objects", "bin_ramp_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "gap", "log_every", "checkpoint_every", "disc_layers",
-                     "disc_ndf", "fit_iterations", "eval_horizon", "self_forcing_steps"):
+                     "disc_ndf", "fit_iterations", "eval_horizon", "self_forcing_steps",
+                     "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.self_forcing <= 1.0:
@@ -277,11 +267,11 @@ def preset(name: str) -> TrainConfig:
 
 
 def small_model() -> ModelConfig:
-    """Return the ``small`` preset's model: ModelConfig.small() slimmed for 2 CPU cores.
+    """Return the ``small`` preset's model: ModelConfig.medium() slimmed for 2 CPU cores.
 
     8 base channels at 64x64 (16 at 32x32, 32 at 16x16), a 16x16 latent of 32-dim codes (128 of
     them), attention only in the middle blocks, and a mask network of width 8 with 2 residual
-    blocks: about 0.25 M parameters, ~4x cheaper per step than ModelConfig.small(). The mask
+    blocks: about 0.25 M parameters, ~4x cheaper per step than ModelConfig.medium(). The mask
     network's GroupNorm uses 2 groups: with one channel per group (the default at this width)
     it acts as an instance norm, and its ReLU features died on the objects (the mask stayed
     just under 0.5 there).
@@ -289,7 +279,7 @@ def small_model() -> ModelConfig:
     few channels per group the per-group normalisation erased the objects' key colours, and
     the generator drew every object as the same grey blob.
     """
-    return ModelConfig.small().replace(
+    return ModelConfig.medium().replace(
         ch=8, ch_mult=(1, 2, 4), norm_groups=1, z_channels=32, embed_dim=32, n_embed=128,
         attn_resolutions=(), mask_ngf=8, mask_norm_groups=2, mask_n_blocks=2)
 
@@ -388,129 +378,3 @@ def apply_ablation(config: TrainConfig) -> TrainConfig:
     if a == "fixed_prior":
         return replace(config, fg_prior="fixed")
     return config
-
-
-# ----------------------------------------------------------------------------- command line
-@functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """Map each dataclass field of ``cls`` to the string literal written under it."""
-    if not is_dataclass(cls):
-        raise TypeError(f"field_docs expects a dataclass type, got {cls!r}")
-    docs: dict[str, str] = {}
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return docs
-    tree = ast.parse(source)
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {text!r}")
-
-
-def _parser_for(value: Any) -> Any:
-    """Return an argparse ``type`` callable that parses text into the type of ``value``."""
-    if isinstance(value, bool):
-        return _parse_bool
-    if isinstance(value, (int, float, str)):
-        return type(value)
-    if isinstance(value, tuple):
-        inner = [type(v) for v in value] or [int]
-
-        def parse_tuple(text: str) -> tuple:
-            parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
-            kinds = inner if len(inner) == len(parts) else [inner[0]] * len(parts)
-            try:
-                return tuple(k(p.strip()) for k, p in zip(kinds, parts))
-            except ValueError as err:
-                raise argparse.ArgumentTypeError(
-                    f"expected comma-separated values like {value}, got {text!r}") from err
-
-        return parse_tuple
-    if value is None:
-        return str
-    raise TypeError(f"no command-line parser for a field of type {type(value)}")
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, config: Any, prefix: str = "",
-                         exclude: Sequence[str] = ("preset",), shown_as: str = "default"
-                         ) -> None:
-    """Add one ``--<prefix><field>`` flag per field of the dataclass instance ``config``.
-
-    Nested dataclasses get dotted names (``--model.ch``). Defaults stay ``None`` so that only the
-    flags given on the command line override the preset (see :func:`config_overrides`); the
-    help text shows ``config``'s value as "(<shown_as>: value)", e.g. ``shown_as="small
-    preset"`` when ``config`` is that preset.
-    """
-    docs = field_docs(type(config))
-    group = parser.add_argument_group(f"{prefix or 'training '}config fields" if not prefix
-                                      else f"{prefix[:-1]} config fields")
-    for f in fields(config):
-        if f"{prefix}{f.name}" in exclude:
-            continue
-        value = getattr(config, f.name)
-        if is_dataclass(value):
-            add_config_arguments(parser, value, prefix=f"{prefix}{f.name}.", exclude=exclude,
-                                 shown_as=shown_as)
-            continue
-        help_text = docs.get(f.name, "")
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        help_text = f"{help_text} ({shown_as}: {shown})".replace("%", "%%")
-        group.add_argument(f"--{prefix}{f.name}", dest=f"cfg:{prefix}{f.name}",
-                           type=_parser_for(value), default=argparse.SUPPRESS,
-                           metavar=type(value).__name__,
-                           help=help_text)
-
-
-def config_overrides(namespace: argparse.Namespace) -> dict[str, Any]:
-    """Dotted field names -> values of the config flags given on the command line."""
-    out: dict[str, Any] = {}
-    for key, value in vars(namespace).items():
-        if key.startswith("cfg:") and value is not None:
-            out[key[4:]] = value
-    return out
-
-
-def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """Return ``config`` with dotted-name ``overrides`` applied (``{"model.ch": 32}``)."""
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    names = {f.name for f in fields(config)}
-    for key, value in overrides.items():
-        head, _, rest = key.partition(".")
-        if head not in names:
-            raise ValueError(f"unknown config field {key!r} for {type(config).__name__}")
-        if rest:
-            nested.setdefault(head, {})[rest] = value
-        else:
-            top[head] = value
-    for head, sub in nested.items():
-        top[head] = apply_overrides(getattr(config, head), sub)
-    if not top:
-        return config
-    return dataclasses.replace(config, **top)
-
-
-def describe_fields(config: Any, prefix: str = "") -> Sequence[tuple[str, Any, str]]:
-    """List (dotted name, value, doc) for every field, for documentation and tests."""
-    rows: list[tuple[str, Any, str]] = []
-    docs = field_docs(type(config))
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if is_dataclass(value):
-            rows.extend(describe_fields(value, prefix=f"{prefix}{f.name}."))
-        else:
-            rows.append((f"{prefix}{f.name}", value, docs.get(f.name, "")))
-    return rows

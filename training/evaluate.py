@@ -11,7 +11,7 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
     clip's TRUE per-object masks O_{k,t} and O_{k,t+1}. (M's union mask cannot tell objects
     apart when several move, so the per-object ground truth defines the control; with one
     object this equals a fit between the real foreground masks.) Which masks the control
-    moves is the simulator's ``tracking`` (``lcvg_env.simulator``):
+    moves is the tracking mode (``lcvg_env.tracking``, as in the simulator):
 
     - ``segment`` (the paper): the CURRENT GENERATED mask binarise(M(G_t)) is split into
       connected components, each component is assigned to the object whose true position at t
@@ -22,7 +22,7 @@ For each held-out clip (frames R_0 .. R_T at the model's resolution, ground trut
       mask is carried through the rollout (``lcvg_env.control.carry_masks``); M never sees a
       generated frame;
     - ``anchored``: carried while M's mask of the generated frame covers the object's carried
-      mask (``lcvg_env.simulator.anchor``), else taken again from M's mask as in ``segment``.
+      mask (``lcvg_env.tracking.anchor``), else taken again from M's mask as in ``segment``.
 
     The moved objects are united (unassigned components stay where they are); the union is
     binarised and conditions G.
@@ -47,7 +47,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +58,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from lcvg_env import compositing, control
+from lcvg_env import control
+from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import SIM_TRACKING, anchor
 from training import metrics
-from training.data.ground_truth import load_ground_truth, locate_objects
+from training.data.ground_truth import GROUND_TRUTH_FILE, load_ground_truth, locate_objects
 from training.run_dir import to_uint8
 
 PROTOCOLS = ("translation", "affine", "nonparametric")
@@ -76,28 +78,44 @@ GROSS_ERROR = 0.1
 ``gross_rate``: the object is not where it should be, rather than slightly off."""
 CONTACT_MARGIN = 2
 """Objects whose true masks come within this many pixels of each other count as in contact."""
+_CLIP_NEEDS = (f"a {GROUND_TRUTH_FILE} with the arrays object_masks, foreground, centroids, "
+               "boxes and colors (the objects' key colours)")
+"""What ``load_clip`` reads from a clip folder besides its frames, for error messages."""
+_SKIPPED_LISTED = 10
+"""Skipped clips named one by one in an error message; the rest are counted."""
+
+
+def _clip_folders(root: str | os.PathLike, split: str) -> list[Path]:
+    """Every folder of ``root/split``, in name order."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no split folder {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
 def list_clips(root: str | os.PathLike, split: str) -> list[Path]:
     """Clip folders of ``root/split`` that hold a ground-truth sidecar, in name order."""
-    folder = Path(root) / split
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no split folder {folder}")
-    return sorted(p for p in folder.iterdir() if (p / "ground_truth.npz").is_file())
+    return [p for p in _clip_folders(root, split) if (p / GROUND_TRUTH_FILE).is_file()]
 
 
-def load_clip(clip_dir: Path, length: int, size: tuple[int, int]) -> dict[str, Any] | None:
-    """First ``length`` frames and ground truth of a clip at ``size`` (None when too short).
-
-    Returns a dict: ``frames`` (T, 3, H, W) in [-1, 1], ``foreground`` (T, 1, H, W),
-    ``objects`` (T, K, H, W) {0, 1}, ``centroids`` (T, K, 2) pixels (NaN when out of view),
-    ``colors`` (K, 3) uint8.
-    """
+def _read_clip(clip_dir: Path, length: int, size: tuple[int, int]) -> dict[str, Any] | str:
+    """``load_clip``'s dict, or why the clip cannot be evaluated (a short phrase)."""
     files = sorted(p for p in clip_dir.iterdir() if p.suffix.lower() in (".png", ".jpg"))
     gt = load_ground_truth(clip_dir)
-    if gt is None or len(files) < length or gt.colors is None:
-        return None
+    problems = []
+    if gt is None:
+        problems.append(f"no {GROUND_TRUTH_FILE}")
+    elif gt.colors is None:
+        problems.append(f"{GROUND_TRUTH_FILE} has no colors (key colours)")
+    elif gt.num_frames < length <= len(files):
+        problems.append(f"{GROUND_TRUTH_FILE} has {gt.num_frames} frames, needs {length}")
+    if len(files) < length:
+        problems.append(f"{len(files)} frames, needs {length}")
+    if gt is None or problems:
+        return "; ".join(problems)
     imgs = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files[:length]])
+    if gt.size != imgs.shape[1:3]:
+        return f"{GROUND_TRUTH_FILE} is {gt.size}, the frames {imgs.shape[1:3]} (H, W)"
     frames = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     objects = torch.from_numpy(gt.object_masks[:length].astype(np.float32))
     centroids = torch.from_numpy(gt.centroids[:length].astype(np.float32))
@@ -111,6 +129,58 @@ def load_clip(clip_dir: Path, length: int, size: tuple[int, int]) -> dict[str, A
     return {"frames": frames.clamp(-1, 1), "objects": objects,
             "foreground": objects.amax(1, keepdim=True), "centroids": centroids,
             "colors": np.asarray(gt.colors, dtype=np.uint8), "clip_dir": str(clip_dir)}
+
+
+def load_clip(clip_dir: Path, length: int, size: tuple[int, int]) -> dict[str, Any] | None:
+    """First ``length`` frames and ground truth of a clip at ``size`` (None when unusable).
+
+    A usable clip has ``length`` frames (.png/.jpg) and a ground-truth sidecar with key colours.
+    Returns a dict: ``frames`` (T, 3, H, W) in [-1, 1], ``foreground`` (T, 1, H, W),
+    ``objects`` (T, K, H, W) {0, 1}, ``centroids`` (T, K, 2) pixels (NaN when out of view),
+    ``colors`` (K, 3) uint8.
+    """
+    clip = _read_clip(clip_dir, length, size)
+    return None if isinstance(clip, str) else clip
+
+
+def _load_clips(data: str | os.PathLike, split: str, num_clips: int, length: int,
+                size: tuple[int, int], at_most: bool = False) -> list[dict[str, Any]]:
+    """Load the first ``num_clips`` usable clips of ``data/split`` (``load_clip``), by name.
+
+    With ``at_most``, fewer (but at least one) usable clips are returned with a
+    ``UserWarning`` that names each skipped clip and why.
+
+    Raises:
+        FileNotFoundError: there is no split folder.
+        ValueError: no usable clip, or (without ``at_most``) fewer than ``num_clips``, naming
+            the folder, how many were found and each skipped clip with why.
+    """
+    folders = _clip_folders(data, split)
+    clips: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for clip_dir in folders:
+        clip = _read_clip(clip_dir, length, size)
+        if isinstance(clip, str):
+            skipped.append(f"{clip_dir.name} ({clip})")
+        else:
+            clips.append(clip)
+        if len(clips) >= num_clips:
+            return clips
+    listed = "; ".join(skipped[:_SKIPPED_LISTED])
+    if len(skipped) > _SKIPPED_LISTED:
+        listed += f"; and {len(skipped) - _SKIPPED_LISTED} more"
+    why = f"skipped {len(skipped)}: {listed}" if skipped else "none skipped"
+    where = Path(data) / split
+    if not clips:
+        raise ValueError(f"no usable clip in {where} ({len(folders)} clip folders, {why}): "
+                         f"each clip folder needs >= {length} frames (.png/.jpg) and {_CLIP_NEEDS}")
+    message = (f"num_clips={num_clips} asked, but {where} has only {len(clips)} usable "
+               f"clip(s) of {len(folders)} clip folders ({why}); a usable clip has >= "
+               f"{length} frames and {_CLIP_NEEDS}")
+    if at_most:
+        warnings.warn(message + f"; scoring the {len(clips)}", stacklevel=3)
+        return clips
+    raise ValueError(message)
 
 
 def _stack_clips(clips: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -178,32 +248,19 @@ def fit_object_controls(objects: torch.Tensor, mode: str, iterations: int = 16
     return theta, iou.reshape(b, t1 - 1, k)
 
 
-def split_objects(masks: torch.Tensor, positions: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split binary masks into the parts that belong to each object.
+def _move_split(objects: torch.Tensor, rest: torch.Tensor, theta: torch.Tensor,
+                residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Move objects (B, K, H, W) by theta (B, K, 2, 3) and unite them with ``rest``.
 
-    masks (B, 1, H, W) {0, 1}; positions (B, K, 2) pixel (x, y) of each object (NaN: absent).
-    Components of each mask (up to K + 4 largest) are assigned to the nearest present object.
-    Returns the objects' masks (B, K, H, W) and the components assigned to none (B, 1, H, W).
+    As :func:`apply_object_controls`, from masks already split by
+    ``lcvg_env.tracking.split_by_positions``.
     """
-    b, _, h, w = masks.shape
-    k = positions.shape[1]
-    comps = control.object_masks(masks, k + 4)  # (B, C, H, W)
-    area = comps.sum((2, 3))  # (B, C)
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=masks.dtype, device=masks.device),
-                            torch.arange(w, dtype=masks.dtype, device=masks.device),
-                            indexing="ij")
-    cx = (comps * xx).sum((2, 3)) / area.clamp_min(1)
-    cy = (comps * yy).sum((2, 3)) / area.clamp_min(1)
-    comp_xy = torch.stack([cx, cy], -1)  # (B, C, 2)
-    dist = (comp_xy[:, :, None] - positions[:, None].to(masks.dtype)).norm(dim=-1)  # (B, C, K)
-    dist = torch.nan_to_num(dist, nan=math.inf)
-    nearest = dist.argmin(-1)  # (B, C)
-    assigned = torch.isfinite(dist.amin(-1)) & (area > 0)  # (B, C)
-    one_hot = F.one_hot(nearest, k).to(masks.dtype) * assigned[..., None]  # (B, C, K)
-    per_object = torch.einsum("bchw,bck->bkhw", comps, one_hot).clamp(0, 1)
-    kept = (comps * (~assigned)[..., None, None].to(masks.dtype)).amax(1, keepdim=True)
-    return per_object, kept
+    theta = theta.to(objects.dtype)
+    if residual is None:
+        moved = control.warp_objects(objects, theta)  # (B, 1, H, W)
+    else:
+        moved, residual = track.move_segments(objects, theta, residual)
+    return control.binarize(track.control_mask(moved, rest)), residual
 
 
 def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: torch.Tensor,
@@ -212,25 +269,14 @@ def apply_object_controls(masks: torch.Tensor, theta: torch.Tensor, positions: t
     """Move each object's part of binary masks by its own transform.
 
     masks (B, 1, H, W) {0, 1}; theta (B, K, 2, 3); positions (B, K, 2) pixel (x, y) of each
-    object (NaN: absent, its components stay), as for ``split_objects``. ``residual``
-    (B, K, 2): the sub-pixel motion each object is still owed
-    (``lcvg_env.control.warp_binary``), or None to round every step's motion to whole pixels as
-    a plain warp-and-binarise does. Returns the binarised union (B, 1, H, W) and the residual
-    for the next step (None when none was given).
+    object (NaN: absent, its components stay), as for
+    ``lcvg_env.tracking.split_by_positions``. ``residual`` (B, K, 2): the sub-pixel motion each
+    object is still owed (``lcvg_env.control.warp_binary``), or None to round every step's
+    motion to whole pixels as a plain warp-and-binarise does. Returns the binarised union
+    (B, 1, H, W) and the residual for the next step (None when none was given).
     """
-    b, _, h, w = masks.shape
-    k = theta.shape[1]
-    per_object, kept = split_objects(masks, positions)
-    theta = theta.to(masks.dtype)
-    if residual is None:
-        moved = control.warp_objects(per_object, theta)  # (B, 1, H, W)
-    else:
-        warped, residual = control.warp_binary(
-            per_object.reshape(b * k, 1, h, w), theta.reshape(b * k, 2, 3),
-            residual.reshape(b * k, 2))
-        moved = warped.view(b, k, h, w).amax(1, keepdim=True)
-        residual = residual.view(b, k, 2)
-    return control.binarize(torch.maximum(moved, kept)), residual
+    objects, rest = track.split_by_positions(masks, positions)
+    return _move_split(objects, rest, theta, residual)
 
 
 def module_modes(model: torch.nn.Module) -> list[tuple[torch.nn.Module, bool]]:
@@ -249,12 +295,57 @@ def restore_modes(modes: Sequence[tuple[torch.nn.Module, bool]]) -> None:
 
 
 def _check_tracking(tracking: str, subpixel: bool) -> None:
-    if tracking not in SIM_TRACKING:
-        raise ValueError(f"tracking must be one of {SIM_TRACKING}, got {tracking!r}")
+    track.check_tracking(tracking)
     if tracking != "segment" and not subpixel:
         raise ValueError("subpixel=False (whole-pixel rounding of every step) applies to "
                          f"tracking='segment' only, got tracking={tracking!r}: carried masks "
                          "move by their exact poses")
+
+
+def _check_rollout_inputs(model: LayeredGenerator, protocol: str, theta: torch.Tensor | None,
+                          positions: torch.Tensor | None, target_masks: torch.Tensor | None
+                          ) -> None:
+    """Raise ValueError naming what ``rollout``'s ``protocol`` needs and was not given."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "nonparametric" and target_masks is None:
+        raise ValueError("protocol 'nonparametric' needs target_masks (B, T, 1, H, W)")
+    if protocol != "nonparametric" and (theta is None or positions is None):
+        given = {name: None if x is None else tuple(x.shape)
+                 for name, x in (("theta", theta), ("positions", positions))}
+        raise ValueError(f"protocol {protocol!r} needs theta (B, T, K, 2, 3) and positions "
+                         f"(B, T, K, 2), got shapes {given}")
+    if model.config.prediction == "composite" and positions is None:
+        raise ValueError("a composite model's rollout needs positions (B, T, K, 2) to split "
+                         "the masks into objects")
+
+
+def _segment_controls(model: LayeredGenerator, frames: torch.Tensor, theta: torch.Tensor,
+                      positions: torch.Tensor, residual: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Make one step's control mask with ``tracking="segment"``.
+
+    M's mask of ``frames`` is split by the true positions (B, K, 2) and each part moved by its
+    theta (B, K, 2, 3). Returns the control mask (B, 1, H, W), the residual of the next
+    step and the objects (B, K, H, W).
+    """
+    objects, rest = track.split_by_positions(model.binary_mask(frames), positions)
+    m_c, residual = _move_split(objects, rest, theta, residual)
+    return m_c, residual, objects
+
+
+def _given_mask_objects(model: LayeredGenerator, frames: torch.Tensor, m_c: torch.Tensor,
+                        positions: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Find a composite model's objects before and after a given control mask.
+
+    M's mask of ``frames`` and ``m_c`` (B, 1, H, W) are split by the true positions (B, K, 2),
+    and each object's transform between the two is fitted. Returns objects (B, K, H, W),
+    moved (B, K, H, W) and theta (B, K, 2, 3).
+    """
+    objects = track.split_by_positions(model.binary_mask(frames), positions)[0]
+    moved = track.split_by_positions(m_c, positions)[0]
+    return objects, moved, _fit_pairs(objects, moved)
 
 
 @torch.no_grad()
@@ -265,77 +356,61 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             tracking: str = "segment") -> tuple[torch.Tensor, torch.Tensor]:
     """Generate ``steps`` frames from first frames (B, 3, H, W).
 
-    ``tracking``: "segment", "carry" or "anchored" (the module docstring). ``subpixel``
-    (segment only): carry the sub-pixel motion that binarising the warped masks drops from
-    step to step (``lcvg_env.control.warp_binary``, as the simulator does); False rounds every
-    step to whole pixels, the plain warp-and-binarise of the paper's code.
+    ``tracking``: "segment", "carry" or "anchored" (``lcvg_env.tracking``; carried masks start
+    from M's mask of ``first``). ``subpixel`` (segment only): carry the sub-pixel motion that
+    binarising the warped masks drops from step to step (``lcvg_env.control.warp_binary``, as
+    the simulator does); False rounds every step to whole pixels, the plain warp-and-binarise of
+    the paper's code. A composite model renders each step with the simulator's function
+    (``lcvg_env.tracking.predict_composite``); under "segment" its objects' pixels land where a
+    nearest-pixel warp puts them, not on the sub-pixel-owing masks the simulator's do.
 
     ``protocol`` "translation"/"affine" need ``theta`` (B, T, K, 2, 3) and ``positions``
     (B, T, K, 2) (true object positions at t, for component assignment); "nonparametric"
-    needs ``target_masks`` (B, T, 1, H, W), the control mask of each step. Returns generated
-    frames (B, T, 3, H, W) and the control masks used (B, T, 1, H, W).
+    needs ``target_masks`` (B, T, 1, H, W), the control mask of each step (and ``positions``
+    for a composite model). Returns generated frames (B, T, 3, H, W) and the control masks used
+    (B, T, 1, H, W).
     """
     _check_tracking(tracking, subpixel)
-    frames, used = [], []
-    g = first
+    _check_rollout_inputs(model, protocol, theta, positions, target_masks)
     carried = tracking != "segment" and protocol != "nonparametric"
     composite = model.config.prediction == "composite"
     residual = None
     if subpixel and theta is not None and not carried:
         residual = first.new_zeros(first.shape[0], theta.shape[2], 2)
-    if carried:
-        assert theta is not None and positions is not None
-        b, k = theta.shape[0], theta.shape[2]
-        h, w = first.shape[-2:]
-        templates, kept = split_objects(model.binary_mask(first), positions[:, 0])
-        poses = control.identity_matrix(b * k, device=first.device,
-                                        dtype=first.dtype).view(b, k, 2, 3)
-        moved = templates
-        template_frames = first.unsqueeze(1).expand(-1, k, -1, -1, -1)  # (B, K, 3, H, W)
-    if composite:  # the canvas: the first frame, where its objects are not
-        if positions is None:
-            raise ValueError("a composite model's rollout needs positions (B, T, K, 2) to split "
-                             "the masks into objects")
-        canvas = first
-        known = 1.0 - split_objects(model.binary_mask(first), positions[:, 0])[0].amax(
-            1, keepdim=True)
+    if carried or composite:
+        assert positions is not None
+        objects, kept = track.split_by_positions(model.binary_mask(first), positions[:, 0])
+        canvas, known = track.start_canvas(first, objects)
+        templates, moved = objects, objects
+        poses, template_frames = track.start_carrying(objects, first)
+    g, frames, used = first, [], []
     for t in range(steps):
         step_theta = None if theta is None else theta[:, t]
+        pixels = None  # where a composite step takes the objects' pixels from
         if carried:
-            assert step_theta is not None
+            assert step_theta is not None  # checked above: as are the asserts below
             objects = moved  # the carried masks of f_t
-            moved, poses = control.carry_masks(templates.reshape(b * k, 1, h, w),
-                                               poses.reshape(b * k, 2, 3),
-                                               step_theta.reshape(b * k, 2, 3))
-            moved, poses = moved.view(b, k, h, w), poses.view(b, k, 2, 3)
-            m_c = torch.maximum(moved.amax(1, keepdim=True), kept)
+            moved, poses = track.carry(templates, poses, step_theta)
+            m_c = track.control_mask(moved, kept)
+            pixels = (templates, poses, template_frames)
         elif protocol == "nonparametric":
             assert target_masks is not None
             m_c = target_masks[:, t]
             if composite:  # moved by the transforms that fit the given masks
                 assert positions is not None
-                objects = split_objects(model.binary_mask(g), positions[:, t])[0]
-                moved = split_objects(m_c, positions[:, t])[0]
-                step_theta = _fit_pairs(objects, moved)
+                objects, moved, step_theta = _given_mask_objects(model, g, m_c, positions[:, t])
         else:
             assert step_theta is not None and positions is not None
-            m = model.binary_mask(g)
-            m_c, residual = apply_object_controls(m, step_theta, positions[:, t], residual)
-            if composite:
-                objects = split_objects(m, positions[:, t])[0]
+            m_c, residual, objects = _segment_controls(model, g, step_theta, positions[:, t],
+                                                       residual)
+            if composite:  # the pixels land where a nearest-pixel warp of the objects puts them
                 moved = control.warp_nearest(objects.reshape(-1, 1, *objects.shape[2:]),
                                              step_theta.reshape(-1, 2, 3)).view_as(objects)
-        if composite and carried:  # as the simulator: each template's pixels, through its pose
-            g, comp = compositing.predict(model.predict_next, template_frames, templates, poses,
-                                          moved, m_c, canvas, known, model.config.band_px,
-                                          objects.amax(1, keepdim=True))
-        elif composite:
-            assert step_theta is not None
-            g, comp = compositing.predict(model.predict_next, g, objects, step_theta, moved,
-                                          m_c, canvas, known, model.config.band_px)
         if composite:
-            g = g.float().clamp(-1, 1)
-            canvas, known = compositing.update_canvas(canvas, known, g, comp)
+            assert step_theta is not None
+            g, canvas, known = track.predict_composite(
+                model.predict_next, g, objects, step_theta, moved, m_c, canvas, known,
+                model.config.band_px, pixels)
         else:
             g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)
@@ -343,8 +418,8 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         if carried and tracking == "anchored" and t + 1 < steps:
             assert positions is not None
             m = model.binary_mask(g)
-            found, kept = split_objects(m, positions[:, t + 1])
-            moved, templates, poses, template_frames = anchor(
+            found, kept = track.split_by_positions(m, positions[:, t + 1])
+            moved, templates, poses, template_frames = track.anchor(
                 moved, m, found, templates, poses, template_frames, g)
     return torch.stack(frames, 1), torch.stack(used, 1)
 
@@ -368,156 +443,205 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else math.nan
 
 
+@dataclass
+class _Tally:
+    """What an evaluation gathers batch by batch, per clip (see :func:`evaluate`)."""
+
+    ious: list[float] = field(default_factory=list)
+    """Mask IoU of every real frame."""
+    per: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=lambda: {
+        p: {"err": [], "psnr": [], "ssim": [], "missed": []} for p in PROTOCOLS})
+    """Per protocol, per clip: position errors (T, K), PSNR and SSIM per step, and missed /
+    visible flags (2, T, K)."""
+    contacts: list[np.ndarray] = field(default_factory=list)
+    """Per clip (T, K): whether each object has met another; one per "err" entry."""
+    loc_err: list[np.ndarray] = field(default_factory=list)
+    """Per clip: the locator's position errors on the real frames where objects are visible."""
+    loc_found: list[np.ndarray] = field(default_factory=list)
+    """Per clip: whether the locator found each visible object on the real frames."""
+    fit_ious: dict[str, list[float]] = field(
+        default_factory=lambda: {"translation": [], "affine": []})
+    """Per parametric protocol, per batch: mean IoU of the fitted controls."""
+    gif_rows: list[np.ndarray] = field(default_factory=list)
+    """(T, H, 4W, 3) real | translation | affine | nonparametric, one per clip shown."""
+
+
+def _score_real(model: LayeredGenerator, group: Sequence[dict[str, Any]],
+                batch: dict[str, Any], real: torch.Tensor, tally: _Tally) -> torch.Tensor:
+    """Score M's masks and the key-colour locator on the real frames (B, T+1, 3, H, W).
+
+    Returns M's binarised masks of the real frames (B, T+1, 1, H, W).
+    """
+    b, t1, _, h, w = real.shape
+    real_masks = _masks(model, real.flatten(0, 1)).view(b, t1, 1, h, w)
+    fg = batch["foreground"].to(real.device)
+    tally.ious += metrics.mask_iou(real_masks.flatten(0, 1), fg.flatten(0, 1)).tolist()
+    contact = contact_so_far(batch["objects"])  # (B, T+1, K)
+    real_u8 = to_uint8(real.flatten(0, 1).cpu()).reshape(b, t1, h, w, 3)
+    for i, c in enumerate(group):
+        k = c["centroids"].shape[1]
+        tally.contacts.append(contact[i, 1:, :k].numpy())
+        located = torch.from_numpy(locate_objects(real_u8[i], c["colors"]))
+        truth = batch["centroids"][i, :, :k]
+        visible = torch.isfinite(truth).all(-1)
+        e = metrics.position_errors(located, truth, w)[visible]
+        tally.loc_err.append(e.numpy())
+        tally.loc_found.append(torch.isfinite(e).numpy())
+    return real_masks
+
+
+def _score_rollout(gen: torch.Tensor, real: torch.Tensor, group: Sequence[dict[str, Any]],
+                   centroids: torch.Tensor, scores: dict[str, list[np.ndarray]]) -> None:
+    """Score generated frames (B, T, 3, H, W) against the real clip (B, T+1, 3, H, W).
+
+    ``centroids`` (B, T+1, K, 2): the true pixel positions; ``scores``: one protocol's lists
+    of :class:`_Tally` ``per``.
+    """
+    b, horizon, _, h, w = gen.shape
+    target = real[:, 1:]
+    scores["psnr"].append(metrics.psnr(gen.flatten(0, 1), target.flatten(0, 1))
+                          .view(b, horizon).cpu().numpy())
+    scores["ssim"].append(metrics.ssim(gen.flatten(0, 1), target.flatten(0, 1))
+                          .view(b, horizon).cpu().numpy())
+    gen_u8 = to_uint8(gen.flatten(0, 1).cpu()).reshape(b, horizon, h, w, 3)
+    for i, c in enumerate(group):
+        k = c["centroids"].shape[1]
+        located = torch.from_numpy(locate_objects(gen_u8[i], c["colors"]))  # (T, K, 2)
+        truth = centroids[i, 1:, :k]
+        err = metrics.position_errors(located, truth, w)  # (T, K), NaN = missed
+        visible = torch.isfinite(truth).all(-1)
+        missed = visible & ~torch.isfinite(err)
+        scores["err"].append(torch.where(visible, err, torch.full_like(err, math.nan)).numpy())
+        scores["missed"].append(np.stack([missed.float().numpy(), visible.float().numpy()]))
+
+
+def _score_batch(model: LayeredGenerator, group: Sequence[dict[str, Any]], tally: _Tally,
+                 device: torch.device, horizon: int, fit_iterations: int, subpixel: bool,
+                 tracking: str, gif_clips: int) -> None:
+    """Roll out every protocol on a batch of clips and add their scores to ``tally``."""
+    batch = _stack_clips(group)
+    real = batch["frames"].to(device)  # (B, T+1, 3, H, W)
+    real_masks = _score_real(model, group, batch, real, tally)
+    cents = batch["centroids"]  # (B, T+1, K, 2) pixels
+    positions = cents[:, :-1].to(device)
+    generated: dict[str, torch.Tensor] = {}
+    for protocol in PROTOCOLS:
+        if protocol == "nonparametric":
+            gen, _ = rollout(model, real[:, 0], horizon, protocol, positions=positions,
+                             target_masks=real_masks[:, 1:])
+        else:
+            theta, fiou = fit_object_controls(batch["objects"].to(device), protocol,
+                                              fit_iterations)
+            tally.fit_ious[protocol].append(_nanmean(fiou.cpu().numpy()))
+            gen, _ = rollout(model, real[:, 0], horizon, protocol, theta=theta,
+                             positions=positions, subpixel=subpixel, tracking=tracking)
+        generated[protocol] = gen
+        _score_rollout(gen, real, group, cents, tally.per[protocol])
+    for i in range(min(len(group), max(0, gif_clips - len(tally.gif_rows)))):
+        row = [to_uint8(real[i, 1:].cpu())] + [
+            to_uint8(generated[p][i].cpu()) for p in PROTOCOLS]
+        tally.gif_rows.append(np.concatenate(row, axis=2))  # (T, H, 4W, 3)
+
+
+def _protocol_entry(scores: dict[str, list[np.ndarray]], contacts: Sequence[np.ndarray],
+                    horizon: int) -> dict[str, Any]:
+    """One protocol's numbers in eval.json, from its :class:`_Tally` ``per`` lists."""
+    errs = scores["err"]
+    steps = [_error_stats(np.concatenate([e[t].ravel() for e in errs]))
+             for t in range(horizon)]
+    flat = np.concatenate([e.ravel() for e in errs])
+    met = np.concatenate([c.ravel() for c in contacts])
+    overall = _error_stats(flat)
+    missed = np.concatenate([m.reshape(2, -1) for m in scores["missed"]], axis=1)
+    psnr_steps = np.concatenate(scores["psnr"])  # (N, T)
+    ssim_steps = np.concatenate(scores["ssim"])
+    return {
+        "rmse": overall["rmse"],
+        "rmse_per_step": [s["rmse"] for s in steps],
+        "median": overall["median"],
+        "median_per_step": [s["median"] for s in steps],
+        "gross_rate": overall["gross_rate"],
+        "count": overall["count"],
+        "isolated": {**_error_stats(np.where(met, np.nan, flat)),
+                     "missed_rate": _rate(missed[0][~met], missed[1][~met])},
+        "after_contact": {**_error_stats(np.where(met, flat, np.nan)),
+                          "missed_rate": _rate(missed[0][met], missed[1][met])},
+        "missed_rate": _rate(missed[0], missed[1]),
+        "psnr": _nanmean(np.where(np.isinf(psnr_steps), 100.0, psnr_steps)),
+        "psnr_per_step": [_nanmean(np.where(np.isinf(s), 100.0, s)) for s in psnr_steps.T],
+        "ssim": _nanmean(ssim_steps),
+        "ssim_per_step": [_nanmean(s) for s in ssim_steps.T],
+    }
+
+
+def _write_outputs(result: dict[str, Any], out: Path, gif_rows: Sequence[np.ndarray]) -> None:
+    """Write eval.json, error_vs_step.png and (with rows) rollouts.gif to ``out``.
+
+    The plot's note and the GIF's path are added to ``result`` first.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    result["plot"] = plot_errors(result, out / "error_vs_step.png")
+    if gif_rows:
+        save_gif(gif_rows, out / "rollouts.gif")
+        result["gif"] = str(out / "rollouts.gif")
+    (out / "eval.json").write_text(json.dumps(_json_safe(result), indent=2))
+
+
 @torch.no_grad()
 def evaluate(model: LayeredGenerator, data: str | os.PathLike, out_dir: str | os.PathLike | None,
              split: str = "test", num_clips: int = 16, horizon: int = 16,
              fit_iterations: int = 16, batch_clips: int = 8, gif_clips: int = 4,
              device: torch.device | str | None = None, subpixel: bool = True,
-             tracking: str = "segment") -> dict[str, Any]:
+             tracking: str = "segment", at_most: bool = False) -> dict[str, Any]:
     """Run the protocol of the module docstring; write outputs to ``out_dir`` (if given).
 
+    Scores the first ``num_clips`` usable clips of ``data/split`` (``load_clip``); with
+    ``at_most``, fewer with a warning naming the skipped clips (the trainer's final
+    evaluation, which must not lose a finished run to a short split).
     ``subpixel`` and ``tracking`` are passed to ``rollout`` (``subpixel=False``: the paper's
     whole-pixel warps; ``tracking``: "segment", "carry" or "anchored").
 
     Returns the dict written to ``eval.json``.
+
+    Raises:
+        FileNotFoundError: no folder ``data/split``.
+        ValueError: bad arguments, no usable clip, or (without ``at_most``) fewer than
+            ``num_clips`` usable clips (the message names each skipped clip and why).
     """
     if horizon < 1 or num_clips < 1:
         raise ValueError(f"horizon and num_clips must be >= 1, got {horizon}, {num_clips}")
     _check_tracking(tracking, subpixel)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
+    size: tuple[int, int] = (int(model.config.resolution[0]), int(model.config.resolution[1]))
+    clips = _load_clips(data, split, num_clips, horizon + 1, size, at_most)
     modes = module_modes(model)
     model.eval()
-    size = tuple(model.config.resolution)
-    clips = []
-    for clip_dir in list_clips(data, split):
-        c = load_clip(clip_dir, horizon + 1, size)  # type: ignore[arg-type]
-        if c is not None:
-            clips.append(c)
-        if len(clips) >= num_clips:
-            break
-    if not clips:
-        raise ValueError(
-            f"no clip in {Path(data) / split} has >= {horizon + 1} frames, ground truth and key "
-            "colours")
-    width = size[1]
-    ious: list[float] = []
-    per: dict[str, dict[str, list[np.ndarray]]] = {
-        p: {"err": [], "psnr": [], "ssim": [], "missed": []} for p in PROTOCOLS}
-    contacts: list[np.ndarray] = []  # per clip (T, K): one entry per "err" entry of a protocol
-    loc_err, loc_found = [], []
-    fit_ious: dict[str, list[float]] = {"translation": [], "affine": []}
-    gif_rows: list[np.ndarray] = []
+    tally = _Tally()
     for start in range(0, len(clips), batch_clips):
-        group = clips[start:start + batch_clips]
-        batch = _stack_clips(group)
-        real = batch["frames"].to(dev)  # (B, T+1, 3, H, W)
-        b, t1 = real.shape[:2]
-        real_masks = _masks(model, real.flatten(0, 1)).view(b, t1, 1, *size)
-        fg = batch["foreground"].to(dev)
-        ious += metrics.mask_iou(real_masks.flatten(0, 1), fg.flatten(0, 1)).tolist()
-        objects = batch["objects"].to(dev)
-        cents = batch["centroids"]  # (B, T+1, K, 2) pixels
-        contact = contact_so_far(batch["objects"])  # (B, T+1, K)
-        real_u8 = to_uint8(real.flatten(0, 1).cpu()).reshape(b, t1, *size, 3)
-        for i, c in enumerate(group):
-            k = c["centroids"].shape[1]
-            contacts.append(contact[i, 1:, :k].numpy())
-            located = torch.from_numpy(locate_objects(real_u8[i], c["colors"]))
-            truth = cents[i, :, :k]
-            visible = torch.isfinite(truth).all(-1)
-            e = metrics.position_errors(located, truth, width)[visible]
-            loc_err.append(e.numpy())
-            loc_found.append(torch.isfinite(e).numpy())
-        generated: dict[str, torch.Tensor] = {}
-        for protocol in PROTOCOLS:
-            if protocol == "nonparametric":
-                gen, _ = rollout(model, real[:, 0], horizon, protocol,
-                                 positions=cents[:, :-1].to(dev),
-                                 target_masks=real_masks[:, 1:])
-            else:
-                theta, fiou = fit_object_controls(objects, protocol, fit_iterations)
-                fit_ious[protocol].append(_nanmean(fiou.cpu().numpy()))
-                gen, _ = rollout(model, real[:, 0], horizon, protocol, theta=theta,
-                                 positions=cents[:, :-1].to(dev), subpixel=subpixel,
-                                 tracking=tracking)
-            generated[protocol] = gen
-            target = real[:, 1:]
-            per[protocol]["psnr"].append(
-                metrics.psnr(gen.flatten(0, 1), target.flatten(0, 1)).view(b, horizon)
-                .cpu().numpy())
-            per[protocol]["ssim"].append(
-                metrics.ssim(gen.flatten(0, 1), target.flatten(0, 1)).view(b, horizon)
-                .cpu().numpy())
-            gen_u8 = to_uint8(gen.flatten(0, 1).cpu()).reshape(b, horizon, *size, 3)
-            for i, c in enumerate(group):
-                k = c["centroids"].shape[1]
-                located = torch.from_numpy(locate_objects(gen_u8[i], c["colors"]))  # (T, K, 2)
-                truth = cents[i, 1:, :k]
-                err = metrics.position_errors(located, truth, width)  # (T, K), NaN = missed
-                visible = torch.isfinite(truth).all(-1)
-                missed = visible & ~torch.isfinite(err)
-                err = torch.where(visible, err, torch.full_like(err, math.nan))
-                per[protocol]["err"].append(err.numpy())
-                per[protocol]["missed"].append(
-                    np.stack([missed.float().numpy(), visible.float().numpy()]))
-        for i in range(min(b, max(0, gif_clips - len(gif_rows)))):
-            row = [to_uint8(real[i, 1:].cpu())] + [
-                to_uint8(generated[p][i].cpu()) for p in PROTOCOLS]
-            gif_rows.append(np.concatenate(row, axis=2))  # (T, H, 4W, 3)
-
+        _score_batch(model, clips[start:start + batch_clips], tally, dev, horizon,
+                     fit_iterations, subpixel, tracking, gif_clips)
     result: dict[str, Any] = {
         "data": str(data), "split": split, "clips": len(clips), "horizon": horizon,
         "subpixel_carry": subpixel, "tracking": tracking,
         "resolution": list(size), "units": "position errors in units of image width",
-        "mask_iou": _nanmean(np.asarray(ious)),
-        "mask_iou_per_clip_frames": len(ious),
+        "mask_iou": _nanmean(np.asarray(tally.ious)),
+        "mask_iou_per_clip_frames": len(tally.ious),
         "locator_on_real": {
-            "rmse": metrics.rmse(torch.from_numpy(np.concatenate(loc_err))),
-            "detection_rate": float(np.concatenate(loc_found).mean())
-            if loc_found else math.nan,
+            "rmse": metrics.rmse(torch.from_numpy(np.concatenate(tally.loc_err))),
+            "detection_rate": float(np.concatenate(tally.loc_found).mean())
+            if tally.loc_found else math.nan,
         },
         "control_assignment": "per-object fits between true object masks, applied to the "
                               + _ASSIGNMENT[tracking],
         "protocols": {},
     }
     for protocol in PROTOCOLS:
-        errs = per[protocol]["err"]
-        steps = [_error_stats(np.concatenate([e[t].ravel() for e in errs]))
-                 for t in range(horizon)]
-        flat = np.concatenate([e.ravel() for e in errs])
-        met = np.concatenate([c.ravel() for c in contacts])
-        overall = _error_stats(flat)
-        missed = np.concatenate([m.reshape(2, -1) for m in per[protocol]["missed"]], axis=1)
-        psnr_steps = np.concatenate(per[protocol]["psnr"])  # (N, T)
-        ssim_steps = np.concatenate(per[protocol]["ssim"])
-        entry = {
-            "rmse": overall["rmse"],
-            "rmse_per_step": [s["rmse"] for s in steps],
-            "median": overall["median"],
-            "median_per_step": [s["median"] for s in steps],
-            "gross_rate": overall["gross_rate"],
-            "count": overall["count"],
-            "isolated": {**_error_stats(np.where(met, np.nan, flat)),
-                         "missed_rate": _rate(missed[0][~met], missed[1][~met])},
-            "after_contact": {**_error_stats(np.where(met, flat, np.nan)),
-                              "missed_rate": _rate(missed[0][met], missed[1][met])},
-            "missed_rate": _rate(missed[0], missed[1]),
-            "psnr": _nanmean(np.where(np.isinf(psnr_steps), 100.0, psnr_steps)),
-            "psnr_per_step": [_nanmean(np.where(np.isinf(s), 100.0, s)) for s in psnr_steps.T],
-            "ssim": _nanmean(ssim_steps),
-            "ssim_per_step": [_nanmean(s) for s in ssim_steps.T],
-        }
-        if protocol in fit_ious:
-            entry["fit_iou"] = _nanmean(np.asarray(fit_ious[protocol]))
+        entry = _protocol_entry(tally.per[protocol], tally.contacts, horizon)
+        if protocol in tally.fit_ious:
+            entry["fit_iou"] = _nanmean(np.asarray(tally.fit_ious[protocol]))
         result["protocols"][protocol] = entry
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        result["plot"] = plot_errors(result, out / "error_vs_step.png")
-        if gif_rows:
-            save_gif(gif_rows, out / "rollouts.gif")
-            result["gif"] = str(out / "rollouts.gif")
-        (out / "eval.json").write_text(json.dumps(_json_safe(result), indent=2))
+        _write_outputs(result, Path(out_dir), tally.gif_rows)
     restore_modes(modes)
     return result
 

@@ -1,65 +1,51 @@
-"""The training loop of both stages: one step function, the GAN alternation written out.
+"""The run of a training: its phases, resume, signals, the data loader, checkpoints.
 
-A run is a list of phases, each a number of optimiser steps with one step function:
+A run is a list of phases, each a number of optimiser steps of one phase's step
+(:func:`training.step.train_step` with the phase's loss of :mod:`training.phase_losses`):
 
 * ``stage1``: M and G learn together from (f_t, f_{t+1}) with soft masks;
-  loss = L_img + lambda_bg L_bg + lambda_fg L_fg + lambda_bin L_bin.
 * ``stage2``: M is frozen (out of the optimiser, eval mode, no gradient); G learns from the
-  binarised pseudo-control mask; loss = L_img + lambda'_bg L'_bg.
+  binarised pseudo-control mask;
 * ``single``: the single-stage ablation, stage I and stage II losses in every step.
 
-with L_img = rec + lambda_VQ VQ + lambda_p perceptual + adaptive GAN. The global step counts on
-across phases (stage II of a 3000 + 1000 run has steps 3000 ... 3999); metric keys are
-``<phase>/train/<name>``.
-
-Each step (:func:`train_step`):
-  1. generator update: forward (DDP-wrapped), losses, the adaptive GAN weight at G's last
-     layer, ``opt_g`` step;
-  2. discriminator update (once ``step >= disc_start``): D on [f_{t+1}, f^_{t+1}.detach()],
-     ``opt_d`` step.
+The global step counts on across phases (stage II of a 3000 + 1000 run has steps 3000 ...
+3999); metric keys are ``<phase>/train/<name>``.
 
 Exact resume: the data order is a function of the step (``ResumableBatchSampler``); weights,
 both optimisers, the RNG states (torch, numpy, python) and the pseudo-control cache are saved
 in ``checkpoints/last.safetensors`` every ``checkpoint_every`` steps and when stopped (SIGINT /
-SIGTERM or a hook).
+SIGTERM or a hook). The ``keep_checkpoints`` newest are kept; ``--resume`` falls back to an
+older one when the newest cannot be read (``training.run_dir.load_resumable``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from lcvg_env import compositing
 from lcvg_env import control as ctl
 from lcvg_env.checkpoint import load_checkpoint, load_weights_strict, save_checkpoint
 from lcvg_env.device import resolve_device
 from lcvg_env.models import LayeredGenerator
-from training import losses, metrics, schedules
 from training.config import TrainConfig, apply_ablation
+from training.data.pairs import FramePairDataset
 from training.discriminator import PatchDiscriminator
-from training.distributed import (
-    DistInfo,
-    ResumableBatchSampler,
-    all_reduce_mean,
-    barrier,
-    init_distributed,
-)
-from training.pseudo_control import PseudoBatch, PseudoControl
-from training.run_dir import RunDir, mask_overlay
+from training.distributed import ResumableBatchSampler, barrier, init_distributed
+from training.pseudo_control import PseudoControl
+from training.rng_state import rng_state, seed_everything, set_rng_state
+from training.run_dir import RunDir, load_resumable, mask_overlay
+from training.step import train_step
+from training.step_context import PHASES, GeneratorForward, StepContext, use_channels_last
 
 TRAINING_STATE_VERSION = 1
 
@@ -84,376 +70,6 @@ def plan_phases(config: TrainConfig) -> list[Phase]:
     if config.stage in ("2", "both"):
         out.append(Phase("stage2", config.stage2_steps))
     return out
-
-
-class _Forward(nn.Module):
-    """The generator's forward for one training step, as one module call (what DDP needs).
-
-    ``forward(frames, control=None, joint=False, next_frames=None)``: stage I (control None)
-    uses M's soft masks; stage II uses ``control``; ``joint`` does both in one batched call
-    (frames repeated). With ``next_frames`` (B, 3, H, W), M also runs on them, in the same
-    call as on ``frames``. Returns (pred (B', 3, H, W), masks (B', 1, H, W), vq_loss (),
-    perplexity (), code indices (2, B', h', w'), next masks (B, 1, H, W) or None).
-    """
-
-    def __init__(self, generator: LayeredGenerator) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, frames: torch.Tensor, control: torch.Tensor | None = None,
-                joint: bool = False, next_frames: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor | None, ...]:
-        """See the class docstring."""
-        g = self.generator
-        b = frames.shape[0]
-        next_masks = None
-        if control is None or joint:
-            if next_frames is None:
-                soft = g.mask(frames)
-            else:
-                both = g.mask(torch.cat([frames, next_frames], 0))
-                soft, next_masks = both[:b], both[b:]
-        if control is None:
-            masks = soft
-        elif joint:
-            masks = torch.cat([soft, control], 0)
-            frames = torch.cat([frames, frames], 0)
-        else:
-            masks = control
-        latents = g.encode_layers(frames, masks)
-        pred = g.decode(latents.foreground + latents.background)
-        return pred, masks, latents.vq_loss, latents.perplexity, latents.indices, next_masks
-
-
-@dataclass
-class StepContext:
-    """Everything one training step touches."""
-
-    config: TrainConfig
-    generator: LayeredGenerator
-    forward: nn.Module
-    discriminator: PatchDiscriminator
-    disc_forward: nn.Module
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    device: torch.device
-    dist: DistInfo
-    pseudo: PseudoControl
-    perceptual: nn.Module | None = None
-    base_lr: float = 1e-4
-    phase: str = "stage1"
-    phase_start: int = 0
-    last: dict[str, torch.Tensor] = field(default_factory=dict)
-    code_usage: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-
-    def autocast(self) -> Any:
-        """bf16 autocast on CUDA (``amp`` auto/bf16), a null context otherwise."""
-        amp = self.config.amp
-        use = (amp == "bf16") or (amp == "auto" and self.device.type == "cuda")
-        if not use:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
-
-def _channels_last(config: TrainConfig, device: torch.device) -> bool:
-    return config.channels_last == "on" or (config.channels_last == "auto"
-                                            and device.type == "cpu")
-
-
-def train_step(ctx: StepContext, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
-    """One optimiser step of the current phase (generator, then discriminator).
-
-    ``batch`` holds ``frame``, ``next_frame`` (B, 3, H, W) in [-1, 1] and ``index`` (B,);
-    ``step`` is the global step. Returns the logs (unprefixed names).
-    """
-    cfg, phase = ctx.config, ctx.phase
-    memory = torch.channels_last if _channels_last(cfg, ctx.device) else torch.contiguous_format
-    frame = batch["frame"].to(ctx.device, non_blocking=True).contiguous(memory_format=memory)
-    target = batch["next_frame"].to(ctx.device, non_blocking=True).contiguous(
-        memory_format=memory)
-    index = batch.get("index")
-    local_step = step - ctx.phase_start
-    logs: dict[str, float] = {}
-
-    lr = ctx.base_lr * schedules.lr_factor(local_step, cfg.warmup_steps)
-    for group in ctx.opt_g.param_groups:
-        group["lr"] = lr
-    for group in ctx.opt_d.param_groups:
-        group["lr"] = lr * cfg.disc_lr_factor
-    logs["lr"] = lr
-
-    # ---- pseudo control (no gradient; M frozen in stage II, current M in the single stage)
-    control = m_t_bin = None
-    pseudo: PseudoBatch | None = None
-    composite = phase == "stage2" and ctx.generator.config.prediction == "composite"
-    if phase in ("stage2", "single"):
-        was_training = ctx.generator.mask_net.training
-        if phase == "single":
-            ctx.generator.mask_net.eval()
-        pseudo = ctx.pseudo.fit(ctx.generator.mask, frame, target, index)
-        m_t_bin, control = pseudo.m_t, pseudo.m_c
-        ctx.generator.mask_net.train(was_training)
-        logs.update(pseudo.logs)
-    changed = losses.changed_pixels(frame, target, cfg.fg_tau, cfg.fg_diff)  # real f_t, f_{t+1}
-    if phase == "stage2" and cfg.self_forcing > 0:
-        assert pseudo is not None
-        frame, forced = self_forced_inputs(ctx, frame, pseudo.m_t, cfg.self_forcing,
-                                           cfg.self_forcing_steps, pseudo.parts)
-        logs["self_forced"] = forced
-    comp = None
-    if composite:  # G corrects the composite the fitted transforms imply (lcvg_env.compositing)
-        assert pseudo is not None
-        comp, control = _composite_inputs(ctx, frame, pseudo)
-
-    # ---- 1. generator update
-    use_gan = cfg.disc_weight > 0 and step >= cfg.disc_start
-    with ctx.autocast():
-        union = phase in ("stage1", "single") and cfg.bg_mask == "pair_union"
-        pred, masks, vq, perplexity, codes, next_masks = ctx.forward(
-            frame if comp is None else comp.image, control, phase == "single",
-            target if union else None)
-    b = frame.shape[0]
-    pred = pred.float()
-    if comp is not None:
-        pred = comp.image + comp.band * pred
-    pred1 = pred[:b]
-    pixel_weight = (losses.motion_weights(changed, cfg.rec_motion_weight)
-                    if cfg.rec_motion_weight > 0 else None)
-    rec, rl = losses.reconstruction_loss(pred1, target, cfg.rec_weight, pixel_weight)
-    vq_term, vl = losses.vq_loss_term(vq, cfg.vq_weight)
-    perc, pl = losses.perceptual_loss(ctx.perceptual, pred1, target, cfg.perceptual_weight)
-    logs.update(rl | vl | pl)
-    logs["perplexity"] = float(perplexity)
-    nll = rec + perc
-    total = nll + vq_term
-
-    if phase in ("stage1", "single"):
-        soft = masks[:b].float()
-        if next_masks is not None:  # bg_mask "pair_union"
-            soft = losses.pair_union(soft, next_masks)
-        ratio_step = local_step if phase == "stage1" else step
-        w_fg = schedules.fg_weight(ratio_step, cfg.bg_weight, cfg.ratio_start, cfg.ratio_end,
-                                   cfg.ratio_halve_every)
-        w_bg = cfg.bg_weight if cfg.bg_loss else 0.0
-        bg, bl = losses.background_loss(soft, frame.float(), target.float(), w_bg)
-        if cfg.fg_prior == "dynamic":
-            prior: torch.Tensor | float = changed
-        else:
-            prior = cfg.fixed_prior
-        fg, fl = losses.size_prior_loss(soft, prior, w_fg, cfg.fg_hinge)
-        w_bin = cfg.bin_weight * schedules.ramp(ratio_step, cfg.bin_ramp_steps)
-        bn, bnl = losses.binarization_loss(
-            masks[:b] if next_masks is None else torch.cat([masks[:b], next_masks]), w_bin)
-        logs["bin_weight"] = w_bin
-        total = total + bg + fg + bn
-        logs.update(bl | fl | bnl)
-        logs["fg_weight"] = w_fg
-        logs["bg_weight"] = w_bg
-    if phase in ("stage2", "single"):
-        assert m_t_bin is not None and control is not None
-        pred2 = pred[b:] if phase == "single" else pred
-        if phase == "single":
-            rec2, _ = losses.reconstruction_loss(pred2, target, cfg.rec_weight, pixel_weight)
-            total = total + rec2
-            logs["rec2_loss"] = float(rec2.detach()) / max(cfg.rec_weight, 1e-12)
-        bg2, b2l = losses.stage2_background_loss(m_t_bin, pred2, target, cfg.stage2_bg_weight)
-        total = total + bg2
-        logs.update(b2l)
-        logs["control_size"] = float(control.mean())
-
-    if use_gan:
-        params = {k: v.detach() for k, v in ctx.discriminator.named_parameters()}
-        with ctx.autocast():
-            logits_fake = functional_call(ctx.discriminator, params, (pred1,))
-        g_loss, gl = losses.generator_gan_loss(logits_fake, cfg.disc_loss)
-        d_weight = losses.adaptive_gan_weight(
-            nll, g_loss, ctx.generator.last_layer, cfg.disc_weight,
-            reduce=lambda t: all_reduce_mean(t, ctx.dist))
-        total = total + d_weight * g_loss
-        logs.update(gl)
-        logs["d_weight"] = float(d_weight)
-
-    ctx.opt_g.zero_grad(set_to_none=True)
-    total.backward()
-    if cfg.grad_clip > 0:
-        norm = torch.nn.utils.clip_grad_norm_(
-            [p for g in ctx.opt_g.param_groups for p in g["params"]], cfg.grad_clip)
-        logs["grad_norm"] = float(norm)
-    ctx.opt_g.step()
-    logs["total_loss"] = float(total.detach())
-
-    # ---- 2. discriminator update
-    if use_gan:
-        with ctx.autocast():
-            logits = ctx.disc_forward(torch.cat([target, pred1.detach().to(target.dtype)], 0))
-        d_loss, dl = losses.discriminator_loss(logits[:b], logits[b:], cfg.disc_loss)
-        ctx.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        ctx.opt_d.step()
-        logs.update(dl)
-
-    if "foreground" in batch:  # ground truth, when the data has it: logged, never trained on
-        with torch.no_grad():
-            fg_true = batch["foreground"].to(ctx.device)
-            logs["mask_iou"] = float(metrics.mask_iou(masks[:b].float(), fg_true).mean())
-    if cfg.code_reset_every > 0:
-        ctx.code_usage += torch.bincount(codes.flatten(), minlength=ctx.code_usage.numel()).to(
-            ctx.code_usage)
-        if (step + 1) % cfg.code_reset_every == 0:
-            logs["codes_reset"] = float(reset_dead_codes(ctx, frame, masks[:b].detach()))
-
-    ctx.last = {"frame": frame.detach(), "target": target.detach(),
-                "pred": pred1.detach(), "masks": masks[:b].detach()}
-    if control is not None:
-        ctx.last["control"] = control.detach()
-        ctx.last["pred_control"] = (pred[b:] if phase == "single" else pred).detach()
-    return logs
-
-
-def _composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
-                      ) -> tuple[compositing.Composite, torch.Tensor]:
-    """Return the composite of a stage II pair and its control mask m_c, as the simulator would.
-
-    Each fitted object of f_t moves with its transform (nearest pixel) over f_t's background
-    (known outside the fitted objects); the foreground beyond them stays in place.
-    """
-    assert pseudo.parts is not None and pseudo.theta is not None
-    with torch.no_grad():
-        parts = pseudo.parts.float()
-        b, k, h, w = parts.shape
-        moved = ctl.warp_nearest(parts.reshape(b * k, 1, h, w),
-                                 pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
-        known = 1.0 - parts.amax(dim=1, keepdim=True)
-        comp = compositing.compose(frame.float(), parts, pseudo.theta, moved, frame.float(),
-                                   known, ctx.generator.config.band_px)
-        control = torch.maximum(comp.moved, pseudo.rest)
-    return comp, control
-
-
-@torch.no_grad()
-def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tensor,
-                       probability: float, max_steps: int = 1,
-                       parts: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    """Replace a random share of the input frames by the generator's own k-step output.
-
-    The simulator feeds generated frames back into G; trained on real frames only, G drifts
-    out of its input distribution within a few steps (colours wash out, blobs appear).
-    ``G(f_t, binarise(M(f_t)))`` is a generated-looking f_t with the objects nearly in place
-    (nothing tells G how they move), so stage II then learns the controlled step from inputs
-    like the ones it will see. Draws from torch's global RNG (restored on resume). A composite
-    generator (``ModelConfig.prediction``) makes the replacement its own way: its correction
-    of f_t with every fitted object left in place.
-
-    Args:
-        ctx: the step context (its ``generator`` and ``autocast`` are used).
-        frame: (B, 3, H, W) real f_t in [-1, 1].
-        masks: (B, 1, H, W) binarised masks of f_t.
-        probability: chance per pair of the replacement.
-        max_steps: k is drawn uniformly from 1..max_steps (one k per call; nothing is drawn
-            for 1); steps after the first use binarise(M(.)) of the previous output.
-        parts: (B, K, H, W) the objects of ``masks`` (needed by a composite generator).
-
-    Returns:
-        The (B, 3, H, W) input frames and the share that was replaced.
-    """
-    pick = torch.rand(frame.shape[0], device=frame.device) < probability  # (B,)
-    if not bool(pick.any()):
-        return frame, 0.0
-    steps = 1 if max_steps == 1 else int(torch.randint(1, max_steps + 1, ()).item())
-    g = ctx.generator
-    generated, m = frame[pick], masks[pick]
-    with ctx.autocast():
-        for k in range(steps):
-            if g.config.prediction == "composite":
-                if parts is None:
-                    raise ValueError("a composite generator needs the objects' parts")
-                objects = parts[pick].float()
-                n, j = objects.shape[:2]
-                still = ctl.identity_matrix(n * j, device=frame.device).view(n, j, 2, 3)
-                generated, _ = compositing.predict(
-                    g.predict_next, generated.float(), objects, still, objects, m,
-                    generated.float(), 1.0 - objects.amax(dim=1, keepdim=True),
-                    g.config.band_px)
-            else:
-                if k:
-                    m = g.binary_mask(generated)
-                generated = g.predict_next(generated, m)
-            generated = generated.float().clamp(-1.0, 1.0)
-    out = frame.clone()
-    out[pick] = generated.to(frame.dtype)
-    return out, float(pick.float().mean())
-
-
-@torch.no_grad()
-def reset_dead_codes(ctx: StepContext, frame: torch.Tensor, masks: torch.Tensor) -> int:
-    """Re-initialise codes unused since the last reset to random encoder outputs.
-
-    The encoder outputs come from the layers of this batch (frame (B, 3, H, W), masks (B, 1, H,
-    W)); the Adam moments of the replaced rows are zeroed. With several processes, rank 0's
-    codebook is broadcast. Returns the number of codes replaced.
-    """
-    g = ctx.generator
-    usage = ctx.code_usage
-    if ctx.dist.enabled:
-        torch.distributed.all_reduce(usage)
-    dead = (usage == 0).nonzero().flatten()
-    usage.zero_()
-    if dead.numel() == 0:
-        return 0
-    fg = frame * masks
-    z_e = g.quant_conv(g.encoder(torch.cat([fg, frame - fg], 0))).float()  # (2B, C, h, w)
-    flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])  # (2B h w, C)
-    pick = torch.randint(0, flat.shape[0], (dead.numel(),), device=flat.device)
-    weight = g.quantizer.embedding.weight
-    weight[dead] = flat[pick].to(weight.dtype)
-    if ctx.dist.enabled:
-        torch.distributed.broadcast(weight.data, src=0)
-    state = ctx.opt_g.state.get(weight, {})
-    for key in ("exp_avg", "exp_avg_sq"):
-        if key in state:
-            state[key][dead] = 0
-    return int(dead.numel())
-
-
-# ------------------------------------------------------------------------------------ state
-def rng_state() -> dict[str, Any]:
-    """RNG states of torch (CPU and CUDA), numpy and python, checkpoint-storable."""
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": str(np_state[0]), "keys": np.asarray(np_state[1]),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached": float(np_state[4])},
-        "python": _python_state_to_storable(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def _python_state_to_storable(state: tuple) -> dict[str, Any]:
-    version, internal, gauss = state
-    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss": gauss}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"].to(torch.uint8))
-    n = state["numpy"]
-    np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(x) for x in p["internal"].tolist()), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.to(torch.uint8) for t in state["cuda"]])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and python's random."""
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
 
 
 # ---------------------------------------------------------------------------------- trainer
@@ -497,11 +113,10 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         seed_everything(config.seed)
         self.generator = LayeredGenerator(self.config.model).to(self.device)
-        self.generator.check_values = self.device.type == "cpu"
         c = self.config
         self.discriminator = PatchDiscriminator(3, c.disc_ndf, c.disc_layers, c.disc_norm).to(
             self.device)
-        if _channels_last(c, self.device):
+        if use_channels_last(c, self.device):
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         self.base_lr = c.learning_rate * (c.batch_size if c.scale_lr else 1)
@@ -541,7 +156,7 @@ class Trainer:
         return opt
 
     def _wrap(self) -> tuple[nn.Module, nn.Module]:
-        forward: nn.Module = _Forward(self.generator)
+        forward: nn.Module = GeneratorForward(self.generator)
         disc: nn.Module = self.discriminator
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -560,14 +175,9 @@ class Trainer:
         return forward, disc
 
     def _loader(self, phase: Phase, phase_step: int) -> Iterator[dict[str, torch.Tensor]]:
-        try:
-            from training.data import FramePairDataset
-        except ImportError:  # older layout: the class lives in training.data.pairs
-            from training.data.pairs import FramePairDataset
-
         c = self.config
-        dataset = FramePairDataset(c.data, split="train", gap=c.gap,
-                                   size=tuple(c.model.resolution), flip=c.flip)
+        h, w = c.model.resolution
+        dataset = FramePairDataset(c.data, split="train", gap=c.gap, size=(h, w), flip=c.flip)
         seed = c.seed + {"stage1": 1, "stage2": 2, "single": 3}[phase.name]
         sampler = ResumableBatchSampler(len(dataset), c.batch_size, seed, phase_step,
                                         self.dist.rank, self.dist.world_size)
@@ -586,7 +196,7 @@ class Trainer:
         return {"model": self.config.model.to_dict(), "training": self.raw_config.to_dict()}
 
     def save(self) -> None:
-        """Write the resumable checkpoint (rank 0), atomically."""
+        """Write the resumable checkpoint (rank 0), atomically; keep ``keep_checkpoints``."""
         if not self.dist.is_main:
             return
         state = {
@@ -601,15 +211,15 @@ class Trainer:
             "code_usage": self.code_usage,
             "rng": rng_state(),
         }
-        save_checkpoint(self.run.checkpoint_path, self.generator.state_dict(),
-                        self._config_dict(), training_state=state,
-                        metadata={"argv": self.argv, "kind": "resumable"})
+        self.run.save_resumable(self.config.keep_checkpoints, self.generator.state_dict(),
+                                self._config_dict(), training_state=state,
+                                metadata={"argv": self.argv, "kind": "resumable"})
 
     def _load_resume(self) -> None:
-        path = self.run.checkpoint_path
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        ckpt = load_checkpoint(path, map_location="cpu")
+        try:
+            ckpt, _ = load_resumable(self.run.path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"--resume: {error}") from None
         st = ckpt.training_state
         saved = [[str(n), int(s)] for n, s in st["phases"]]
         mine = [[p.name, p.steps] for p in self.phases]
@@ -642,7 +252,7 @@ class Trainer:
 
         if threading.current_thread() is not threading.main_thread():
             return []
-        previous = []
+        previous: list[tuple[int, Any]] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous.append((sig, signal.getsignal(sig)))
             signal.signal(sig, lambda *_: self.request_stop())
@@ -654,7 +264,9 @@ class Trainer:
             self.run.write_config(self._config_dict(), self.argv)
         previous = self._install_signals()
         try:
-            return self._fit()
+            # values are scanned on a CPU only: on a GPU each scan is a device sync
+            with ctl.trusted_values(self.device.type != "cpu"):
+                return self._fit()
         finally:
             for sig, handler in previous:
                 signal.signal(sig, handler)
@@ -693,7 +305,7 @@ class Trainer:
         self.generator.eval()
         result = evaluate(self.generator, c.data, self.run.path / "eval", split=split,
                           num_clips=c.eval_clips, horizon=c.eval_horizon,
-                          fit_iterations=c.fit_iterations)
+                          fit_iterations=c.fit_iterations, at_most=True)
         self.run.log(self.step, {f"final/eval/{key}": value
                                  for key, value in summarize(result).items()})
         return result
@@ -705,7 +317,7 @@ class Trainer:
         generator's optimiser is rebuilt without it if it still holds M's parameters. Used by
         the training loop and by ``benchmarks/train_step.py``.
         """
-        if phase not in ("stage1", "stage2", "single"):
+        if phase not in PHASES:
             raise ValueError(f"phase must be 'stage1', 'stage2' or 'single', got {phase!r}")
         if phase == "stage2":
             mask_params = {id(p) for p in self.generator.mask_net.parameters()}
@@ -791,10 +403,10 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False,
 
 
 def config_from_run(run_dir: str | Path) -> TrainConfig:
-    """Return the TrainConfig a run folder was started with (from its resumable checkpoint)."""
-    path = Path(run_dir) / "checkpoints" / "last.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no resumable checkpoint at {path}")
-    ckpt = load_checkpoint(path)
+    """Return the TrainConfig a run folder was started with (from its resumable checkpoint).
+
+    The newest readable one (see :func:`training.run_dir.load_resumable`).
+    """
+    ckpt, _ = load_resumable(run_dir)
     cfg = TrainConfig.from_dict(ckpt.config["training"])
     return replace(cfg)

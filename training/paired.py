@@ -26,11 +26,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from lcvg_env.world.scene import STYLES, SceneConfig
+from lcvg_env.configs import check_choices
+from lcvg_env.tracking import Tracking
+from lcvg_env.world.scene import STYLES, SceneConfig, Style
 from lcvg_env.world.twin import SpritesRealEnv
 from training import paired_metrics as pm
 
@@ -48,12 +50,15 @@ __all__ = [
     "write_outputs",
 ]
 
-WORLDS = ("sprites",)
+World = Literal["sprites"]
 """Worlds with a ground-truth twin."""
-PROGRAMS = ("random", "line", "square")
+WORLDS: tuple[World, ...] = get_args(World)
+Program = Literal["random", "line", "square"]
 """Scripted action programs (:func:`action_program`)."""
-CONTROLS = ("position",)
+PROGRAMS: tuple[Program, ...] = get_args(Program)
+PairedControl = Literal["position"]
 """Control modes the paired evaluation runs (the copy-paste baseline only translates)."""
+CONTROLS: tuple[PairedControl, ...] = get_args(PairedControl)
 REPORT_STEPS = (1, 16, 50, 100)
 """Steps reported in the summary as ``<metric>@<step>`` (those <= T)."""
 SUMMARY_METRICS = (
@@ -94,9 +99,9 @@ class PairedConfig:
     divide); an episode of group K draws a scene of exactly K objects, all controlled.
     """
 
-    world: str = "sprites"
+    world: World = "sprites"
     """One of :data:`WORLDS`."""
-    program: str = "random"
+    program: Program = "random"
     """Action program, one of :data:`PROGRAMS`."""
     episodes: int = 64
     """Episodes in all (>= 1); every one is scored."""
@@ -104,17 +109,17 @@ class PairedConfig:
     """Steps per episode T (>= 1)."""
     seed: int = 0
     """Seed of the scenes, the programs and the environments."""
-    style: str = "classic"
+    style: Style = "classic"
     """Scene style, one of :data:`STYLES`."""
     objects: tuple[int, ...] = (1, 2)
     """Numbers of objects K; episodes are split evenly over them."""
-    tracking: str | None = None
+    tracking: Tracking | None = None
     """Learned env's tracking ("segment", "carry", "anchored"); None: the env's default."""
     device: str = "auto"
     """Torch device of the learned env."""
     threads: int | None = None
     """Torch CPU threads during the run (None: torch's choice)."""
-    control: str = "position"
+    control: PairedControl = "position"
     """Control mode, one of :data:`CONTROLS`."""
     noise: bool = True
     """Whether the twin adds its sensor noise to the true frames."""
@@ -125,10 +130,7 @@ class PairedConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; errors name what was received and the choices."""
-        for name, choices in (("world", WORLDS), ("program", PROGRAMS), ("style", STYLES),
-                              ("control", CONTROLS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        check_choices(self)
         for name, low in (("episodes", 1), ("steps", 1), ("show", 0), ("batch", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -143,11 +145,6 @@ class PairedConfig:
                 f"objects must be a non-empty tuple of distinct ints in [1, 6], got "
                 f"{self.objects!r}")
         object.__setattr__(self, "objects", objects)
-        from lcvg_env.simulator import SIM_TRACKING
-
-        if self.tracking is not None and self.tracking not in SIM_TRACKING:
-            raise ValueError(
-                f"tracking must be None or one of {SIM_TRACKING}, got {self.tracking!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(
                 self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be None or an int >= 1, got {self.threads!r}")

@@ -1,6 +1,6 @@
 """Perceptual loss on ImageNet VGG-16 features, with explicit weight loading (no downloads).
 
-The weights are looked up, in order, at: the ``path`` argument (``--perceptual_weights``), the
+The weights are looked up, in order, at: the ``path`` argument (``--perceptual-weights``), the
 ``$LCVG_VGG16_WEIGHTS`` environment variable, and the torch hub cache
 (``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``, the file torchvision downloads). A state dict
 of the full torchvision ``vgg16`` or of its ``features`` part alone is accepted. Nothing is
@@ -48,8 +48,8 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(
         "perceptual_weight > 0 needs ImageNet VGG-16 weights, and none were found. Looked at:\n  "
         f"{looked}\nPut torchvision's {VGG16_FILENAME} in one of these places (e.g. the torch hub "
-        "cache), pass --perceptual_weights PATH, set LCVG_VGG16_WEIGHTS, or train with "
-        "--perceptual_weight 0.")
+        "cache), pass --perceptual-weights PATH, set LCVG_VGG16_WEIGHTS, or train with "
+        "--perceptual-weight 0.")
 
 
 def _vgg16_features() -> nn.Sequential:

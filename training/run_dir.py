@@ -7,6 +7,8 @@ Layout of ``RUN_DIR``::
     tensorboard/           event files, when the tensorboard package is installed
     samples/stage1_000500.png   grids: frame | mask overlay | prediction | target (rows)
     checkpoints/last.safetensors   resumable checkpoint (weights, optimisers, RNG, data order)
+    checkpoints/last-1.safetensors the previous resumable checkpoints, newest first
+                                   (``TrainConfig.keep_checkpoints`` in all, with last)
     checkpoints/stage1.safetensors model checkpoint at the end of stage I
     model.safetensors      the final generator (weights + config), for lcvg_env
     eval/                  the final evaluation (eval.json, plots, gifs)
@@ -17,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+
+from lcvg_env.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+
+_OLDER = re.compile(r"last-(\d+)\.safetensors")
+"""Names of the older resumable checkpoints: last-<k>.safetensors, k saves before the newest."""
+
+
+class ResumeWarning(UserWarning):
+    """The newest resumable checkpoint could not be read; an older one is used."""
 
 
 class RunDir:
@@ -48,8 +61,36 @@ class RunDir:
 
     @property
     def checkpoint_path(self) -> Path:
-        """The resumable checkpoint, rewritten atomically every ``checkpoint_every`` steps."""
+        """The newest resumable checkpoint, written every ``checkpoint_every`` steps."""
         return self.path / "checkpoints" / "last.safetensors"
+
+    def save_resumable(self, keep: int, weights: Mapping[str, torch.Tensor],
+                       config: Mapping[str, Any], training_state: Any,
+                       metadata: Mapping[str, Any]) -> Path | None:
+        """Write a resumable checkpoint as :attr:`checkpoint_path`, keeping the ``keep`` newest.
+
+        The new file is written in full under a hidden name first (``save_checkpoint``, itself
+        atomic); then the older ones move down one place (``last`` -> ``last-1`` ..., those past
+        ``keep`` are deleted) and the new one becomes ``last``, each by an atomic rename. A crash
+        leaves complete files only; between two renames ``last`` may be missing, which
+        :func:`load_resumable` falls back from. Returns the path (None when not ``enabled``).
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be an int >= 1, got {keep!r}")
+        if not self.enabled:
+            return None
+        folder = self.checkpoint_path.parent
+        incoming = save_checkpoint(folder / ".incoming.safetensors", weights, config,
+                                   training_state=training_state, metadata=metadata)
+        for path in resumable_checkpoints(self.path)[1:]:
+            if _older_index(path) >= keep:
+                path.unlink(missing_ok=True)
+        for k in range(keep - 1, 0, -1):
+            newer = self.checkpoint_path if k == 1 else folder / f"last-{k - 1}.safetensors"
+            if newer.is_file():
+                os.replace(newer, folder / f"last-{k}.safetensors")
+        os.replace(incoming, self.checkpoint_path)
+        return self.checkpoint_path
 
     @property
     def model_path(self) -> Path:
@@ -99,6 +140,57 @@ class RunDir:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def resumable_checkpoints(run_path: str | os.PathLike) -> list[Path]:
+    """List the resumable checkpoints of a run folder, newest first.
+
+    ``checkpoints/last.safetensors`` comes first even when absent (a crash between the renames
+    of :meth:`RunDir.save_resumable` can leave it missing), then the ``last-<k>.safetensors``
+    that exist, by k.
+    """
+    folder = Path(run_path) / "checkpoints"
+    older = [Path(e.path) for e in os.scandir(folder)] if folder.is_dir() else []
+    return [folder / "last.safetensors"] + sorted(
+        (path for path in older if _older_index(path) > 0), key=_older_index)
+
+
+def _older_index(path: Path) -> int:
+    """Return k of ``last-<k>.safetensors``, 0 for any other name."""
+    match = _OLDER.fullmatch(path.name)
+    return int(match.group(1)) if match else 0
+
+
+def load_resumable(run_path: str | os.PathLike) -> tuple[Checkpoint, Path]:
+    """Load the newest readable resumable checkpoint of a run folder; return it and its path.
+
+    When the newest cannot be read (missing, truncated, not a checkpoint), the next older one
+    is tried, and a :class:`ResumeWarning` names each file skipped, its error, and the file
+    used.
+
+    Raises:
+        FileNotFoundError: the run folder has no resumable checkpoint at all.
+        CheckpointError: none of them can be read (the message has each file's error).
+    """
+    candidates = resumable_checkpoints(run_path)
+    if not any(path.is_file() for path in candidates):
+        raise FileNotFoundError(f"no resumable checkpoint at {candidates[0]}")
+    failures: list[str] = []
+    for path in candidates:
+        try:
+            ckpt = load_checkpoint(path, map_location="cpu")
+        except (FileNotFoundError, CheckpointError) as error:
+            failures.append(f"{path} ({type(error).__name__}: {error})")
+            continue
+        if failures:
+            state = ckpt.training_state if isinstance(ckpt.training_state, dict) else {}
+            # stacklevel 1: shown once per process although the CLI loads the run twice
+            warnings.warn(f"cannot read the resumable checkpoint {'; '.join(failures)}; "
+                          f"resuming from {path} (step {state.get('step', '?')}) instead",
+                          ResumeWarning, stacklevel=1)
+        return ckpt, path
+    raise CheckpointError("no resumable checkpoint of the run can be read: "
+                          + "; ".join(failures))
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

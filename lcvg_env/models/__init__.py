@@ -1,8 +1,8 @@
 """The networks of layered controllable video generation.
 
 ``LayeredGenerator(ModelConfig.paper_bair())`` builds the paper's model; ``ModelConfig()``
-(= ``ModelConfig.small()``) a 64x64 one that trains on a CPU. Model code imports only torch and
-``lcvg_env``.
+(= ``ModelConfig.medium()``) a 64x64 one that trains on a CPU; ``ModelConfig.tiny()`` is the
+tests' model. Model code imports only torch and ``lcvg_env``.
 """
 
 from lcvg_env.device import resolve_device

@@ -1,8 +1,11 @@
 """Configuration of the layered generator: one frozen dataclass and its named presets.
 
-``ModelConfig()`` (the defaults) is the CPU-sized ``small`` preset; the paper's settings are the
-classmethods ``paper_bair``, ``paper_tennis`` and ``official_bair``. A config travels inside
-every checkpoint as ``to_dict()`` and comes back through ``from_dict``.
+``ModelConfig()`` (the defaults) is the ``medium`` preset, a 64x64 model for a CPU; the
+paper's settings are the classmethods ``paper_bair``, ``paper_tennis`` and ``official_bair``,
+and ``tiny`` is the model of the tests. (``small`` names the training preset of
+``training.config``, whose model is slimmer than ``medium``.) A config travels inside every
+checkpoint as ``to_dict()`` and comes back through ``from_dict``, so the names of the presets
+are not stored.
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-MASK_NORMS = ("group", "instance", "batch", "none")
+from lcvg_env.configs import check_choices
+
+MaskNorm = Literal["group", "instance", "batch", "none"]
 """Normalisation layers the mask network can use (see ``ModelConfig.mask_norm``)."""
-PREDICTIONS = ("frame", "composite")
+MASK_NORMS: tuple[MaskNorm, ...] = get_args(MaskNorm)
+"""The choices of ``MaskNorm``."""
+Prediction = Literal["frame", "composite"]
 """What the generator's output is (see ``ModelConfig.prediction``)."""
+PREDICTIONS: tuple[Prediction, ...] = get_args(Prediction)
+"""The choices of ``Prediction``."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class ModelConfig:
     """Channels after the mask network's 7x7 stem; doubled by each of its two downsamples."""
     mask_n_blocks: int = 3
     """Residual blocks at the mask network's bottleneck (H/4 x W/4); the paper uses 9."""
-    mask_norm: str = "group"
+    mask_norm: MaskNorm = "group"
     """Normalisation in the mask network: "group" (default), "instance", "batch" or "none".
 
     GroupNorm is the default because it normalises each frame on its own: its output is the same
@@ -101,7 +110,7 @@ class ModelConfig:
     encoder is pulled towards the codes four times harder than the codes towards it)."""
 
     # --- how a controlled step uses G ------------------------------------------------------------
-    prediction: str = "frame"
+    prediction: Prediction = "frame"
     """"frame" (the paper): G draws the whole next frame from the two layers. "composite": a
     controlled step first moves every object's own pixels with its transform over a background
     canvas (``lcvg_env.compositing``) and G's output is a correction added to that composite
@@ -161,14 +170,7 @@ class ModelConfig:
                     f"ModelConfig.norm_groups={self.norm_groups} must divide every encoder width "
                     f"ch*m = {[self.ch * m for m in self.ch_mult]}"
                 )
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(
-                f"ModelConfig.prediction must be one of {PREDICTIONS}, got {self.prediction!r}"
-            )
-        if self.mask_norm not in MASK_NORMS:
-            raise ValueError(
-                f"ModelConfig.mask_norm must be one of {MASK_NORMS}, got {self.mask_norm!r}"
-            )
+        check_choices(self)
         for name in ("dropout", "beta"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool):
@@ -225,11 +227,34 @@ class ModelConfig:
 
     # --- presets --------------------------------------------------------------------------------
     @classmethod
-    def small(cls) -> ModelConfig:
-        """64x64 CPU preset (about 2 M parameters): 16x16 latent, 256 codes of 64 dims.
+    def tiny(cls) -> ModelConfig:
+        """32x32 test preset (about 53 K parameters): the one model config of the tests.
+
+        8 base channels with one downsample (a 16x16 latent of 16 codes of 8 dims), no
+        attention in the levels, a mask network of width 4 with one residual block. Tests at
+        another frame size take ``tiny().replace(resolution=...)`` (any multiple of 4).
+        """
+        return cls(
+            resolution=(32, 32),
+            mask_ngf=4,
+            mask_n_blocks=1,
+            ch=8,
+            ch_mult=(1, 2),
+            num_res_blocks=1,
+            attn_resolutions=(),
+            z_channels=8,
+            norm_groups=4,
+            n_embed=16,
+            embed_dim=8,
+        )
+
+    @classmethod
+    def medium(cls) -> ModelConfig:
+        """64x64 CPU preset (about 1.37 M parameters): 16x16 latent, 256 codes of 64 dims.
 
         Downsampling by 4 (not 16) keeps a 16x16 latent: a 4x4 grid of codes cannot
-        reconstruct a textured background. Equal to ``ModelConfig()``.
+        reconstruct a textured background. Equal to ``ModelConfig()``. The ``small`` training
+        preset (``training.config.small_model``) slims it to about 0.25 M parameters.
         """
         return cls()
 

@@ -30,7 +30,7 @@ from lcvg_env.checkpoint import (
     load_weights_strict,
     save_checkpoint,
 )
-from lcvg_env.control import binarize
+from lcvg_env.control import binarize, values_checked
 from lcvg_env.device import resolve_device
 from lcvg_env.models.config import ModelConfig
 from lcvg_env.models.decoder import Decoder
@@ -40,8 +40,8 @@ from lcvg_env.models.quantizer import VectorQuantizer
 
 FRAME_LIMIT = 2.0
 """Frames are expected in [-1, 1]; values beyond +-FRAME_LIMIT (e.g. 0..255 floats) or
-non-finite values are rejected when ``LayeredGenerator.check_values`` is on. Decoder outputs may
-overshoot [-1, 1] slightly: clamp generated frames before feeding them back."""
+non-finite values are rejected unless the call runs inside ``lcvg_env.control.trusted_values``.
+Decoder outputs may overshoot [-1, 1] slightly: clamp generated frames before feeding them back."""
 MASK_TOLERANCE = 1e-3
 """Masks may leave [0, 1] by at most this much (interpolation round-off) before being rejected."""
 
@@ -97,9 +97,11 @@ class LayeredGenerator(nn.Module):
         quantizer: codebook of ``n_embed`` x ``embed_dim``.
         post_quant_conv: 1x1 conv embed_dim -> z_channels.
         decoder: D, (B, z_channels, h', w') -> (B, 3, H, W).
-        check_values: when True (default) inputs are also checked for non-finite and
-            out-of-range values (one device synchronisation per call); set False in hot loops
-            on a GPU or under ``torch.compile``. Shapes and dtypes are always checked.
+
+    Inputs are checked: shapes and dtypes always, values (non-finite, out of range; one device
+    synchronisation per call) unless the call runs inside ``lcvg_env.control.trusted_values``,
+    the one value-check switch of ``lcvg_env``; use it in hot loops on a GPU or under
+    ``torch.compile``.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
@@ -117,7 +119,6 @@ class LayeredGenerator(nn.Module):
         )
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
         self.decoder = Decoder(config)
-        self.check_values = True
 
     # --- public API -------------------------------------------------------------------------
     def mask(self, frames: torch.Tensor) -> torch.Tensor:
@@ -292,7 +293,7 @@ class LayeredGenerator(nn.Module):
             raise ValueError(f"frames must hold at least one frame, got {tuple(frames.shape)}")
         if frames.device != self._device():
             raise ValueError(f"frames are on {frames.device} but the model is on {self._device()}")
-        if self.check_values and frames.device.type != "meta":
+        if values_checked() and frames.device.type != "meta":
             with torch.no_grad():
                 finite, low, high = _finite_min_max(frames)
             if not finite or low < -FRAME_LIMIT or high > FRAME_LIMIT:
@@ -314,7 +315,7 @@ class LayeredGenerator(nn.Module):
             )
         if masks.device != frames.device:
             raise ValueError(f"masks are on {masks.device} but frames are on {frames.device}")
-        if self.check_values and masks.device.type != "meta":
+        if values_checked() and masks.device.type != "meta":
             with torch.no_grad():
                 finite, low, high = _finite_min_max(masks)
             if not finite or low < -MASK_TOLERANCE or high > 1.0 + MASK_TOLERANCE:

@@ -12,14 +12,29 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from lcvg_env.world.scene import STYLES, SceneConfig, render, sample_scene
+from lcvg_env.configs import parse_config
+from lcvg_env.world.scene import STYLES, SceneConfig, Style, render, sample_scene
 from lcvg_env.world.twin import SpritesRealEnv
 
 
-def render_rate(style: str, frames: int = 3000, size: int = 64) -> float:
+@dataclass(frozen=True)
+class WorldBenchmarkConfig:
+    """What ``python -m lcvg_env.world.benchmark`` measures."""
+
+    size: int = 64
+    """Frame height and width in pixels."""
+
+    def __post_init__(self) -> None:
+        """Validate the size (at least the scenes' minimum, 8)."""
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 8:
+            raise ValueError(f"WorldBenchmarkConfig.size must be an int >= 8, got {self.size!r}")
+
+
+def render_rate(style: Style, frames: int = 3000, size: int = 64) -> float:
     """Measure the frames per second of :func:`render` on 50 ``style`` scenes (best of 3)."""
     rng = np.random.default_rng(0)
     scenes = [sample_scene(SceneConfig(style=style, size=size), rng) for _ in range(50)]
@@ -33,7 +48,7 @@ def render_rate(style: str, frames: int = 3000, size: int = 64) -> float:
     return best
 
 
-def step_rate(style: str, control: str, episodes: int = 20, size: int = 64) -> float:
+def step_rate(style: Style, control: str, episodes: int = 20, size: int = 64) -> float:
     """Measure the steps per second of the twin (2 objects, reach), resets excluded."""
     env = SpritesRealEnv(
         control=control, num_objects=2, task="reach", style=style, size=size,
@@ -55,16 +70,16 @@ def step_rate(style: str, control: str, episodes: int = 20, size: int = 64) -> f
 
 def main(argv: list[str] | None = None) -> None:
     """Print the rates."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=64, help="frame size (default 64)")
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m lcvg_env.world.benchmark",
+                                     description=__doc__.splitlines()[0])
+    config, _ = parse_config(parser, WorldBenchmarkConfig, argv, print_config=False)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     for style in STYLES:
-        print(f"render {style:8s} {render_rate(style, size=args.size):7.0f} frames/s")
+        print(f"render {style:8s} {render_rate(style, size=config.size):7.0f} frames/s")
     for style in STYLES:
         for control in ("position", "affine"):
-            rate = step_rate(style, control, size=args.size)
+            rate = step_rate(style, control, size=config.size)
             print(f"step   {style:8s} {control:9s} {rate:7.0f} steps/s")
 
 

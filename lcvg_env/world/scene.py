@@ -43,10 +43,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from statistics import NormalDist
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from PIL import Image
+
+from lcvg_env.configs import check_choices
 
 __all__ = [
     "BACKGROUND_FAMILIES",
@@ -67,8 +69,10 @@ __all__ = [
     "shape_sdf",
 ]
 
-STYLES = ("classic", "varied")
+Style = Literal["classic", "varied"]
 """Scene styles (see the module docstring)."""
+STYLES: tuple[Style, ...] = get_args(Style)
+"""The choices of ``Style``."""
 
 CLASSIC_SHAPES = ("disc", "square", "triangle", "ellipse", "star", "cross")
 """Shapes of the classic style."""
@@ -118,7 +122,7 @@ class SceneConfig:
     """Shapes to draw from; None (default) = every shape of the style. Resolved to a tuple."""
     radius: tuple[float, float] = (0.08, 0.14)
     """Object radius range, as a fraction of the frame size."""
-    style: str = "classic"
+    style: Style = "classic"
     """One of ``STYLES``."""
     texture: float = 0.1
     """Relative amplitude of the texture on objects."""
@@ -146,8 +150,7 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         """Validate every field; resolve ``shapes=None`` to the style's shapes."""
-        if self.style not in STYLES:
-            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
+        check_choices(self)
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 8:
             raise ValueError(f"size must be an int >= 8, got {self.size!r}")
         most = MAX_OBJECTS[self.style]

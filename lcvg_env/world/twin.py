@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lcvg_env import render as rnd
+from lcvg_env.render import upscale
 from lcvg_env.spaces import (
     PARAMS_PER_OBJECT,
     ActionRanges,
@@ -25,6 +25,10 @@ from lcvg_env.spaces import (
     check_control,
     check_max_episode_steps,
     check_observation_keys,
+    check_open,
+    check_positive_int,
+    check_reset_options,
+    check_task_observations,
     observation_space,
     validate_actions,
 )
@@ -144,15 +148,20 @@ class SpritesRealEnv(gym.Env):
     ## Rewards, Episode End, Info
     As ``LCVGEnv``: the task's rewards (free: 0; reach: progress toward the targets plus the
     success bonus), termination on reach success, truncation at ``max_episode_steps``; info
-    ``step``, ``centroids`` (K, 2), ``centroids_px`` (K, 2), ``present`` (K,), plus the task's.
+    ``step``, ``centroids`` (K, 2), ``centroids_px`` (K, 2), ``present`` (K,),
+    ``objects_found`` (how many of the K controlled objects show a pixel in the first frame:
+    K unless all 20 scene draws left one hidden, or after :meth:`match_objects`), plus the
+    task's.
 
     ## Starting State
     A scene drawn from ``np_random`` (until every controlled object shows at least 4 pixels,
     up to 20 draws), or ``reset(options={"scene": (Scene, Poses)})``; reach targets drawn by
-    the task or ``options={"target": (K, 2) normalised}``. Other option keys are refused.
+    the task or ``options={"target": (K, 2) normalised}``. Other option keys, and options that
+    are not a dict, are refused; so are ``reset`` and ``step`` after ``close()``.
 
     ## Arguments
-    ``control`` ("position", "affine"), ``num_objects`` K, ``task`` ("free", "reach" or a
+    ``control`` ("position", "affine"), ``num_objects`` K (an int >= 1, numpy integers
+    too; 2.5, "2" and True are refused), ``task`` ("free", "reach" or a
     ``Task``), ``task_kwargs``, ``observation_keys``, ``action_ranges``,
     ``max_episode_steps``, ``render_mode`` (None or "rgb_array"), ``style`` (``STYLES``),
     ``size`` S (64), ``scene_objects`` (inclusive range of objects per scene, default
@@ -184,15 +193,13 @@ class SpritesRealEnv(gym.Env):
             raise ValueError(
                 f"SpritesRealEnv supports control 'position' or 'affine', got {control!r}"
             )
-        if isinstance(num_objects, bool) or not isinstance(num_objects, int) or num_objects < 1:
-            raise ValueError(f"num_objects must be an int >= 1, got {num_objects!r}")
+        k = check_positive_int(num_objects, "num_objects")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got "
                 f"{render_mode!r}"
             )
         check_max_episode_steps(max_episode_steps)
-        k = num_objects
         self.scene_config = self._scene_config(k, style, size, scene_objects, scene_config)
         self.action_ranges = check_action_ranges(action_ranges)
         self.control = control
@@ -202,12 +209,9 @@ class SpritesRealEnv(gym.Env):
         s = self.scene_config.size
         self.resolution = (s, s)
         self.task = make_task(task, 1, k, self.resolution, task_kwargs)
-        self.observation_keys = check_observation_keys(observation_keys)
-        if "target" in self.observation_keys and "target" not in self.task.observation_keys:
-            raise ValueError(
-                f"observation key(s) ['target'] need a task that provides them (task "
-                f"{self.task.name!r} provides {self.task.observation_keys})"
-            )
+        self.observation_keys = check_task_observations(
+            check_observation_keys(observation_keys), self.task
+        )
         self.observation_space = observation_space(self.observation_keys, k, self.resolution)
         self.action_space = action_space(control, k, self.resolution)
         self.render_mode = render_mode
@@ -221,7 +225,9 @@ class SpritesRealEnv(gym.Env):
         self._centroids = np.zeros((k, 2), dtype=np.float32)
         self._present = np.zeros(k, dtype=bool)
         self._steps = 0
+        self._objects_found = 0
         self._noise_rng: np.random.Generator | None = None
+        self._closed = False
 
     @staticmethod
     def _scene_config(
@@ -258,16 +264,16 @@ class SpritesRealEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Start an episode (see Starting State); returns (observation, info)."""
+        """Start an episode (see Starting State); returns (observation, info).
+
+        Raises:
+            RuntimeError: the environment was closed.
+            TypeError: ``options`` is neither None nor a dict, or a bad "scene".
+            ValueError: an option key other than ``RESET_OPTIONS`` (named), or a bad value.
+        """
+        check_open(self._closed, "SpritesRealEnv", "reset")
+        options = check_reset_options(options, RESET_OPTIONS, "SpritesRealEnv")
         super().reset(seed=seed)
-        if options is not None and not isinstance(options, Mapping):
-            raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
-        options = dict(options or {})
-        unknown = sorted(str(key) for key in options if key not in RESET_OPTIONS)
-        if unknown:
-            raise ValueError(
-                f"unknown reset option(s) {unknown}; SpritesRealEnv accepts {RESET_OPTIONS}"
-            )
         rng = self.np_random
         if options.get("scene") is not None:
             scene, poses = self._given_scene(options["scene"])
@@ -287,6 +293,7 @@ class SpritesRealEnv(gym.Env):
         self._present[:] = False
         self._centroids[:] = 0.0
         self._update_centroids()
+        self._objects_found = int(self._present.sum())
         self.task.reset(
             np.array([0]), self._centroids[None].copy(), self._present[None].copy(), [rng],
             [options],
@@ -324,6 +331,7 @@ class SpritesRealEnv(gym.Env):
 
         Returns (observation, reward, terminated, truncated, info).
         """
+        check_open(self._closed, "SpritesRealEnv", "step")
         if self._poses is None:
             raise RuntimeError("call reset() before step()")
         k, s = self.num_objects, self.resolution[0]
@@ -383,6 +391,7 @@ class SpritesRealEnv(gym.Env):
             "centroids": self._centroids.copy(),
             "centroids_px": pixels,
             "present": self._present.copy(),
+            "objects_found": self._objects_found,
         }
         for key, value in self.task.info(None).items():
             item = value[0]
@@ -478,6 +487,7 @@ class SpritesRealEnv(gym.Env):
         self._controlled = order
         self._present[:] = False
         self._update_centroids()
+        self._objects_found = int(self._present.sum())
         options: dict[str, Any] = {}
         if targets is not None:
             options["target"] = targets
@@ -504,7 +514,11 @@ class SpritesRealEnv(gym.Env):
             )
             return None
         frame = self._require_started()[2].frame
-        return rnd.upscale(frame, max(1, 256 // self.resolution[0]))
+        return upscale(frame, max(1, 256 // self.resolution[0]))
+
+    def close(self) -> None:
+        """Mark the environment closed: ``reset`` and ``step`` raise from now on (idempotent)."""
+        self._closed = True
 
 
 def _centroids(masks: np.ndarray, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -187,3 +187,19 @@ def test_reach_policy_solves_reach_with_a_perfect_generator(num_objects: int) ->
         done |= terminated | truncated
     assert success.all()
     assert (returns > 1.0).all()  # progress toward the targets plus the success bonus
+
+
+def test_demo_help_and_config(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--help"])
+    assert info.value.code == 0
+    assert "--max-steps" in capsys.readouterr().out
+    assert demo.main(["--print-config", "--episodes", "3", "--style", "classic"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["episodes"] == 3 and printed["style"] == "classic"
+    with pytest.raises(SystemExit):
+        demo.main(["--episodes", "0"])
+    assert "DemoConfig.episodes must be an int >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo.main(["--tracking", "follow"])
+    assert "'segment', 'carry', 'anchored'" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Fixtures of the environment tests: a tiny random-weights checkpoint and first frames.
 
-The environments are tested on a ~50 K parameter model (48x48 frames, random weights) saved with
+The environments are tested on ``ModelConfig.tiny()`` at 48x48 (random weights) saved with
 ``lcvg_env.checkpoint`` into a temporary folder, so no test needs the bundled model. Tests of
 the registered sprites ids use the bundled files when they are present (``sprites_kwargs``).
 """
@@ -19,19 +19,7 @@ from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_STARTS, register_e
 ASSETS = Path(__file__).resolve().parents[2] / "lcvg_env" / "assets"
 BUNDLED = (ASSETS / SPRITES_CHECKPOINT).is_file() and (ASSETS / SPRITES_STARTS).is_file()
 
-TINY = ModelConfig(
-    resolution=(48, 48),
-    mask_ngf=4,
-    mask_n_blocks=1,
-    ch=8,
-    ch_mult=(1, 2),
-    num_res_blocks=1,
-    attn_resolutions=(),
-    z_channels=8,
-    norm_groups=4,
-    n_embed=16,
-    embed_dim=8,
-)
+TINY = ModelConfig.tiny().replace(resolution=(48, 48))
 
 
 def tiny_frames(count: int = 6, size: int = 48, seed: int = 0) -> np.ndarray:

@@ -123,3 +123,43 @@ def test_find_checkpoint_search_order(tmp_path, monkeypatch):
     assert find_checkpoint("bair.safetensors") == cache / "lcvg" / "bair.safetensors"
     save_checkpoint(env_dir / "bair.safetensors", {}, {})
     assert find_checkpoint("bair.safetensors") == env_dir / "bair.safetensors"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_naming_tensor_and_file(tmp_path, bad):
+    weights = _model().state_dict()
+    weights["2.weight"] = weights["2.weight"].clone()
+    weights["2.weight"].view(-1)[3] = bad
+    path = save_checkpoint(tmp_path / "diverged.safetensors", weights, {})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "2.weight" in message and "0.weight" not in message
+    kind = "1 NaN, 0 inf" if bad != bad else "0 NaN, 1 inf"
+    assert f"({kind} of 8 values)" in message
+    loaded = load_checkpoint(path, check_finite=False)  # to inspect a diverged run
+    assert not bool(torch.isfinite(loaded.weights["2.weight"]).all())
+
+
+def test_environment_refuses_a_checkpoint_with_nan_weights(tmp_path):
+    from lcvg_env.env import LCVGEnv
+    from lcvg_env.models import LayeredGenerator, ModelConfig
+
+    model = LayeredGenerator(ModelConfig.tiny())
+    with torch.no_grad():
+        model.decoder.conv_out.weight.fill_(float("nan"))
+    path = model.save(tmp_path / "nan.safetensors")
+    with pytest.raises(CheckpointError, match=r"nan\.safetensors.*decoder\.conv_out\.weight "
+                                              r"\(\d+ NaN, 0 inf of \d+ values\)"):
+        LCVGEnv(checkpoint=str(path), device="cpu")
+
+
+@pytest.mark.parametrize("header", ["[1, 2]", '{"format_version": 1, "config": [1]}',
+                                    '{"format_version": 1, "training_state": {"__tensor__": "x"}}'])
+def test_malformed_headers_are_checkpoint_errors(tmp_path, header):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "odd.safetensors"
+    save_file({"model/w": torch.zeros(2)}, str(path), metadata={"lcvg": header})
+    with pytest.raises(CheckpointError, match="odd.safetensors"):
+        load_checkpoint(path)

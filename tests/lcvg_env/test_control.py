@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 
 import pytest
@@ -30,6 +31,7 @@ from lcvg_env.control import (
     pixel_to_normalized,
     trusted_values,
     union_masks,
+    values_checked,
     warp_binary,
     warp_masks,
     warp_objects,
@@ -493,6 +495,24 @@ def test_trusted_values_skip_value_scans_but_not_shape_checks() -> None:
         warp_masks(torch.zeros(2, 1, 8, 8), nan)
     with pytest.raises(ValueError, match=">= 0"):
         mask_centroids(negative)
+
+
+def test_trusted_values_hold_in_their_own_context_only() -> None:
+    in_thread: list[bool] = []
+    assert values_checked()
+    with trusted_values():
+        worker = threading.Thread(target=lambda: in_thread.append(values_checked()))
+        worker.start()
+        worker.join()
+        assert not values_checked()
+        with trusted_values(False):  # False changes nothing: it never turns the scans back on
+            assert not values_checked()
+    assert in_thread == [True] and values_checked()
+    with trusted_values(False):
+        assert values_checked()
+    with pytest.raises(TypeError, match="trusted must be a bool, got device"):
+        with trusted_values(torch.device("cpu")):  # type: ignore[arg-type]
+            pass
 
 
 def test_bad_inputs_raise_quoting_what_was_received() -> None:

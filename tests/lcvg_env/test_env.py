@@ -4,12 +4,14 @@ import shutil
 import warnings
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from lcvg_env.env import LCVGEnv
+from lcvg_env.registration import register_envs
 from lcvg_env.spaces import ActionRanges
 from tests.lcvg_env.conftest import tiny_frames
 
@@ -85,7 +87,7 @@ def test_info_has_no_timing_and_is_deterministic(tiny: dict) -> None:
     env = LCVGEnv(task="reach", observation_keys=("frame", "centroids", "target"), **tiny)
     _, info = env.reset(seed=1)
     assert set(info) == {
-        "step", "centroids", "centroids_px", "present",
+        "step", "centroids", "centroids_px", "present", "objects_found",
         "target", "distance", "distance_px", "is_success",
     }
     assert info["target"].shape == (1, 2)
@@ -218,3 +220,64 @@ def test_bad_arguments(tiny: dict) -> None:
         LCVGEnv(expected_resolution=(256, 256), **tiny)
     with pytest.raises(ValueError, match="render_mode"):
         LCVGEnv(render_mode="ascii", **tiny)
+
+
+@pytest.mark.parametrize("num_objects", [2.5, "2", True, 2.0, None])
+def test_num_objects_must_be_an_int(tiny: dict, num_objects: object) -> None:
+    with pytest.raises(TypeError, match=rf"num_objects must be an int >= 1, got {num_objects!r}"):
+        LCVGEnv(num_objects=num_objects, **tiny)
+    register_envs()
+    with pytest.raises(TypeError, match="num_objects must be an int >= 1"):
+        gym.make("LCVG-Sprites-v0", num_objects=num_objects, **tiny)
+    with pytest.raises(ValueError, match="num_objects must be an int >= 1, got 0"):
+        LCVGEnv(num_objects=0, **tiny)
+    env = LCVGEnv(num_objects=np.int64(2), **tiny)
+    assert env.core.num_objects == 2 and type(env.core.num_objects) is int
+    assert env.action_space.shape == (4,)
+
+
+def test_objects_found_says_how_many_of_k_the_first_frame_showed(tiny: dict) -> None:
+    k = 600  # more than the 24 * 24 8-connected components a 48x48 mask can hold
+    env = LCVGEnv(num_objects=k, tracking="carry", **tiny)
+    assert env.action_space.shape == (2 * k,)  # not capped: the count is per first frame
+    _, info = env.reset(seed=0)
+    found = info["objects_found"]
+    assert isinstance(found, int) and 0 <= found < k
+    assert found == int(info["present"].sum())
+    assert not info["present"][found:].any()
+    assert np.all(info["centroids"][found:] == 0.0)
+    _, *_, info = env.step(np.zeros(2 * k, np.float32))
+    assert info["objects_found"] == found  # constant through the episode
+
+
+def test_step_and_reset_after_close_raise(tiny: dict) -> None:
+    env = LCVGEnv(**tiny)
+    env.reset(seed=0)
+    env.close()
+    env.close()  # idempotent
+    with pytest.raises(RuntimeError, match=r"LCVGEnv\.step\(\) called after close\(\)"):
+        env.step(np.zeros(2, np.float32))
+    with pytest.raises(RuntimeError, match=r"LCVGEnv\.reset\(\) called after close\(\)"):
+        env.reset(seed=0)
+
+
+def test_unknown_or_non_dict_reset_options_raise(tiny: dict) -> None:
+    env = LCVGEnv(**tiny)
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['frames'\]; LCVGEnv "
+                                         r"accepts \('frame', 'target'\)"):
+        env.reset(options={"frames": tiny_frames(1)[0]})
+    with pytest.raises(ValueError, match=r"\['reset_mask'\]"):
+        env.reset(options={"reset_mask": np.array([True])})
+    with pytest.raises(TypeError, match="options must be a dict or None, got list"):
+        env.reset(options=[("frame", tiny_frames(1)[0])])
+    obs, _ = env.reset(seed=0, options={})
+    assert obs.shape == (48, 48, 3)
+
+
+def test_complex_actions_are_refused(tiny: dict) -> None:
+    env = LCVGEnv(**tiny)
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="actions must be real numbers, got complex dtype"):
+        env.step(np.array([0.5 + 0.1j, 0.0]))
+    with pytest.raises(ValueError, match=r"fit in float32.*1\.e\+39"):
+        env.step(np.array([1e39, 0.0]))

@@ -44,3 +44,18 @@ def test_play_headless(tiny: dict, tmp_path, monkeypatch: pytest.MonkeyPatch) ->
     code = main(["--checkpoint", tiny["checkpoint"], "--start-frames", tiny["start_frames"],
                  "--max-frames", "3", "--fps", "100", "--record", str(out), "--device", "cpu"])
     assert code == 0 and out.is_file()
+
+
+def test_play_help_and_config(capsys) -> None:
+    import json
+
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "--max-frames" in capsys.readouterr().out
+    assert main(["--print-config", "--control", "affine", "--scale", "3", "--seed", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["control"], printed["scale"], printed["seed"]) == ("affine", 3, 2)
+    with pytest.raises(SystemExit):
+        main(["--control", "joystick"])
+    assert "'position', 'affine', 'mask'" in capsys.readouterr().err

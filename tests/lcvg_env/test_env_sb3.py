@@ -66,3 +66,22 @@ def test_ppo_learns_256_steps(tiny: dict) -> None:
     assert model.num_timesteps == 256
     action, _ = model.predict(env.reset(), deterministic=True)
     assert action.shape == (4, 2)
+
+
+def test_reset_and_step_after_close_raise(tiny: dict) -> None:
+    env = LCVGVecEnv(2, **tiny)
+    env.reset()
+    env.close()
+    with pytest.raises(RuntimeError, match=r"LCVGVecEnv\.step_async\(\) called after close"):
+        env.step(np.zeros((2, 2), np.float32))
+    with pytest.raises(RuntimeError, match=r"LCVGVecEnv\.reset\(\) called after close"):
+        env.reset()
+
+
+def test_unknown_options_raise_at_reset(tiny: dict) -> None:
+    env = LCVGVecEnv(1, **tiny)
+    env.set_options({"frame_index": 3})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['frame_index'\]"):
+        env.reset()
+    with pytest.raises(TypeError, match="num_envs must be an int >= 1, got True"):
+        LCVGVecEnv(True, **tiny)

@@ -141,3 +141,29 @@ def test_bad_vector_actions(tiny: dict) -> None:
         env.step(np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="nan"):
         env.step(np.array([[0, 0], [np.nan, 0]], np.float32))
+
+
+def test_closed_unknown_options_and_complex_actions_raise(tiny: dict) -> None:
+    env = LCVGVectorEnv(2, **tiny)
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['mask'\]; LCVGVectorEnv "
+                                         r"accepts \('reset_mask', 'frame', 'target'\)"):
+        env.reset(options={"mask": np.array([True, False])})
+    with pytest.raises(TypeError, match="options must be a dict or None, got str"):
+        env.reset(options="frame")
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="complex"):
+        env.step(np.zeros((2, 2), np.complex64))
+    env.close()
+    with pytest.raises(RuntimeError, match=r"LCVGVectorEnv\.step\(\) called after close"):
+        env.step(np.zeros((2, 2), np.float32))
+    with pytest.raises(RuntimeError, match=r"LCVGVectorEnv\.reset\(\) called after close"):
+        env.reset(seed=0)
+    with pytest.raises(TypeError, match="num_envs must be an int >= 1, got 2.0"):
+        LCVGVectorEnv(2.0, **tiny)
+
+
+def test_objects_found_is_batched(tiny: dict) -> None:
+    env = LCVGVectorEnv(3, num_objects=2, **tiny)
+    _, info = env.reset(seed=0)
+    assert info["objects_found"].shape == (3,) and info["_objects_found"].all()
+    np.testing.assert_array_equal(info["objects_found"], info["present"].sum(axis=1))

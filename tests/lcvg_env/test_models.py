@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from lcvg_env.checkpoint import CheckpointError, save_checkpoint
+from lcvg_env.control import trusted_values
 from lcvg_env.models import (
     GeneratorOutput,
     LayeredGenerator,
@@ -36,15 +37,15 @@ def square_masks(config: ModelConfig, batch: int) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def small() -> LayeredGenerator:
+def medium() -> LayeredGenerator:
     torch.manual_seed(0)
-    return LayeredGenerator(ModelConfig.small()).eval()
+    return LayeredGenerator(ModelConfig.medium()).eval()
 
 
 # --- config -------------------------------------------------------------------------------------
-def test_default_config_is_small_preset():
-    assert ModelConfig() == ModelConfig.small()
-    assert ModelConfig.small().latent_size == (16, 16)
+def test_default_config_is_medium_preset():
+    assert ModelConfig() == ModelConfig.medium()
+    assert ModelConfig.medium().latent_size == (16, 16)
     assert ModelConfig.paper_bair().latent_size == (16, 16)
     assert ModelConfig.paper_tennis().latent_size == (6, 16)
     assert ModelConfig.paper_tennis().resolution == (96, 256)
@@ -53,7 +54,7 @@ def test_default_config_is_small_preset():
     assert official.replace(mask_norm="group", legacy_beta=False) == ModelConfig.paper_bair()
 
 
-@pytest.mark.parametrize("preset", ["small", *PAPER_PRESETS])
+@pytest.mark.parametrize("preset", ["medium", "tiny", *PAPER_PRESETS])
 def test_config_dict_round_trip(preset):
     config = getattr(ModelConfig, preset)()
     data = json.loads(json.dumps(config.to_dict()))  # JSON-safe
@@ -64,7 +65,7 @@ def test_config_dict_round_trip(preset):
 
 
 def test_config_from_dict_rejects_unknown_keys():
-    data = ModelConfig.small().to_dict()
+    data = ModelConfig.medium().to_dict()
     data["n_codes"] = 12
     data["zz_top"] = 1
     with pytest.raises(ValueError, match=r"n_codes.*zz_top"):
@@ -92,7 +93,7 @@ def test_config_from_dict_rejects_unknown_keys():
 )
 def test_config_rejects_bad_values(changes, error, quoted):
     with pytest.raises(error) as info:
-        ModelConfig.small().replace(**changes)
+        ModelConfig.medium().replace(**changes)
     assert quoted in str(info.value)
 
 
@@ -117,9 +118,15 @@ def test_mask_net_size_barely_depends_on_norm(norm):
     assert abs(count - RELEASED["mask_net"]) / RELEASED["mask_net"] < 0.02
 
 
-def test_small_preset_size():
-    counts = LayeredGenerator(ModelConfig.small()).parameter_counts()
+def test_medium_preset_size():
+    counts = LayeredGenerator(ModelConfig.medium()).parameter_counts()
     assert 1e6 <= counts["total"] <= 3e6
+
+
+def test_tiny_preset_is_a_32x32_model_of_tens_of_thousands_of_parameters():
+    config = ModelConfig.tiny()
+    assert config.resolution == (32, 32) and config.latent_size == (16, 16)
+    assert 1e4 <= LayeredGenerator(config).parameter_counts()["total"] <= 1e5
 
 
 @pytest.mark.parametrize("preset", PAPER_PRESETS)
@@ -139,7 +146,7 @@ def test_paper_shapes_on_meta(preset):
 
 
 def test_patch_size_folds_pixels_into_channels():
-    base = ModelConfig.small()
+    base = ModelConfig.medium()
     config = base.replace(patch_size=2, ch_mult=(1, 2), mid_attention=False)
     assert config.downsample_factor == 4 and config.latent_size == base.latent_size
     torch.manual_seed(0)
@@ -162,24 +169,24 @@ def test_patch_size_folds_pixels_into_channels():
     assert changed.nonzero().tolist() == [[y, x] for y in (4, 5, 6) for x in (4, 5, 6)]
 
 
-def test_small_forward_shapes_and_ranges(small):
-    config = small.config
+def test_medium_forward_shapes_and_ranges(medium):
+    config = medium.config
     frames = frames_like(config, 3)
     with torch.no_grad():
-        masks = small.mask(frames)
-        out = small.generate(frames, masks)
-        full = small(frames)
+        masks = medium.mask(frames)
+        out = medium.generate(frames, masks)
+        full = medium(frames)
     assert masks.shape == (3, 1, 64, 64)
     assert float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
     assert isinstance(out, GeneratorOutput)
     assert out.frames.shape == (3, 3, 64, 64) and torch.isfinite(out.frames).all()
     assert out.vq_loss.shape == () and float(out.vq_loss) >= 0.0
     assert 1.0 <= float(out.perplexity) <= config.n_embed
-    assert torch.equal(small.predict_next(frames, masks), out.frames)
+    assert torch.equal(medium.predict_next(frames, masks), out.frames)
     assert torch.equal(full.masks, masks) and torch.allclose(full.frames, out.frames)
     with torch.no_grad():
         for threshold in (0.5, float(masks.median())):
-            hard = small.binary_mask(frames, threshold)
+            hard = medium.binary_mask(frames, threshold)
             assert hard.dtype == torch.float32 and hard.shape == masks.shape
             assert torch.equal(hard, (masks > threshold).float())
 
@@ -204,7 +211,7 @@ def test_one_output_conv_equals_the_plain_convolution(bias):
 @pytest.mark.parametrize("norm", ["group", "instance", "batch", "none"])
 def test_masks_in_unit_interval_for_every_norm(norm):
     torch.manual_seed(1)
-    model = LayeredGenerator(ModelConfig.small().replace(mask_norm=norm))
+    model = LayeredGenerator(ModelConfig.medium().replace(mask_norm=norm))
     frames = frames_like(model.config, 2)
     frames[0] = 1.0  # a constant frame is the degenerate case for instance/group statistics
     for mode in (model.train, model.eval):
@@ -294,16 +301,16 @@ def test_quantizer_rejects_bad_input():
 
 
 # --- layering behaviour -------------------------------------------------------------------------
-def test_layers_see_only_their_pixels(small):
-    config = small.config
+def test_layers_see_only_their_pixels(medium):
+    config = medium.config
     frames = frames_like(config, 2, seed=1)
     masks = square_masks(config, 2)
     outside_changed = frames * masks + frames_like(config, 2, seed=2) * (1 - masks)
     inside_changed = frames * (1 - masks) + frames_like(config, 2, seed=3) * masks
     with torch.no_grad():
-        base = small.encode_layers(frames, masks)
-        out = small.encode_layers(outside_changed, masks)
-        inn = small.encode_layers(inside_changed, masks)
+        base = medium.encode_layers(frames, masks)
+        out = medium.encode_layers(outside_changed, masks)
+        inn = medium.encode_layers(inside_changed, masks)
     assert torch.equal(out.indices[0], base.indices[0])  # fg unchanged by the background
     assert not torch.equal(out.indices[1], base.indices[1])
     assert torch.equal(inn.indices[1], base.indices[1])  # bg unchanged by the foreground
@@ -311,24 +318,24 @@ def test_layers_see_only_their_pixels(small):
     # a full mask leaves an empty (all-zero) background layer whatever the frame
     ones = torch.ones_like(masks)
     with torch.no_grad():
-        full_a = small.encode_layers(frames, ones)
-        full_b = small.encode_layers(inside_changed, ones)
+        full_a = medium.encode_layers(frames, ones)
+        full_b = medium.encode_layers(inside_changed, ones)
     assert torch.equal(full_a.background, full_b.background)
     assert not torch.equal(full_a.foreground, full_b.foreground)
 
 
-def test_batch_entries_are_independent(small):
-    config = small.config
+def test_batch_entries_are_independent(medium):
+    config = medium.config
     frames = frames_like(config, 3, seed=4)
     masks = torch.rand(3, 1, *config.resolution, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        codes = small.encode_layers(frames, masks).indices  # (2, B, h', w')
-        codes_alone = [small.encode_layers(frames[i : i + 1], masks[i : i + 1]) for i in range(3)]
-        together = small.predict_next(frames, masks)
+        codes = medium.encode_layers(frames, masks).indices  # (2, B, h', w')
+        codes_alone = [medium.encode_layers(frames[i : i + 1], masks[i : i + 1]) for i in range(3)]
+        together = medium.predict_next(frames, masks)
         alone = torch.cat(
-            [small.predict_next(frames[i : i + 1], masks[i : i + 1]) for i in (0, 1, 2)]
+            [medium.predict_next(frames[i : i + 1], masks[i : i + 1]) for i in (0, 1, 2)]
         )
-        flipped = small.predict_next(frames.flip(0), masks.flip(0))
+        flipped = medium.predict_next(frames.flip(0), masks.flip(0))
     # each entry's fg is paired with its own bg: same codes alone, in a batch, or reordered
     assert torch.equal(codes, torch.cat([c.indices for c in codes_alone], dim=1))
     # (float kernels differ slightly between batch sizes)
@@ -338,7 +345,7 @@ def test_batch_entries_are_independent(small):
 
 def test_gradients_reach_mask_net_only_through_soft_masks():
     torch.manual_seed(0)
-    model = LayeredGenerator(ModelConfig.small())
+    model = LayeredGenerator(ModelConfig.medium())
     frames = frames_like(model.config, 2)
     out = model(frames)
     (out.frames.abs().mean() + out.vq_loss).backward()
@@ -353,13 +360,13 @@ def test_gradients_reach_mask_net_only_through_soft_masks():
     assert model.encoder.conv_in.weight.grad is not None
 
 
-def test_channels_last_and_bf16_autocast(small):
-    frames = frames_like(small.config, 2).contiguous(memory_format=torch.channels_last)
-    masks = square_masks(small.config, 2)
+def test_channels_last_and_bf16_autocast(medium):
+    frames = frames_like(medium.config, 2).contiguous(memory_format=torch.channels_last)
+    masks = square_masks(medium.config, 2)
     with torch.no_grad():
-        reference = small.predict_next(frames.contiguous(), masks)
-        model = LayeredGenerator(small.config).eval()
-        model.load_state_dict(small.state_dict())
+        reference = medium.predict_next(frames.contiguous(), masks)
+        model = LayeredGenerator(medium.config).eval()
+        model.load_state_dict(medium.state_dict())
         model = model.to(memory_format=torch.channels_last)
         out = model.predict_next(frames, masks)
         assert torch.allclose(out, reference, atol=1e-4)
@@ -370,7 +377,7 @@ def test_channels_last_and_bf16_autocast(small):
 
 
 def test_official_batchnorm_mask_net_runs_on_single_frames():
-    model = LayeredGenerator(ModelConfig.small().replace(mask_norm="batch", legacy_beta=True))
+    model = LayeredGenerator(ModelConfig.medium().replace(mask_norm="batch", legacy_beta=True))
     frames = frames_like(model.config, 1)
     model.eval()
     with torch.no_grad():
@@ -423,13 +430,13 @@ def test_state_dict_keys_follow_released_layout():
         (torch.zeros(1, 3, 64, 64).numpy(), TypeError, "ndarray"),
     ],
 )
-def test_bad_frames_are_rejected(small, frames, error, quoted):
+def test_bad_frames_are_rejected(medium, frames, error, quoted):
     with pytest.raises(error) as info:
-        small.mask(frames)
+        medium.mask(frames)
     assert quoted in str(info.value)
     if isinstance(frames, torch.Tensor) and frames.dim() == 4 and frames.shape[0] > 0:
         with pytest.raises(error):
-            small.predict_next(frames, torch.zeros(frames.shape[0], 1, 64, 64))
+            medium.predict_next(frames, torch.zeros(frames.shape[0], 1, 64, 64))
 
 
 @pytest.mark.parametrize(
@@ -442,49 +449,54 @@ def test_bad_frames_are_rejected(small, frames, error, quoted):
         (torch.full((2, 1, 64, 64), -0.5), ValueError, "-0.5"),
     ],
 )
-def test_bad_masks_are_rejected(small, masks, error, quoted):
-    frames = frames_like(small.config, 2)
+def test_bad_masks_are_rejected(medium, masks, error, quoted):
+    frames = frames_like(medium.config, 2)
     with pytest.raises(error) as info:
-        small.generate(frames, masks)
+        medium.generate(frames, masks)
     assert quoted in str(info.value)
 
 
-def test_value_checks_can_be_switched_off():
-    model = LayeredGenerator(ModelConfig.small()).eval()
-    model.check_values = False
-    with torch.no_grad():
-        model.mask(torch.full((1, 3, 64, 64), 3.0))  # accepted: only shapes/dtypes checked
-    with pytest.raises(TypeError):
-        model.mask(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+def test_value_checks_can_be_switched_off(medium):
+    bright = torch.full((1, 3, 64, 64), 3.0)
+    with torch.no_grad(), trusted_values():
+        medium.mask(bright)  # accepted: only shapes/dtypes checked
+        with pytest.raises(TypeError):
+            medium.mask(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+        with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+            medium.generate(frames_like(medium.config, 1), torch.zeros(1, 2, 64, 64))
+        medium.generate(frames_like(medium.config, 1), torch.full((1, 1, 64, 64), 2.0))
+    # the switch is the one of lcvg_env.control, and the model keeps no copy of it
+    with pytest.raises(ValueError, match=r"in \[-1, 1\]"):
+        medium.mask(bright)
 
 
-def test_constructor_and_decode_validation(small):
+def test_constructor_and_decode_validation(medium):
     with pytest.raises(TypeError, match="dict"):
         LayeredGenerator({"ch": 8})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(2, 64, 8, 8\)"):
-        small.decode(torch.zeros(2, 64, 8, 8))
+        medium.decode(torch.zeros(2, 64, 8, 8))
 
 
 # --- checkpoints and devices --------------------------------------------------------------------
-def test_checkpoint_round_trip(tmp_path, small):
-    path = small.save(tmp_path / "small.safetensors", metadata={"note": "test"})
+def test_checkpoint_round_trip(tmp_path, medium):
+    path = medium.save(tmp_path / "medium.safetensors", metadata={"note": "test"})
     loaded = LayeredGenerator.from_checkpoint(path, device="cpu")
-    assert loaded.config == small.config and not loaded.training
-    frames = frames_like(small.config, 2)
+    assert loaded.config == medium.config and not loaded.training
+    frames = frames_like(medium.config, 2)
     with torch.no_grad():
-        assert torch.equal(loaded(frames).frames, small(frames).frames)
+        assert torch.equal(loaded(frames).frames, medium(frames).frames)
 
 
-def test_checkpoint_errors(tmp_path, small):
-    no_model = save_checkpoint(tmp_path / "a.safetensors", small.state_dict(), {"training": {}})
+def test_checkpoint_errors(tmp_path, medium):
+    no_model = save_checkpoint(tmp_path / "a.safetensors", medium.state_dict(), {"training": {}})
     with pytest.raises(CheckpointError, match="'training'"):
         LayeredGenerator.from_checkpoint(no_model, device="cpu")
-    other = ModelConfig.small().replace(n_embed=128).to_dict()
-    wrong = save_checkpoint(tmp_path / "b.safetensors", small.state_dict(), {"model": other})
+    other = ModelConfig.medium().replace(n_embed=128).to_dict()
+    wrong = save_checkpoint(tmp_path / "b.safetensors", medium.state_dict(), {"model": other})
     with pytest.raises(CheckpointError, match="quantizer.embedding.weight"):
         LayeredGenerator.from_checkpoint(wrong, device="cpu")
-    bad = dict(small.config.to_dict(), colour="blue")
-    unknown = save_checkpoint(tmp_path / "c.safetensors", small.state_dict(), {"model": bad})
+    bad = dict(medium.config.to_dict(), colour="blue")
+    unknown = save_checkpoint(tmp_path / "c.safetensors", medium.state_dict(), {"model": bad})
     with pytest.raises(CheckpointError, match="colour"):
         LayeredGenerator.from_checkpoint(unknown, device="cpu")
     with pytest.raises(FileNotFoundError):

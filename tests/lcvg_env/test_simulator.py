@@ -9,7 +9,8 @@ import torch
 
 from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator
-from lcvg_env.simulator import Simulator, agrees, to_uint8
+from lcvg_env.simulator import Simulator, to_uint8
+from lcvg_env.tracking import agrees
 from tests.lcvg_env.conftest import TINY, tiny_frames
 
 
@@ -208,41 +209,6 @@ def test_mask_control_uses_the_given_mask(model: LayeredGenerator) -> None:
     assert torch.equal(sim.control_masks[:, 0], given)
 
 
-def test_association_follows_objects_when_their_order_by_area_flips(
-    model: LayeredGenerator,
-) -> None:
-    sim = Simulator(model, 1, num_objects=2)
-    sim.reset([0], tiny_frames(1))
-    set_objects(sim, square(1, [(2, 2, 14, 14), (30, 30, 40, 40)]))  # big left, small right
-    # next components, sorted by area, come in the other order (the right one grew)
-    new = square(1, [(28, 28, 44, 44), (3, 2, 13, 12)])
-    with torch.inference_mode():
-        objects, centroids, present = sim._associate(new, sim.centroids, gate=0.5)
-    assert torch.equal(objects[0, 0], new[0, 1])  # slot 0 keeps following the left object
-    assert torch.equal(objects[0, 1], new[0, 0])
-    assert bool(present.all())
-
-
-def test_lost_object_keeps_its_expected_position(model: LayeredGenerator) -> None:
-    sim = Simulator(model, 1, num_objects=1)
-    sim.reset([0], tiny_frames(1))
-    set_objects(sim, square(1, [(2, 2, 12, 12)]))
-    far = square(1, [(36, 36, 46, 46)])  # only a far-away component remains
-    expected = sim.centroids + 0.1
-    with torch.inference_mode():
-        objects, centroids, present = sim._associate(far, expected, gate=0.5)
-    assert not bool(present[0, 0])
-    assert float(objects.sum()) == 0
-    assert torch.allclose(centroids, expected)
-
-
-def test_greedy_assignment_beyond_exact_limit(model: LayeredGenerator) -> None:
-    sim = Simulator(model, 1, num_objects=7)
-    cost = torch.rand(3, 7, 7)
-    order = sim._assign(cost)
-    assert all(sorted(row.tolist()) == list(range(7)) for row in order)
-
-
 def test_bad_inputs_raise_value_error(model: LayeredGenerator) -> None:
     with pytest.raises(ValueError, match="'teleport'"):
         Simulator(model, 2, tracking="teleport")
@@ -293,3 +259,11 @@ def test_to_uint8_round_trip() -> None:
     frames = torch.randint(0, 256, (2, 5, 7, 3), dtype=torch.uint8)
     x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1
     assert torch.equal(to_uint8(x), frames)
+
+
+def test_params_per_object_come_from_the_action_table(model: LayeredGenerator) -> None:
+    from lcvg_env.spaces import CONTROLS, PARAMS_PER_OBJECT
+
+    for control in CONTROLS:
+        sim = Simulator(model, 1, control=control)
+        assert sim.params_per_object == PARAMS_PER_OBJECT.get(control, 0)

@@ -274,3 +274,28 @@ def test_bad_reset_options_and_step_before_reset() -> None:
     env.reset(seed=0)
     with pytest.raises(ValueError, match="shape"):
         env.step(np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("num_objects", [2.5, "2", True])
+def test_num_objects_must_be_an_int(num_objects: object) -> None:
+    with pytest.raises(TypeError, match=rf"num_objects must be an int >= 1, got {num_objects!r}"):
+        SpritesRealEnv(num_objects=num_objects)
+    with pytest.raises(TypeError, match="num_objects must be an int >= 1"):
+        gym.make("LCVG-Sprites-Real-v0", num_objects=num_objects)
+    assert SpritesRealEnv(num_objects=np.int64(2)).action_space.shape == (4,)
+
+
+def test_closed_options_complex_actions_and_objects_found() -> None:
+    env = SpritesRealEnv(num_objects=2)
+    with pytest.raises(TypeError, match="options must be a dict or None, got tuple"):
+        env.reset(options=(("scene", None),))
+    _, info = env.reset(seed=0)
+    assert info["objects_found"] == int(info["present"].sum()) == 2
+    with pytest.raises(TypeError, match="complex"):
+        env.step(np.zeros(4, np.complex128))
+    env.close()
+    env.close()
+    with pytest.raises(RuntimeError, match=r"SpritesRealEnv\.step\(\) called after close"):
+        env.step(np.zeros(4, np.float32))
+    with pytest.raises(RuntimeError, match=r"SpritesRealEnv\.reset\(\) called after close"):
+        env.reset(seed=0)

@@ -60,17 +60,10 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_sprites(root, {"train": 6, "val": 2, "test": 2}, frames=6, size=32)
 
 
-def tiny_model() -> ModelConfig:
-    return ModelConfig.small().replace(
-        resolution=(32, 32), mask_ngf=4, mask_n_blocks=1, mask_norm_groups=4, ch=8,
-        ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), z_channels=8, norm_groups=4,
-        n_embed=16, embed_dim=8)
-
-
 def tiny_config(data: Path, **overrides) -> TrainConfig:
     base = TrainConfig(
         data=str(data), device="cpu", stage1_steps=3, stage2_steps=2, batch_size=4,
         disc_start=1, disc_weight=0.1, disc_ndf=8, disc_norm="group", log_every=1, sample_every=0,
         checkpoint_every=100, eval_clips=0, code_reset_every=2, progress=False, fit_iterations=2,
-        model=tiny_model())
+        model=ModelConfig.tiny())
     return replace(base, **overrides)

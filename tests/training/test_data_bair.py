@@ -64,7 +64,8 @@ def test_convert_release_layout(tmp_path):
             assert len(actions) == len(meta) == len(dones) == STEPS and dones[-1]
             np.testing.assert_allclose(np.stack(actions), act)
             np.testing.assert_allclose(np.stack([m["endeffector_pos"] for m in meta]), eef)
-    ds = FramePairDataset(tmp_path / "out", "train", gap=1, load_actions=True)
+    ds = FramePairDataset(tmp_path / "out", "train", gap=1, load_actions=True,
+                          trust_pickle=True)
     assert len(ds) == 3 * (STEPS - 1)
     assert ds[0]["frame"].shape == (3, 64, 64) and ds[0]["action"].shape == (1, 4)
 

@@ -28,9 +28,10 @@ def test_make_sprites_and_info(tmp_path, capsys):
 
 
 def test_make_sprites_varied_style_and_bad_style(tmp_path, capsys):
+    from lcvg_env.configs import field_types, literal_choices
     from lcvg_env.world.scene import STYLES
 
-    assert cli.SPRITE_STYLES == STYLES
+    assert literal_choices(field_types(cli.SpritesMakeConfig)["style"]) == STYLES
     out = tmp_path / "varied"
     rc = cli.main(["make", "sprites", "--out", str(out), "--clips", "2", "--size", "16",
                    "--frames", "3", "--style", "varied", "--workers", "1", "--quiet"])
@@ -127,3 +128,37 @@ def test_convert_bair_and_videos(tmp_path, capsys):
     assert cli.main(["convert-videos", str(tmp_path / "videos"), str(tmp_path / "v"),
                      "--size", "32", "--val-fraction", "0", "--test-fraction", "0"]) == 0
     assert len(list((tmp_path / "v" / "train" / "00000").glob("*.png"))) == 6
+
+
+@pytest.mark.parametrize("command", [["make", "sprites"], ["make", "fetchpush"], ["make", "atari"],
+                                     ["convert-bair"], ["convert-videos"], ["info"]])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--help"])
+    assert info.value.code == 0
+    assert "--" in capsys.readouterr().out
+
+
+def test_make_prints_its_config_and_checks_it(capsys):
+    assert cli.main(["make", "sprites", "--out", "x", "--clips", "4", "--objects", "2-3",
+                     "--style", "varied", "--noise-std", "0", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["objects"] == [2, 3] and printed["style"] == "varied"
+    assert printed["noise_std"] == 0.0 and printed["quiet"] is False
+    with pytest.raises(SystemExit):
+        cli.main(["make", "sprites", "--out", "x", "--clips", "2", "--png-level", "10"])
+    assert "png_level" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["make", "atari", "--out", "x", "--clips", "2", "--game", "chess"])
+    err = capsys.readouterr().err
+    assert "'chess'" in err and "'breakout', 'pong', 'tennis'" in err
+    with pytest.raises(ValueError, match=r"AtariMakeConfig.game must be one of"):
+        cli.AtariMakeConfig(out="x", clips=1, game="chess")
+
+
+def test_atari_games_are_the_literal_choices():
+    from typing import get_args
+
+    from training.data.atari import GAMES, Game
+
+    assert get_args(Game) == tuple(GAMES)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from training.data.clips import ClipDataset
-from training.data.layout import DataWarning, LayoutIndex, scan_clips
+from training.data.layout import DataWarning, LayoutIndex, load_annotation, scan_clips
 from training.data.pairs import FramePairDataset
 
 
@@ -151,3 +151,37 @@ def test_jpeg_frames_and_tail_check(tmp_path):
     (clip / "00002.jpg").write_bytes(data[:-10])
     scan = scan_clips(tmp_path, "train")
     assert scan.clips[0].suffix == ".jpg" and len(scan.unreadable) == 1
+
+
+class _RunsOnLoad:
+    """Unpickling this opens (creates) ``marker``: what an untrusted pickle could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_actions_pkl_is_read_only_with_trust_pickle(tmp_path):
+    clip = write_clip(tmp_path / "train" / "00000", 4)
+    with open(clip / "actions.pkl", "wb") as f:
+        pickle.dump([np.array([t, -t], np.float32) for t in range(4)], f)
+    assert len(FramePairDataset(tmp_path)) == 3  # actions not asked for: the file is never read
+    with pytest.raises(PermissionError, match=r"00000/actions\.pkl.*trust_pickle=True"):
+        FramePairDataset(tmp_path, load_actions=True)
+    with pytest.raises(PermissionError, match="trust_pickle=True"):
+        load_annotation(clip, "actions.pkl")
+    trusted = FramePairDataset(tmp_path, load_actions=True, trust_pickle=True)
+    assert trusted[1]["action"].tolist() == [[1.0, -1.0]]
+    assert len(load_annotation(clip, "actions.pkl", trust_pickle=True)) == 4
+    assert load_annotation(clip, "rewards.pkl") is None  # absent: nothing to trust
+
+    marker = tmp_path / "code_ran"
+    with open(clip / "actions.pkl", "wb") as f:
+        pickle.dump(_RunsOnLoad(marker), f)
+    with pytest.raises(PermissionError):
+        FramePairDataset(tmp_path, load_actions=True)
+    with pytest.raises(PermissionError):
+        load_annotation(clip, "actions.pkl")
+    assert not marker.exists()

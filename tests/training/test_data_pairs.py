@@ -111,11 +111,11 @@ def test_actions_are_used_when_asked(tmp_path):
     clip = write_gt_clip(tmp_path / "train" / "00000")
     with open(clip / "actions.pkl", "wb") as f:
         pickle.dump([np.array([t, -t], np.float32) for t in range(4)], f)
-    ds = FramePairDataset(tmp_path, gap=2, load_actions=True)
+    ds = FramePairDataset(tmp_path, gap=2, load_actions=True, trust_pickle=True)
     assert torch.equal(ds[1]["action"], torch.tensor([[1.0, -1.0], [2.0, -2.0]]))
     with open(clip / "actions.pkl", "wb") as f:  # one action short, and a None: NaN rows
         pickle.dump([None, np.ones(2)], f)
-    ds = FramePairDataset(tmp_path, gap=2, load_actions=True)
+    ds = FramePairDataset(tmp_path, gap=2, load_actions=True, trust_pickle=True)
     assert torch.isnan(ds[0]["action"][0]).all() and torch.isnan(ds[1]["action"][1]).all()
     assert "action" not in FramePairDataset(tmp_path)[0]
 

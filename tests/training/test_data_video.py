@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -84,3 +86,10 @@ def test_convert_videos(tmp_path):
     assert (tmp_path / "out" / "val" / "00000" / "source.txt").is_file()
     with pytest.raises(FileNotFoundError, match="no video files"):
         convert_videos(tmp_path / "out" / "val", tmp_path / "x")
+
+
+def test_video_module_does_not_import_the_layout():
+    # training.data.layout imports training.data.video: the reverse would be an import circle
+    code = ("import sys, training.data.video, training.data.skipped; "
+            "assert 'training.data.layout' not in sys.modules, 'layout imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from lcvg_env import control
-from lcvg_env.models import LayeredGenerator
+from lcvg_env.models import LayeredGenerator, ModelConfig
+from lcvg_env.simulator import Simulator
 from training.evaluate import (
     PROTOCOLS,
     apply_object_controls,
@@ -15,7 +16,7 @@ from training.evaluate import (
     rollout,
 )
 
-from .conftest import tiny_model
+from .conftest import make_tiny_sprites
 
 
 def test_object_controls_move_each_object_by_its_own_transform():
@@ -48,7 +49,7 @@ def _key_colour_model(later: float | None = None) -> LayeredGenerator:
     """A tiny generator whose mask network is replaced by a colour key (red > 0) on the first
     frame; on generated frames it sees ``later`` everywhere (1, 0) or the key again (None)."""
     torch.manual_seed(0)
-    model = LayeredGenerator(tiny_model()).eval()
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
     first_call = []
 
     def binary_mask(frames, threshold=0.5):
@@ -112,7 +113,7 @@ def test_contact_flags_start_when_objects_meet_and_stay_on():
 
 def test_evaluate_writes_json_plot_and_gif(tiny_data, tmp_path):
     torch.manual_seed(0)
-    model = LayeredGenerator(tiny_model()).train()
+    model = LayeredGenerator(ModelConfig.tiny()).train()
     model.mask_net.eval()  # as in stage II: evaluating must not wake the frozen mask network
     result = evaluate(model, tiny_data, tmp_path / "eval", split="test", num_clips=2, horizon=3,
                       fit_iterations=2)
@@ -144,15 +145,121 @@ def test_ablation_diagnostics(tiny_data):
     from training.ablations import mask_diagnostics
 
     torch.manual_seed(0)
-    model = LayeredGenerator(tiny_model()).eval()
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
     d = mask_diagnostics(model, tiny_data, split="test", num_clips=2, frames=4)
     assert d["frames"] == 8 and 0 <= d["mask_iou"] <= 1 and d["leak"] >= 0
     assert d["true_fraction"] > 0
 
 
 def test_evaluate_rejects_short_or_missing_data(tiny_data, tmp_path):
-    model = LayeredGenerator(tiny_model()).eval()
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
     with pytest.raises(ValueError, match="frames"):
         evaluate(model, tiny_data, None, split="test", num_clips=1, horizon=50)
     with pytest.raises(FileNotFoundError):
         evaluate(model, tmp_path, None, split="test")
+
+
+def test_evaluate_names_the_skipped_clips_when_too_few_are_usable(tmp_path):
+    data = make_tiny_sprites(tmp_path / "data", {"test": 3}, frames=6, size=32)
+    (data / "test" / "00001" / "ground_truth.npz").unlink()
+    for frame in ("00003.png", "00004.png", "00005.png"):
+        (data / "test" / "00002" / frame).unlink()
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
+    with pytest.raises(ValueError, match="num_clips=3") as error:
+        evaluate(model, data, None, split="test", num_clips=3, horizon=3, fit_iterations=2)
+    message = str(error.value)
+    assert "only 1 usable" in message and "skipped 2" in message
+    assert "00001 (no ground_truth.npz)" in message
+    assert "00002 (3 frames, needs 4)" in message
+    result = evaluate(model, data, None, split="test", num_clips=1, horizon=3, fit_iterations=2)
+    assert result["clips"] == 1
+    with pytest.warns(UserWarning, match="00001 \\(no ground_truth.npz\\).*scoring the 1"):
+        result = evaluate(model, data, None, split="test", num_clips=3, horizon=3,
+                          fit_iterations=2, at_most=True)
+    assert result["clips"] == 1
+
+
+def test_evaluate_without_usable_clips_names_the_sidecar_and_its_arrays(tiny_data):
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
+    with pytest.raises(ValueError, match="no usable clip") as error:
+        evaluate(model, tiny_data, None, split="test", num_clips=1, horizon=50)
+    message = str(error.value)
+    assert "00000 (6 frames, needs 51)" in message and "00001 (6 frames, needs 51)" in message
+    for name in ("ground_truth.npz", "object_masks", "centroids", "colors", ">= 51 frames"):
+        assert name in message, name
+
+
+def test_rollout_names_the_inputs_its_protocol_needs():
+    model = LayeredGenerator(ModelConfig.tiny()).eval()
+    first = torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="'teleport'"):
+        rollout(model, first, 2, "teleport")
+    with pytest.raises(ValueError, match="theta.*positions.*'theta': None"):
+        rollout(model, first, 2, "affine", positions=torch.zeros(1, 2, 1, 2))
+    with pytest.raises(ValueError, match="target_masks"):
+        rollout(model, first, 2, "nonparametric")
+
+
+@pytest.mark.parametrize("prediction", ["frame", "composite"])
+def test_rollout_carries_objects_as_the_simulator_does(prediction):
+    # the same transforms from the same first frame: the same frames, bit for bit
+    torch.manual_seed(0)
+    model = LayeredGenerator(ModelConfig.tiny().replace(prediction=prediction)).eval()
+    model.mask = lambda frames: (frames[:, :1] > 0).float()  # a colour key: the red square
+    first = torch.full((1, 3, 32, 32), -1.0)
+    first[:, 0, 4:10, 4:10] = 1.0
+    params = torch.tensor([[0.05, 0.02], [-0.03, 0.04], [0.06, 0.0]])  # (T, dx dy)
+    sim = Simulator(model, 1, tracking="carry", channels_last=False)
+    sim.reset([0], first)
+    frames, theta = [], []
+    for step in params:
+        theta.append(control.params_to_matrix(step[None], center=sim.centroids[0],
+                                              size=(32, 32)))  # as the simulator makes it
+        frames.append(sim.step(step.view(1, 1, 2)).clone())
+    positions = torch.full((1, len(params), 1, 2), 6.5)  # the square's pixel centroid
+    generated, _ = rollout(model, first, len(params), "translation",
+                           theta=torch.stack(theta).view(1, -1, 1, 2, 3), positions=positions,
+                           tracking="carry")
+    assert torch.equal(generated, torch.stack(frames, 1))
+
+
+# --- command lines ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("main", ["training.cli:eval_main", "training.ablations:main"])
+def test_command_lines_have_help(main, capsys):
+    import importlib
+
+    module, name = main.split(":")
+    with pytest.raises(SystemExit) as info:
+        getattr(importlib.import_module(module), name)(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--eval-clips" in text and "--eval_clips" not in text
+
+
+def test_eval_configs_round_trip_through_lcvg_eval(capsys):
+    from lcvg_env.configs import config_to_argv
+    from training.cli import EvalConfig, eval_main
+    from training.paired import PairedConfig
+
+    config = EvalConfig(data="d", eval_split="val", eval_clips=3, eval_horizon=5,
+                        fit_iterations=2, gif_clips=0, whole_pixel=True, tracking="segment",
+                        device="cpu", seed=7)
+    assert eval_main(["--print-config", *config_to_argv(config)]) == 0
+    assert EvalConfig(**json.loads(capsys.readouterr().out)) == config
+    paired = PairedConfig(program="square", episodes=3, steps=4, seed=1, style="varied",
+                          objects=(2, 3), tracking="carry", threads=1, noise=False, show=1)
+    assert eval_main(["--print-config", *config_to_argv(paired)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert PairedConfig(**{**printed, "objects": tuple(printed["objects"])}) == paired
+    # lcvg-eval's older names of three fields still work, hidden from --help
+    assert eval_main(["--print-config", "--clips", "2", "--horizon", "3", "--split", "val"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["eval_clips"], printed["eval_horizon"], printed["eval_split"]) == (2, 3, "val")
+    with pytest.raises(SystemExit):
+        eval_main(["--data", "d", "--tracking", "follow"])
+    err = capsys.readouterr().err
+    assert "'follow'" in err and "'segment', 'carry', 'anchored'" in err
+    with pytest.raises(ValueError, match=r"EvalConfig.tracking must be one of"):
+        EvalConfig(tracking="follow")  # type: ignore[arg-type]

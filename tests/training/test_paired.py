@@ -287,11 +287,9 @@ def test_cli_paired_end_to_end(tmp_path, capsys):
 
 
 def test_cli_paired_rejects_a_checkpoint_of_another_size(tmp_path, capsys):
-    from lcvg_env.models import LayeredGenerator
+    from lcvg_env.models import LayeredGenerator, ModelConfig
 
-    from .conftest import tiny_model
-
-    small = LayeredGenerator(tiny_model()).save(tmp_path / "tiny32.safetensors")  # 32x32
+    small = LayeredGenerator(ModelConfig.tiny()).save(tmp_path / "tiny32.safetensors")  # 32x32
     argv = ["--world", "sprites", "--checkpoint", str(small), "--episodes",
             "1", "--steps", "1", "--out", str(tmp_path)]
     assert cli.eval_main(argv) == 2

@@ -1,10 +1,12 @@
+import re
 from dataclasses import replace
 
 import pytest
 import torch
 
-from lcvg_env.checkpoint import load_checkpoint
-from training.loop import train
+from lcvg_env.checkpoint import CheckpointError, load_checkpoint
+from training.loop import config_from_run, train
+from training.run_dir import ResumeWarning, load_resumable, resumable_checkpoints
 
 from .conftest import tiny_config
 
@@ -49,3 +51,53 @@ def test_resume_refuses_a_different_plan(tiny_data, tmp_path):
         train(replace(cfg, stage1_steps=5), tmp_path / "run", resume=True)
     with pytest.raises(FileNotFoundError):
         train(cfg, tmp_path / "nothing", resume=True)
+
+
+def test_keeps_the_newest_checkpoints_and_resumes_from_the_last_readable(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, stage1_steps=3, stage2_steps=2, checkpoint_every=1,
+                      keep_checkpoints=2)
+    full = train(cfg, tmp_path / "full")
+    run = tmp_path / "part"
+    train(cfg, run, hooks=[_stopper(4)])  # saved at steps 1, 2, 3 (end of stage I) and 4
+    folder = run / "checkpoints"
+    assert sorted(p.name for p in folder.glob("last*.safetensors")) == [
+        "last-1.safetensors", "last.safetensors"]
+    assert [load_checkpoint(p).training_state["step"] for p in resumable_checkpoints(run)] == [
+        4, 3]
+    assert not list(folder.glob(".*"))  # no staging or temporary file left behind
+
+    newest = folder / "last.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # a checkpoint cut short
+    expected = rf"{re.escape(str(newest))}.*CheckpointError.*last-1\.safetensors \(step 3\)"
+    with pytest.warns(ResumeWarning, match=expected):
+        assert config_from_run(run) == cfg
+    first = []
+    with pytest.warns(ResumeWarning, match=expected):
+        resumed = train(cfg, run, resume=True, hooks=[lambda t, step, logs: first.append(step)])
+    assert first[0] == 4 and resumed.finished and resumed.step == 5  # went on from step 3
+    a, b = _weights(tmp_path / "full"), _weights(run)
+    assert full.finished and all(torch.equal(a[key], b[key]) for key in a)
+    # saved again at steps 4 and 5: the damaged file has gone
+    assert [load_checkpoint(p).training_state["step"] for p in resumable_checkpoints(run)] == [
+        5, 4]
+
+
+def test_resume_falls_back_from_a_missing_newest_and_refuses_when_none_is_readable(
+        tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, stage1_steps=3, stage2_steps=0, checkpoint_every=1,
+                      keep_checkpoints=3)
+    run = tmp_path / "run"
+    train(cfg, run, hooks=[_stopper(3)])  # saved at steps 1, 2 and 3 (on stop)
+    assert [p.name for p in resumable_checkpoints(run)] == [
+        "last.safetensors", "last-1.safetensors", "last-2.safetensors"]
+    (run / "checkpoints" / "last.safetensors").unlink()  # as a crash between two renames
+    with pytest.warns(ResumeWarning, match=r"last\.safetensors \(FileNotFoundError"):
+        ckpt, path = load_resumable(run)
+    assert path.name == "last-1.safetensors" and ckpt.training_state["step"] == 2
+    for path in resumable_checkpoints(run)[1:]:
+        path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"last-1\.safetensors.*last-2\.safetensors"):
+        train(cfg, run, resume=True)
+    # fewer kept: the next save deletes those past keep_checkpoints
+    train(replace(cfg, keep_checkpoints=1), run, hooks=[_stopper(1)])
+    assert [p.name for p in resumable_checkpoints(run)] == ["last.safetensors"]

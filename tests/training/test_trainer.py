@@ -7,10 +7,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lcvg_env.configs import describe_fields
 from training import cli
-from training.config import TrainConfig, apply_ablation, describe_fields, preset
-from training.loop import Trainer, self_forced_inputs, train
+from training.config import TrainConfig, apply_ablation, preset
+from training.loop import Trainer, train
+from training.phase_losses import PHASE_LOSSES
 from training.pseudo_control import PseudoControl
+from training.stage2_inputs import self_forced_inputs
+from training.step import train_step
+from training.step_context import PHASES
 
 from .conftest import tiny_config
 
@@ -23,7 +28,7 @@ def test_every_field_is_documented_and_on_the_command_line(capsys):
     text = capsys.readouterr().out
     for name, _, _ in rows:
         if name != "preset":
-            assert f"--{name}" in text, name
+            assert f"--{name.replace('_', '-')}" in text, name
     assert "lambda_bg of stage I" in text  # the field's doc is the help
     # the defaults shown are those of the default preset, not of a bare TrainConfig()
     small = preset("small")
@@ -32,7 +37,7 @@ def test_every_field_is_documented_and_on_the_command_line(capsys):
 
 
 def test_overrides_and_presets(capsys):
-    assert cli.train_main(["--preset", "paper_bair", "--print-config", "--bg_weight", "7",
+    assert cli.train_main(["--preset", "paper_bair", "--print-config", "--bg-weight", "7",
                            "--model.ch", "32", "--flip", "true"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["bg_weight"] == 7 and cfg["model"]["ch"] == 32 and cfg["flip"] is True
@@ -185,6 +190,16 @@ def test_step_context_of_stage2_leaves_the_mask_net_out(tiny_data, tmp_path):
     assert not trainer.generator.mask_net.training
     with pytest.raises(ValueError, match="'stage3'"):
         trainer.step_context("stage3")
+
+
+def test_every_phase_has_a_loss_and_the_step_refuses_others(tiny_data, tmp_path):
+    assert tuple(PHASE_LOSSES) == PHASES
+    trainer = Trainer(tiny_config(tiny_data), tmp_path / "run")
+    ctx = trainer.step_context("stage1")
+    ctx.phase = "stage3"
+    batch = {"frame": torch.zeros(2, 3, 32, 32), "next_frame": torch.zeros(2, 3, 32, 32)}
+    with pytest.raises(ValueError, match="'stage3'"):
+        train_step(ctx, batch, 0)
 
 
 def test_compiled_training_runs_with_the_gan(tiny_data, tmp_path):

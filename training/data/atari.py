@@ -48,11 +48,12 @@ import argparse
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from lcvg_env.configs import check_choices
 from training.data.ground_truth import GroundTruth, mask_boxes_px, mask_centroids_px
 from training.data.sim_common import ClipData, record_dataset, resize_point
 
@@ -88,6 +89,8 @@ class GameSpec(NamedTuple):
     colours)."""
 
 
+Game = Literal["breakout", "pong", "tennis"]
+"""The supported games: the keys of ``GAMES``."""
 GAMES: dict[str, GameSpec] = {
     "breakout": GameSpec(
         env_id="ALE/Breakout-v5",
@@ -125,7 +128,7 @@ GAMES: dict[str, GameSpec] = {
 class AtariConfig:
     """How an Atari clip is played and stored."""
 
-    game: str = "breakout"
+    game: Game = "breakout"
     """One of ``GAMES``: breakout, pong or tennis."""
     size: int = 64
     """Output frame height and width in pixels."""
@@ -141,8 +144,7 @@ class AtariConfig:
     """Range [lo, hi) of steps an action is held."""
 
     def __post_init__(self) -> None:
-        if self.game not in GAMES:
-            raise ValueError(f"game must be one of {sorted(GAMES)}, got {self.game!r}")
+        check_choices(self)
         for name in ("size", "frames", "frameskip"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -9,6 +9,9 @@ Subcommands::
     lcvg-data convert-bair SRC DST [--val-fraction F] [--limit N] [--workers W]
     lcvg-data convert-videos SRC DST [--size H W] [--val-fraction F] [--test-fraction F]
     lcvg-data info ROOT [--split train]
+
+The options of each subcommand are the fields of its frozen config dataclass below
+(``lcvg_env.configs``); ``make ... --print-config`` prints the resolved config and exits.
 """
 
 from __future__ import annotations
@@ -19,49 +22,207 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+from lcvg_env.configs import (
+    add_config_arguments,
+    check_choices,
+    config_from_args,
+    config_json,
+    parse_args,
+)
+from lcvg_env.world.scene import Style
+from training.data.atari import Game
+
+__all__ = [
+    "AtariMakeConfig",
+    "ConvertBairConfig",
+    "ConvertVideosConfig",
+    "FetchPushMakeConfig",
+    "InfoConfig",
+    "RecordingConfig",
+    "SpritesMakeConfig",
+    "build_parser",
+    "main",
+]
 
 _SIM_MODULES = {"mujoco", "gymnasium_robotics", "ale_py", "OpenGL", "glfw"}
-SPRITE_STYLES = ("classic", "varied")
-"""``--style`` choices: ``lcvg_env.world.scene.STYLES``, spelled out so that building the parser
-imports nothing heavy (tests/training/test_data_cli.py checks that they agree)."""
 
 
-def _objects(text: str) -> tuple[int, int]:
-    """Parse ``--objects``: "2" or "1-3"."""
+def parse_objects(text: str) -> tuple[int, int]:
+    """Parse ``--objects``: "2", "1-3" or "1,3" into an inclusive range (lo, hi)."""
     try:
-        if "-" in text:
-            lo, hi = (int(p) for p in text.split("-", 1))
-        else:
-            lo = hi = int(text)
+        parts = [int(p) for p in text.replace("-", ",").split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected N or LO-HI, got {text!r}") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or LO-HI, got {text!r}")
+    lo, hi = parts[0], parts[-1]
     if not 1 <= lo <= hi:
         raise argparse.ArgumentTypeError(f"expected 1 <= LO <= HI, got {text!r}")
     return lo, hi
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _check_ints(config: Any, **bounds: tuple[int, int | None]) -> None:
+    """Check int fields of ``config`` against inclusive (low, high) bounds; None values pass.
+
+    Raises:
+        ValueError: naming the config, the field, the bounds and the value received.
+    """
+    for name, (low, high) in bounds.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int) or value < low
+                or (high is not None and value > high)):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ValueError(f"{type(config).__name__}.{name} must be an int {span}, "
+                             f"got {value!r}")
 
 
-def _add_recording_args(parser: argparse.ArgumentParser) -> None:
-    """Add the options every simulator recorder takes (its ``main_make`` reads them)."""
-    parser.add_argument("--out", required=True, help="output root")
-    parser.add_argument("--clips", type=_positive, required=True, help="number of clips")
-    parser.add_argument("--size", type=_positive, default=64, help="frame size in pixels")
-    parser.add_argument("--frames", type=_positive, default=30, help="frames per clip")
-    parser.add_argument("--seed", type=int, default=0, help="seed")
+_PNG_LEVEL = (0, 9)
+"""Bounds of every ``png_level`` field."""
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """What every ``lcvg-data make`` source takes (a recorder's ``main_make`` reads these)."""
+
+    out: str
+    """Output root (created; must be empty)."""
+    clips: int
+    """Number of clips in all."""
+    size: int = 64
+    """Frame height and width in pixels (square)."""
+    frames: int = 30
+    """Frames per clip."""
+    seed: int = 0
+    """Seed: same seed, same files."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices and counts, naming the offending value."""
+        check_choices(self)
+        _check_ints(self, clips=(1, None), size=(1, None), frames=(1, None))
+
+
+@dataclass(frozen=True)
+class FetchPushMakeConfig(RecordingConfig):
+    """``lcvg-data make fetchpush``: FetchPush recordings in MuJoCo ([sim] extra)."""
+
+
+@dataclass(frozen=True)
+class AtariMakeConfig(RecordingConfig):
+    """``lcvg-data make atari``: Atari recordings with colour-key ground truth ([sim] extra)."""
+
+    game: Game = "breakout"
+    """The game (training.data.atari.GAMES)."""
+
+
+@dataclass(frozen=True)
+class SpritesMakeConfig(RecordingConfig):
+    """``lcvg-data make sprites``: procedural sprites with exact ground truth."""
+
+    objects: tuple[int, int] = field(default=(1, 3), metadata={"parse": parse_objects})
+    """Objects per clip: N or a range LO-HI (1 is cleanest for control)."""
+    style: Style = "classic"
+    """Scene style: classic (key colours, 6 shapes, smooth background) or varied (continuous
+    colours, 12 shapes, 6 background families, lighting, shadows)."""
+    val_fraction: float = 0.1
+    """Fraction of the clips in val."""
+    test_fraction: float = 0.1
+    """Fraction of the clips in test."""
+    noise_std: float = 2.0
+    """Sensor noise (grey levels)."""
+    flicker: float = 0.03
+    """Illumination flicker amplitude."""
+    workers: int | None = None
+    """Processes (None: the CPUs, at most 8)."""
+    png_level: int = 0
+    """0: uncompressed PNGs, fastest to write and load; 1-9: compressed."""
+    overwrite: bool = False
+    """Replace a previous sprites dataset at --out."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts, the choices and the objects range, naming the offending value."""
+        super().__post_init__()
+        _check_ints(self, workers=(1, None), png_level=_PNG_LEVEL)
+        lo, hi = self.objects
+        if not 1 <= lo <= hi:
+            raise ValueError(f"SpritesMakeConfig.objects must be a range 1 <= lo <= hi, got "
+                             f"{self.objects!r}")
+
+
+@dataclass(frozen=True)
+class ConvertBairConfig:
+    """Options of ``lcvg-data convert-bair SRC DST``."""
+
+    val_fraction: float = 0.0
+    """Move this fraction of the train files to val (the release has none)."""
+    limit: int | None = None
+    """At most this many records per split (None: all)."""
+    workers: int = 1
+    """Processes."""
+    image_key: str = "image_aux1"
+    """Camera view to convert."""
+    png_level: int = 0
+    """0: uncompressed PNGs, fastest to load; 1-9: compressed, about half the size."""
+    quiet: bool = False
+    """No progress bar."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts, naming the offending value."""
+        _check_ints(self, limit=(1, None), workers=(1, None), png_level=_PNG_LEVEL)
+
+
+@dataclass(frozen=True)
+class ConvertVideosConfig:
+    """Options of ``lcvg-data convert-videos SRC DST``."""
+
+    size: tuple[int, ...] | None = None
+    """Resize and centre-crop: one number (square) or H W (None: keep the videos' size)."""
+    val_fraction: float = 0.1
+    """Fraction of the videos in val."""
+    test_fraction: float = 0.1
+    """Fraction of the videos in test."""
+    seed: int = 0
+    """Seed of the split shuffle."""
+    max_frames: int | None = None
+    """Frames per video at most (None: all)."""
+    png_level: int = 0
+    """0: uncompressed PNGs, fastest to load; 1-9: compressed."""
+
+    def __post_init__(self) -> None:
+        """Validate the size and counts, naming the offending value."""
+        _check_ints(self, max_frames=(1, None), png_level=_PNG_LEVEL)
+        if self.size is not None and (len(self.size) not in (1, 2) or min(self.size) < 1):
+            raise ValueError(f"ConvertVideosConfig.size takes 1 or 2 positive numbers, got "
+                             f"{self.size}")
+
+
+@dataclass(frozen=True)
+class InfoConfig:
+    """Options of ``lcvg-data info ROOT``."""
+
+    split: str | None = None
+    """One split (None: every split found, or the flat root)."""
+    json: bool = False
+    """Print JSON."""
+
+
+def _subcommand(sub: Any, name: str, config: type, run: Callable[..., int], help_text: str,
+                description: str, print_config: bool = False) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` whose options are the fields of ``config``, run by ``run``."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    parser.set_defaults(config_class=config, run=run, parser=parser)
+    if print_config:
+        parser.add_argument("--print-config", action="store_true",
+                            help="print the resolved config as JSON and exit")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,149 +234,85 @@ def build_parser() -> argparse.ArgumentParser:
 
     make = sub.add_parser("make", help="generate a dataset with ground truth")
     make_sub = make.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    makes = (
+        ("sprites", SpritesMakeConfig, "procedural sprites (no extra dependency)",
+         "Procedural sprites: textured background, 1-3 moving key-coloured objects, exact "
+         "ground truth (masks, centroids, boxes) per frame."),
+        ("fetchpush", FetchPushMakeConfig, "robot pushing recorded in MuJoCo ([sim] extra)",
+         "FetchPush recordings with robot masks and gripper/block positions."),
+        ("atari", AtariMakeConfig, "Atari recordings with colour-key ground truth ([sim] extra)",
+         "Atari (ale-py) recordings with the player's object masks."),
+    )
+    for name, config, help_text, description in makes:
+        sp = _subcommand(make_sub, name, config, _make, help_text, description,
+                         print_config=True)
+        add_config_arguments(sp, config)
 
-    sp = make_sub.add_parser(
-        "sprites", help="procedural sprites (no extra dependency)",
-        description="Procedural sprites: textured background, 1-3 moving key-coloured objects, "
-        "exact ground truth (masks, centroids, boxes) per frame.",
-    )
-    sp.add_argument("--out", required=True, help="output root (created; must be empty)")
-    sp.add_argument("--clips", type=_positive, required=True, help="number of clips in all")
-    sp.add_argument("--size", type=_positive, default=64, help="frame size in pixels (square)")
-    sp.add_argument("--frames", type=_positive, default=30, help="frames per clip")
-    sp.add_argument("--seed", type=int, default=0, help="seed: same seed, same files")
-    sp.add_argument(
-        "--objects", type=_objects, default=(1, 3),
-        help="objects per clip: N or a range LO-HI (default 1-3; 1 is cleanest for control)",
-    )
-    sp.add_argument(
-        "--style", default="classic", choices=SPRITE_STYLES,
-        help="scene style: classic (key colours, 6 shapes, smooth background; default) or "
-        "varied (continuous colours, 12 shapes, 6 background families, lighting, shadows)",
-    )
-    sp.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips in val")
-    sp.add_argument("--test-fraction", type=float, default=0.1, help="fraction of clips in test")
-    sp.add_argument("--noise-std", type=float, default=2.0, help="sensor noise (grey levels)")
-    sp.add_argument("--flicker", type=float, default=0.03, help="illumination flicker amplitude")
-    sp.add_argument("--workers", type=int, default=None, help="processes (default: CPUs, <= 8)")
-    sp.add_argument(
-        "--png-level", type=int, default=0, choices=range(10), metavar="0-9",
-        help="0: uncompressed PNGs, fastest to write and load (default); 1-9: compressed",
-    )
-    sp.add_argument(
-        "--overwrite", action="store_true", help="replace a previous sprites dataset at --out"
-    )
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    fp = make_sub.add_parser(
-        "fetchpush", help="robot pushing recorded in MuJoCo ([sim] extra)",
-        description="FetchPush recordings with robot masks and gripper/block positions.",
-    )
-    _add_recording_args(fp)
-
-    at = make_sub.add_parser(
-        "atari", help="Atari recordings with colour-key ground truth ([sim] extra)",
-        description="Atari (ale-py) recordings with the player's object masks.",
-    )
-    at.add_argument(
-        "--game", choices=("breakout", "tennis", "pong"), default="breakout", help="the game"
-    )
-    _add_recording_args(at)
-
-    cb = sub.add_parser(
-        "convert-bair", help="BAIR softmotion30_44k TFRecords -> the clip layout",
-        description="Convert the original BAIR robot pushing TFRecords (no TensorFlow needed).",
-    )
+    cb = _subcommand(sub, "convert-bair", ConvertBairConfig, _convert_bair,
+                     "BAIR softmotion30_44k TFRecords -> the clip layout",
+                     "Convert the original BAIR robot pushing TFRecords (no TensorFlow needed).")
     cb.add_argument("src", help="softmotion30_44k folder (train/ test/), a folder or a file")
     cb.add_argument("dst", help="output root")
-    cb.add_argument(
-        "--val-fraction", type=float, default=0.0,
-        help="move this fraction of the train files to val (the release has none)",
-    )
-    cb.add_argument("--limit", type=_positive, default=None, help="at most N records per split")
-    cb.add_argument("--workers", type=_positive, default=1, help="processes")
-    cb.add_argument("--image-key", default="image_aux1", help="camera view to convert")
-    cb.add_argument(
-        "--png-level", type=int, default=0, choices=range(10), metavar="0-9",
-        help="0: uncompressed PNGs, fastest to load (default); 1-9: compressed, ~half the size",
-    )
-    cb.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(cb, ConvertBairConfig)
 
-    cv = sub.add_parser(
-        "convert-videos", help="your own videos -> the clip layout (fast loading)",
-        description="Decode video files (mp4, webm, gif, ...) into train/val/test frame folders.",
-    )
+    cv = _subcommand(sub, "convert-videos", ConvertVideosConfig, _convert_videos,
+                     "your own videos -> the clip layout (fast loading)",
+                     "Decode video files (mp4, webm, gif, ...) into train/val/test frame "
+                     "folders.")
     cv.add_argument("src", help="a folder of videos (searched recursively) or one video")
     cv.add_argument("dst", help="output root")
-    cv.add_argument(
-        "--size", type=_positive, nargs="+", default=None, metavar="N",
-        help="resize and centre-crop: one number (square) or H W",
-    )
-    cv.add_argument("--val-fraction", type=float, default=0.1, help="fraction of videos in val")
-    cv.add_argument("--test-fraction", type=float, default=0.1, help="fraction in test")
-    cv.add_argument("--seed", type=int, default=0, help="seed of the split shuffle")
-    cv.add_argument("--max-frames", type=_positive, default=None, help="frames per video at most")
-    cv.add_argument(
-        "--png-level", type=int, default=0, choices=range(10), metavar="0-9",
-        help="0: uncompressed PNGs, fastest to load (default); 1-9: compressed",
-    )
+    add_config_arguments(cv, ConvertVideosConfig)
 
-    info = sub.add_parser(
-        "info", help="describe a dataset root",
-        description="Count splits, clips, frames and ground truth; describe one sample frame.",
-    )
+    info = _subcommand(sub, "info", InfoConfig, _info, "describe a dataset root",
+                       "Count splits, clips, frames and ground truth; describe one sample frame.")
     info.add_argument("root", help="data root")
-    info.add_argument(
-        "--split", default=None, help="one split (default: every split found, or the flat root)"
-    )
-    info.add_argument("--json", action="store_true", help="print JSON")
+    add_config_arguments(info, InfoConfig)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lcvg-data``; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(build_parser(), argv)
+    config = config_from_args(args.config_class, args, args.parser)
+    if getattr(args, "print_config", False):
+        print(config_json(config))
+        return 0
     try:
-        if args.command == "make":
-            if args.source == "sprites":
-                return _make_sprites(args)
-            return _make_sim(args.source, args)
-        if args.command == "convert-bair":
-            return _convert_bair(args)
-        if args.command == "convert-videos":
-            return _convert_videos(args)
-        if args.command == "info":
-            return _info(args)
+        return int(args.run(args, config))
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"lcvg-data: error: {exc}", file=sys.stderr)
         return 1
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
-    return 2  # pragma: no cover
 
 
-def _make_sprites(args: argparse.Namespace) -> int:
+def _make(args: argparse.Namespace, config: RecordingConfig) -> int:
+    if isinstance(config, SpritesMakeConfig):
+        return _make_sprites(config)
+    # The recorders' main_make read the fields as attributes of a namespace.
+    return _make_sim(args.source, argparse.Namespace(
+        **{f.name: getattr(config, f.name) for f in fields(config)}))
+
+
+def _make_sprites(config: SpritesMakeConfig) -> int:
     from training.data.sprites import SpritesConfig, generate_sprites
 
-    config = SpritesConfig(
-        size=args.size,
-        frames=args.frames,
-        objects=args.objects,
-        noise_std=args.noise_std,
-        flicker=args.flicker,
-        style=args.style,
-    )
     summary = generate_sprites(
-        args.out,
-        clips=args.clips,
-        seed=args.seed,
-        config=config,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        progress=not args.quiet and sys.stderr.isatty(),
-        png_level=args.png_level,
+        config.out,
+        clips=config.clips,
+        seed=config.seed,
+        config=SpritesConfig(
+            size=config.size,
+            frames=config.frames,
+            objects=config.objects,
+            noise_std=config.noise_std,
+            flicker=config.flicker,
+            style=config.style,
+        ),
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        workers=config.workers,
+        overwrite=config.overwrite,
+        progress=not config.quiet and sys.stderr.isatty(),
+        png_level=config.png_level,
     )
     total = sum(summary.clips.values())
     print(
@@ -242,7 +339,7 @@ def _make_sim(source: str, args: argparse.Namespace) -> int:
         raise
 
 
-def _convert_bair(args: argparse.Namespace) -> int:
+def _convert_bair(args: argparse.Namespace, config: ConvertBairConfig) -> int:
     try:
         import tfrecord  # noqa: F401
     except ModuleNotFoundError:
@@ -258,12 +355,12 @@ def _convert_bair(args: argparse.Namespace) -> int:
     summary = convert_bair(
         args.src,
         args.dst,
-        val_fraction=args.val_fraction,
-        limit=args.limit,
-        workers=args.workers,
-        image_key=args.image_key,
-        progress=not args.quiet and sys.stderr.isatty(),
-        png_level=args.png_level,
+        val_fraction=config.val_fraction,
+        limit=config.limit,
+        workers=config.workers,
+        image_key=config.image_key,
+        progress=not config.quiet and sys.stderr.isatty(),
+        png_level=config.png_level,
     )
     print(
         f"wrote {sum(summary.clips.values())} BAIR clips to {summary.root} {summary.clips} "
@@ -272,34 +369,32 @@ def _convert_bair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert_videos(args: argparse.Namespace) -> int:
+def _convert_videos(args: argparse.Namespace, config: ConvertVideosConfig) -> int:
     from training.data.video import convert_videos
 
-    size: Any = None
-    if args.size is not None:
-        if len(args.size) not in (1, 2):
-            raise ValueError(f"--size takes 1 or 2 numbers, got {args.size}")
-        size = tuple(args.size) if len(args.size) == 2 else args.size[0]
+    size: Any = config.size
+    if size is not None and len(size) == 1:
+        size = size[0]
     counts = convert_videos(
         args.src,
         args.dst,
         size=size,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        max_frames=args.max_frames,
-        png_level=args.png_level,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        max_frames=config.max_frames,
+        png_level=config.png_level,
     )
     print(f"wrote {sum(counts.values())} clips to {args.dst} {counts}")
     return 0
 
 
-def _info(args: argparse.Namespace) -> int:
+def _info(args: argparse.Namespace, config: InfoConfig) -> int:
     from training.data.layout import SPLITS, scan_clips
 
     root = Path(args.root)
-    if args.split is not None:
-        splits: list[str | None] = [args.split]
+    if config.split is not None:
+        splits: list[str | None] = [config.split]
     elif root.is_dir() and any((root / s).is_dir() for s in SPLITS):
         splits = [s for s in SPLITS if (root / s).is_dir()]
     else:
@@ -319,7 +414,7 @@ def _info(args: argparse.Namespace) -> int:
             if scan.clips:
                 entry["sample"] = describe_frame(scan.clips[0])
             report["splits"][split or "(flat)"] = entry
-    if args.json:
+    if config.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"{root}")

@@ -6,7 +6,8 @@ Layout (that of the playable-video-generation release, how BAIR 256 and Tennis c
       train/ val/ test/            splits (any subset)
         00000/                     one clip folder per video
           00000.png 00001.png ...  frames in time order (png/jpg/bmp/webp; numeric order)
-          actions.pkl              optional: list, one action per frame
+          actions.pkl              optional: list, one action per frame (a pickle: read
+                                   only with trust_pickle, see load_annotation)
           rewards.pkl dones.pkl    optional
           metadata.pkl             optional: list, one dict per frame
           ground_truth.npz         optional: see ``training.data.ground_truth``
@@ -26,7 +27,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ from training.data.ground_truth import (
     mask_centroids_px,
 )
 from training.data.png import read_png_fast
+from training.data.skipped import DataWarning, warn_skipped
 from training.data.transforms import ResizeCrop
 from training.data.video import VIDEO_EXTENSIONS, VideoError, count_video_frames, read_video
 
@@ -60,6 +61,7 @@ __all__ = [
     "Scan",
     "read_image",
     "scan_clips",
+    "warn_skipped",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -72,10 +74,6 @@ CHECK_MODES = ("none", "tail", "decode")
 """How hard a scan checks frames (see the module docstring)."""
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-
-
-class DataWarning(UserWarning):
-    """Some data was skipped (unreadable frames, short clips); the message counts it."""
 
 
 @dataclass(frozen=True)
@@ -374,33 +372,37 @@ class ClipReader:
         return self._cached(("fg", clip), load)
 
 
-def load_annotation(clip_dir: str | os.PathLike[str], name: str) -> Any:
-    """Unpickle an optional per-clip file (``actions.pkl`` ...); None when absent."""
+def require_trusted_pickle(path: str | os.PathLike[str], trust_pickle: bool) -> None:
+    """Refuse to go on towards unpickling ``path`` unless ``trust_pickle`` is True.
+
+    The per-clip annotation files are pickles, and unpickling can execute arbitrary code.
+
+    Raises:
+        PermissionError: ``trust_pickle`` is False; the message names ``path`` and the option.
+    """
+    if not trust_pickle:
+        raise PermissionError(
+            f"{os.fspath(path)!r} is a pickle: loading it can execute arbitrary code. Pass "
+            "trust_pickle=True (e.g. FramePairDataset(..., load_actions=True, trust_pickle=True)) "
+            "if you trust where the data came from."
+        )
+
+
+def load_annotation(
+    clip_dir: str | os.PathLike[str], name: str, trust_pickle: bool = False
+) -> Any:
+    """Unpickle an optional per-clip file (``actions.pkl`` ...); None when absent.
+
+    Raises:
+        PermissionError: the file exists and ``trust_pickle`` is False (see
+            :func:`require_trusted_pickle`).
+    """
     path = Path(clip_dir) / name
     if not path.is_file():
         return None
+    require_trusted_pickle(path, trust_pickle)
     with open(path, "rb") as f:
         return pickle.load(f)
-
-
-def skipped_message(counts: dict[str, int], examples: Sequence[str] = ()) -> str | None:
-    """One sentence counting skipped data, or None when nothing was skipped."""
-    parts = [f"{n} {what}" for what, n in counts.items() if n]
-    if not parts:
-        return None
-    msg = "skipped " + ", ".join(parts)
-    if examples:
-        msg += " (e.g. " + ", ".join(str(e) for e in examples[:3]) + ")"
-    return msg
-
-
-def warn_skipped(
-    counts: dict[str, int], examples: Sequence[str] = (), stacklevel: int = 3
-) -> None:
-    """Emit ONE :class:`DataWarning` counting everything skipped (no-op when nothing was)."""
-    msg = skipped_message(counts, examples)
-    if msg is not None:
-        warnings.warn(msg, DataWarning, stacklevel=stacklevel)
 
 
 def _resize_ground_truth(gt: GroundTruth, resize: ResizeCrop, src: tuple[int, int]) -> GroundTruth:

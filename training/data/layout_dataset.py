@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from training.data.layout import Clip, ClipReader, DataWarning, LayoutIndex
+from training.data.layout import Clip, ClipReader, LayoutIndex
+from training.data.skipped import DataWarning
 
 
 class LayoutDataset(Dataset):

@@ -13,10 +13,11 @@ from training.data.layout import (
     CHECK_MODES,
     build_index,
     load_annotation,
+    require_trusted_pickle,
     scan_clips,
-    warn_skipped,
 )
 from training.data.layout_dataset import LayoutDataset
+from training.data.skipped import warn_skipped
 from training.data.transforms import parse_size
 
 __all__ = ["FramePairDataset", "to_tensor"]
@@ -61,6 +62,9 @@ class FramePairDataset(LayoutDataset):
         ground_truth: None (use it when every usable clip has a sidecar), True (require it:
             clips without one are skipped and counted) or False (ignore it).
         load_actions: add ``action`` from ``actions.pkl`` (clips without one are skipped).
+        trust_pickle: must be True with ``load_actions`` when a clip has ``actions.pkl``: the
+            file is a pickle, and unpickling can execute arbitrary code. Without it the
+            dataset raises PermissionError naming the file.
     """
 
     item_noun = "pair"
@@ -77,6 +81,7 @@ class FramePairDataset(LayoutDataset):
         cache_mb: float = 512.0,
         ground_truth: bool | None = None,
         load_actions: bool = False,
+        trust_pickle: bool = False,
     ) -> None:
         if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 1:
             raise ValueError(
@@ -90,6 +95,7 @@ class FramePairDataset(LayoutDataset):
         self.size = parse_size(size)
         self.flip = bool(flip)
         self.load_actions = bool(load_actions)
+        self.trust_pickle = bool(trust_pickle)
         scan = scan_clips(root, split, check)
 
         missing_gt = 0
@@ -100,11 +106,12 @@ class FramePairDataset(LayoutDataset):
             if ground_truth is True and not clip.has_ground_truth:
                 missing_gt += 1
                 return False
-            if self.load_actions and (
-                clip.is_video or not os.path.isfile(os.path.join(clip.path, "actions.pkl"))
-            ):
-                missing_actions += 1
-                return False
+            if self.load_actions:
+                actions = os.path.join(clip.path, "actions.pkl")
+                if clip.is_video or not os.path.isfile(actions):
+                    missing_actions += 1
+                    return False
+                require_trusted_pickle(actions, self.trust_pickle)  # refuse now, not mid-epoch
             return True
 
         clips, self.index, short = build_index(scan, (0, self.gap), keep)
@@ -149,6 +156,11 @@ class FramePairDataset(LayoutDataset):
             fg = self.reader.foreground(clip)
             if fg is None:  # pragma: no cover - guarded by has_ground_truth
                 raise ValueError(f"ground truth vanished from {self.clips[clip].path}")
+            if len(fg) < t + self.gap + 1:
+                raise ValueError(
+                    f"{self.clips[clip].path}/ground_truth.npz has {len(fg)} frames, "
+                    f"the clip {self.clips[clip].num_frames}"
+                )
             item["foreground"] = _mask_tensor(fg[t], flip)
             item["next_foreground"] = _mask_tensor(fg[t + self.gap], flip)
         if self.load_actions:
@@ -159,7 +171,7 @@ class FramePairDataset(LayoutDataset):
     def _clip_actions(self, clip: int) -> np.ndarray:
         hit = self._actions.get(clip)
         if hit is None:
-            raw = load_annotation(self.clips[clip].path, "actions.pkl")
+            raw = load_annotation(self.clips[clip].path, "actions.pkl", self.trust_pickle)
             hit = _actions_array(raw, self.clips[clip].path, self.clips[clip].num_frames)
             self._actions[clip] = hit
         return hit

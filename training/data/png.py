@@ -76,6 +76,8 @@ def read_png_fast(path: str | os.PathLike[str]) -> np.ndarray | None:
         data = f.read()
     if data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
         return None
+    if len(data) < 29:
+        raise OSError(f"truncated PNG (no whole IHDR): {path}")
     w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth != 8 or color != 2 or interlace != 0:
         return None

@@ -34,12 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from lcvg_env.configs import check_choices
 from lcvg_env.world.scene import (
     CLASSIC_SHAPES,
     KEY_COLORS,
     STYLES,
     Poses,
     SceneConfig,
+    Style,
     render,
     sample_scene,
 )
@@ -96,11 +98,12 @@ class SpritesConfig:
     """Standard deviation of the sensor noise (grey levels)."""
     margin: float = 0.5
     """Object centres stay at least ``margin * radius`` inside the frame (mostly in view)."""
-    style: str = "classic"
+    style: Style = "classic"
     """Scene style, one of ``STYLES`` ("classic", "varied"; see ``lcvg_env.world.scene``)."""
 
     def __post_init__(self) -> None:
         """Validate (the scene fields through :class:`SceneConfig`); resolve ``shapes``."""
+        check_choices(self)
         if not isinstance(self.frames, int) or self.frames < 2:
             raise ValueError(f"frames must be an int >= 2, got {self.frames!r}")
         scene = self.scene_config()  # validates size, objects, shapes, style, ...

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.skipped import DataWarning
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoError",
@@ -206,6 +208,29 @@ def _count_imageio(path: Path) -> int:
     return int(read_video(path).shape[0])
 
 
+def _deal_into_splits(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> list[tuple[str, int]]:
+    """Shuffle items 0..n-1 with ``seed`` and deal them into (split, item) pairs.
+
+    val and test get their rounded fractions, train the rest; when that would leave train
+    empty, everything goes to train.
+    """
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = int(round(n * val_fraction))
+    n_test = int(round(n * test_fraction))
+    if n - n_val - n_test < 1:
+        n_val, n_test = 0, 0
+    return (
+        [("val", i) for i in order[:n_val]]
+        + [("test", i) for i in order[n_val : n_val + n_test]]
+        + [("train", i) for i in order[n_val + n_test :]]
+    )
+
+
 def convert_videos(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -227,7 +252,6 @@ def convert_videos(
     Returns:
         Clips written per split.
     """
-    import random
     import warnings
 
     from training.data.png import write_png
@@ -253,17 +277,7 @@ def convert_videos(
             f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {src}; "
             f"it holds: {shown or 'nothing'}"
         )
-    order = list(range(len(videos)))
-    random.Random(seed).shuffle(order)
-    n_val = int(round(len(videos) * val_fraction))
-    n_test = int(round(len(videos) * test_fraction))
-    if len(videos) - n_val - n_test < 1:
-        n_val, n_test = 0, 0
-    assignment = (
-        [("val", i) for i in order[:n_val]]
-        + [("test", i) for i in order[n_val : n_val + n_test]]
-        + [("train", i) for i in order[n_val + n_test :]]
-    )
+    assignment = _deal_into_splits(len(videos), val_fraction, test_fraction, seed)
     resize = ResizeCrop(size)
     counts = {"train": 0, "val": 0, "test": 0}
     failed: list[str] = []
@@ -281,8 +295,6 @@ def convert_videos(
         (clip / "source.txt").write_text(str(videos[i].resolve()) + "\n")
         counts[split] += 1
     if failed:
-        from training.data.layout import DataWarning
-
         warnings.warn(
             f"skipped {len(failed)} unreadable videos (e.g. {'; '.join(failed[:3])})",
             DataWarning,
