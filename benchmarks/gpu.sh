@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU numbers of the README in one run on a CUDA machine, inside a fixed time budget:
+# The GPU numbers of docs/performance.md (speed) and docs/results.md (the robot-pushing run) in
+# one run on a CUDA machine, inside a fixed time budget:
 #   1. training throughput of the official_bair model (128x128 and 256x256, fp32 and bf16);
 #   2. env_step frames/s of a paper_bair-sized model (fp32 and bf16) and of the sprites models;
 #   3. the pseudo-control fitter against the released procedure;

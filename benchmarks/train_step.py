@@ -8,8 +8,8 @@ stage II pseudo control has something to fit. Each precision variant builds a fr
 the steps count from the preset's ``disc_start``, so the GAN (when the preset has one) is on in
 every step, as in the released code. Prints one JSON object; measures, never passes or fails.
 
-For scale (issue 4): the released code's stage I step at batch 8, 256x256, fp32, took 0.127 s
-(63 samples/s) with 19.9 GB peak on an H100.
+For scale (issue 4): the released code's reported stage I step time and peak memory (batch 8,
+256x256, fp32, H100) are quoted beside our measurements in docs/performance.md.
 
     python -m benchmarks.train_step [--preset official_bair] [--resolution 256 256]
         [--batch-size 8] [--device auto] [--amp none bf16] [--steps 20] [--warmup 3]

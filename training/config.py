@@ -181,10 +181,10 @@ class TrainConfig:
     """Mixed precision: "auto" (bf16 autocast on CUDA, none on CPU), "bf16" or "none"."""
     channels_last: Literal["auto", "on", "off"] = "auto"
     """channels_last memory format: "auto" (the faster layout of the device), "on" or "off".
-    Auto is channels-last on CPUs, where the small preset's steps ran 5-10 % faster in it, and
+    Auto is channels-last on CPUs, where the small preset's steps are faster in it, and
     contiguous on CUDA, where every GroupNorm copies channels-last tensors to the contiguous
-    layout and back: the official_bair stage I step at 256x256, batch 8, bf16 took 0.110 s
-    contiguous and 0.115 s channels-last on an H200 (benchmarks/train_step.py)."""
+    layout and back, which makes the official_bair step slower (docs/performance.md, "Training
+    steps")."""
     compile: bool = False
     """Wrap the generator and discriminator in torch.compile."""
     compile_backend: str = "inductor"
@@ -271,7 +271,8 @@ def small_model() -> ModelConfig:
 
     8 base channels at 64x64 (16 at 32x32, 32 at 16x16), a 16x16 latent of 32-dim codes (128 of
     them), attention only in the middle blocks, and a mask network of width 8 with 2 residual
-    blocks: about 0.25 M parameters, ~4x cheaper per step than ModelConfig.medium(). The mask
+    blocks: about 0.25 M parameters, several times cheaper per step than ModelConfig.medium()
+    (docs/performance.md). The mask
     network's GroupNorm uses 2 groups: with one channel per group (the default at this width)
     it acts as an instance norm, and its ReLU features died on the objects (the mask stayed
     just under 0.5 there).
@@ -285,7 +286,7 @@ def small_model() -> ModelConfig:
 
 
 def _small() -> TrainConfig:
-    # Tuned on procedural sprites at 64x64 on 2 CPU cores (README, "Training").
+    # Tuned on procedural sprites at 64x64 on 2 CPU cores (docs/training.md, docs/results.md).
     return TrainConfig(preset="small", stage1_steps=4000, stage2_steps=3000,
                        rec_motion_weight=20.0, bg_mask="pair_union", self_forcing=0.5,
                        model=small_model())

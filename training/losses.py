@@ -64,10 +64,9 @@ def motion_weights(changed: torch.Tensor, extra: float) -> torch.Tensor:
     """Per-pixel L1 weights ``1 + extra * mu_t``: (B, 1, H, W) {0, 1} -> (B, 1, H, W).
 
     Not in the paper. Moving objects are a few percent of the pixels, so the plain L1 hardly
-    pays a small model to draw them: on sprites (objects ~7 % of the frame) the ``small``
-    generator (0.2 M parameters, true masks, 600 steps) reached 9.8 dB PSNR on the objects with
-    the plain L1, 16.5 dB with ``extra=10`` and 17.1 dB with ``extra=30``, for 2 dB less on the
-    whole frame at that point. mu_t (:func:`changed_pixels`) needs no labels.
+    pays a small model to draw them; weighting the changed pixels makes the ``small`` generator
+    draw the objects far better on sprites, at a small cost on the whole frame (docs/results.md,
+    "The three additions"). mu_t (:func:`changed_pixels`) needs no labels.
     """
     if extra < 0:
         raise ValueError(f"motion weight must be >= 0, got {extra!r}")

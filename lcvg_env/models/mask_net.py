@@ -48,10 +48,9 @@ class OneOutputConv2d(nn.Conv2d):
     """``nn.Conv2d`` to one output channel; on CPUs a depthwise convolution summed over channels.
 
     Same parameters, state-dict keys and result (up to float rounding). oneDNN's direct kernel
-    runs a 7x7 convolution to one channel at a fraction of its usual speed (3.5 GFLOP/s on one
-    core for M's last layer in the sprites model, against 20-37 for the other layers); the
-    depthwise form is 4.5x faster there and 3x at 256x256 with 64 input channels. Other devices
-    keep the plain convolution.
+    runs a 7x7 convolution to one channel at a fraction of its usual speed; the depthwise form
+    avoids that kernel and is faster on CPUs (docs/performance.md). Other devices keep the
+    plain convolution.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

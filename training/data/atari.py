@@ -246,9 +246,9 @@ class AtariRecorder:
         self._regions = [_region_mask(r) for r in spec.regions]
         self._keys = np.array(spec.colors, np.uint8)  # (K, 3)
         self._packed_keys = _pack(self._keys[None])[0]  # (K,)
-        # every clip starts from this state (re-seeding the ALE reloads the ROM, ~0.4 s); the
-        # clips differ by the policy's random warm-up, and with sticky actions off the emulator
-        # is deterministic, so a clip depends on its seed only
+        # every clip starts from this state (re-seeding the ALE reloads the ROM, which is
+        # slow); the clips differ by the policy's random warm-up, and with sticky actions off
+        # the emulator is deterministic, so a clip depends on its seed only
         screen, _ = self.env.reset(seed=0)
         self._start = self.env.unwrapped.clone_state(include_rng=True)
         self._start_screen = screen

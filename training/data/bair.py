@@ -151,8 +151,9 @@ def convert_bair(
         workers: processes; files are converted in parallel, clip numbers stay deterministic.
         image_key: the camera view (``image_aux1``; ``image_main`` is the other one).
         progress: show a progress bar.
-        png_level: 0 writes uncompressed PNGs (12 KiB a frame, decoded ~10x faster, which
-            matters because 44K clips never fit a cache); 1-9 compressed ones (~half the size).
+        png_level: 0 writes uncompressed PNGs (12 KiB a frame, decoded much faster, which
+            matters because 44K clips never fit a cache; docs/performance.md); 1-9 compressed
+            ones (~half the size).
 
     Returns:
         A :class:`BairSummary`; unreadable records are skipped and counted in one warning.

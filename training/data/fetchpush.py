@@ -95,7 +95,7 @@ class FetchPushConfig:
     """Camera distance from ``lookat`` in metres."""
     supersample: int = 0
     """Render at ``size * supersample`` without MSAA and box-average down (anti-aliasing that
-    is ~2x cheaper than MuJoCo's 4x MSAA in software OpenGL); masks are the pixels at least
+    is cheaper than MuJoCo's 4x MSAA in software OpenGL); masks are the pixels at least
     half covered at that resolution. 0 = auto: 2 up to 128 px, else 1 (no anti-aliasing)."""
     block_rgb: tuple[float, float, float] = (0.85, 0.12, 0.1)
     """Block colour (linear RGB in [0, 1]); red, far from every other colour in the scene."""

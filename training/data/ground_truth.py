@@ -219,8 +219,8 @@ def save_ground_truth(clip_dir: str | os.PathLike[str], gt: GroundTruth) -> Path
     if gt.names is not None:
         arrays["names"] = np.array(gt.names, dtype=str)
     tmp = path.with_name(path.name + ".tmp")
-    # An .npz (np.load reads it) deflated at level 1: masks are sparse, level 1 is ~5x faster
-    # than np.savez_compressed's default and nearly as small.
+    # An .npz (np.load reads it) deflated at level 1: masks are sparse, so level 1 is much
+    # faster than np.savez_compressed's default and nearly as small (docs/performance.md).
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for key, arr in arrays.items():
             with zf.open(f"{key}.npy", "w", force_zip64=True) as f:

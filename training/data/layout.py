@@ -18,8 +18,8 @@ Layout (that of the playable-video-generation release, how BAIR 256 and Tennis c
 
 Scanning lists every clip folder once; nothing is listed per item. ``check`` decides how hard the
 scan looks at frames: ``"none"`` (names only), ``"tail"`` (default: empty files and truncated
-PNG/JPEG, by their end markers; ~15 us a frame) or ``"decode"`` (decode every frame). Frames that
-fail are skipped: a pair or window never uses them.
+PNG/JPEG, by their end markers; cheap, see docs/performance.md) or ``"decode"`` (decode every
+frame). Frames that fail are skipped: a pair or window never uses them.
 """
 
 from __future__ import annotations

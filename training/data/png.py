@@ -1,9 +1,9 @@
 """PNG frames written and read fast.
 
 ``write_png(path, frame, level=0)`` writes an RGB PNG whose pixel rows are unfiltered and whose
-deflate stream is "stored" (level 0, no compression): any PNG reader opens it, it encodes in
-~35 us and decodes in ~20 us at 64x64 (Pillow's level-1 PNGs take ~0.9 ms and ~0.35 ms), at the
-price of raw-size files (12 KiB a 64x64 frame). ``level`` 1-9 writes a compressed PNG with
+deflate stream is "stored" (level 0, no compression): any PNG reader opens it, and it encodes
+and decodes many times faster than Pillow's compressed PNGs (docs/performance.md, "Data"), at
+the price of raw-size files (12 KiB a 64x64 frame). ``level`` 1-9 writes a compressed PNG with
 Pillow instead (adaptive filters, about half the size).
 
 ``read_png_fast`` decodes exactly such unfiltered 8-bit RGB PNGs (any deflate level) with zlib

@@ -240,7 +240,8 @@ def generate_sprites(
         overwrite: replace a previous sprites dataset at ``out``.
         progress: show a progress bar.
         png_level: 0 writes unfiltered, uncompressed PNGs (fastest to write and to load;
-            12 KiB a 64x64 frame); 1-9 compressed ones (about half the size, ~3x slower).
+            12 KiB a 64x64 frame); 1-9 compressed ones (about half the size, several times
+            slower; docs/performance.md).
 
     Returns:
         A :class:`SpritesSummary`.
