@@ -192,6 +192,7 @@ class LCVGCore:
         tracking: str = "segment",
         autocast: bool = False,
         compile: bool | str = False,
+        separate: bool = False,
         expected_resolution: Sequence[int] | None = None,
         render_scale: int | None = None,
         render_overlay: bool = True,
@@ -214,6 +215,7 @@ class LCVGCore:
             tracking=tracking,
             autocast=autocast,
             compile=compile,
+            separate=separate,
         )
         self.device = self.sim.device
         self.task = make_task(task, self.num_envs, self.num_objects, resolution, task_kwargs)
@@ -492,6 +494,8 @@ class LCVGEnv(gym.Env):
       controlled masks are the state and go exactly where the actions send them; the frames
       follow them more closely and M runs only at reset) or "anchored" (carried while M's mask
       of the generated frame confirms them); see ``lcvg_env.simulator``.
+    - ``separate``: at reset, cut apart touching objects that M's mask joins, by their
+      colours (``lcvg_env.control.separate_objects``); on for the sprites ids.
     - ``render_mode`` (None, "rgb_array", "human"), ``render_scale`` (default: up to 256 px),
       ``render_overlay`` (mask tint, centroids, targets).
 

@@ -5,8 +5,9 @@
   simulator, 100 steps.
 - ``LCVG-Sprites-Reach-v0``: the same model; reach task, 50 steps, Dict observation
   (``frame``, ``centroids``, ``target``).
-- Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: 1.1-1.4x
-  the frames/s, objects placed a little less precisely (README, Results on sprites).
+- Both take ``checkpoint="sprites_fast.safetensors"``, the bundled CPU-layout model: more
+  frames/s on CPUs (docs/performance.md), objects placed a little less precisely
+  (docs/results.md, "The CPU layout").
 - ``LCVG-BAIR-v0``: ``bair.safetensors`` (256x256, ``paper_bair`` or a converted official
   model); first frames beside the checkpoint or given; free, 100 steps.
 - ``LCVG-Tennis-v0``: ``tennis.safetensors`` (96x256, ``paper_tennis``); free, 100 steps.
@@ -84,7 +85,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
         "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS,
-                   "tracking": SPRITES_TRACKING},
+                   "tracking": SPRITES_TRACKING, "separate": True},
     },
     "LCVG-Sprites-Reach-v0": {
         "entry_point": ENTRY_POINT,
@@ -96,6 +97,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "task": "reach",
             "observation_keys": ("frame", "centroids", "target"),
             "tracking": SPRITES_TRACKING,
+            "separate": True,
         },
     },
     "LCVG-BAIR-v0": {

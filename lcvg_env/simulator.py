@@ -121,13 +121,15 @@ class Simulator:
         channels_last: convert the model (in place: it may be shared) and the inputs to the
             channels-last memory format, or (False) both to the contiguous one; outputs are the
             same up to float rounding. None (default): channels-last on CPUs only, where the
-            convolutions of small models run about a quarter faster in it. On CUDA every
-            GroupNorm copies channels-last tensors to the contiguous layout and back: a
-            ``paper_bair`` generator ran 1.3x slower in it on an H200 (N = 64: 179 vs 139 ms,
-            ``benchmarks/profile_gpu.py``).
+            convolutions of small models run faster in it. On CUDA every GroupNorm copies
+            channels-last tensors to the contiguous layout and back, which makes the
+            ``paper_bair`` generator slower there (both measured in docs/performance.md).
         compile: ``torch.compile`` the generator's and mask network's calls: False (default),
             True (the default mode) or a mode name ("reduce-overhead" adds CUDA graphs, for
             small N where kernel launches dominate). The first step of each N compiles.
+        separate: at reset, cut connected components of M's mask where touching objects
+            of clearly different colours merged (``lcvg_env.control.separate_objects``), so
+            that each controlled object is one object; later steps follow the tracking.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Simulator:
         autocast: bool = False,
         channels_last: bool | None = None,
         compile: bool | str = False,
+        separate: bool = False,
     ) -> None:
         if not isinstance(model, LayeredGenerator):
             raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
@@ -163,7 +166,10 @@ class Simulator:
         if not (isinstance(compile, bool) or compile in COMPILE_MODES):
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got "
                              f"{compile!r}")
+        if not isinstance(separate, bool):
+            raise TypeError(f"separate must be a bool, got {separate!r}")
         self.tracking = tracking
+        self.separate = separate
         device = next(model.parameters()).device
         if channels_last is None:
             channels_last = device.type == "cpu"
@@ -245,6 +251,8 @@ class Simulator:
             )
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
             masks, objects = self._segment(x)
+            if self.separate:
+                objects = ctl.separate_objects(x, masks, self.num_objects)
             centroids, present = track.locate(objects)  # (n, K, 2), (n, K)
             self.frames[idx] = x
             self.masks[idx] = masks

@@ -115,6 +115,9 @@ class PairedConfig:
     """Numbers of objects K; episodes are split evenly over them."""
     tracking: Tracking | None = None
     """Learned env's tracking ("segment", "carry", "anchored"); None: the env's default."""
+    separate: bool | None = None
+    """Learned env's ``separate`` (cut touching objects apart by colour at reset); None: the
+    env's default."""
     device: str = "auto"
     """Torch device of the learned env."""
     threads: int | None = None
@@ -516,6 +519,8 @@ def _run(config: PairedConfig, checkpoint: Any,
     env_kwargs: dict[str, Any] = {"control": config.control, "device": config.device}
     if config.tracking is not None:
         env_kwargs["tracking"] = config.tracking
+    if config.separate is not None:
+        env_kwargs["separate"] = config.separate
     episode = 0
     for k, count in zip(config.objects, config.episodes_per_group()):
         for first in range(0, count, config.batch):

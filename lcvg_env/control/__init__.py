@@ -42,7 +42,9 @@ Every public name is importable from here (``lcvg_env.control.X``); the modules 
 - ``geometry``: coordinate conversions, affine matrices, parameters <-> matrices;
 - ``warp``: warping, binarising and editing masks;
 - ``components``: connected components and per-object measurements;
-- ``fit``: fitting the transform that moves one mask onto another (:func:`fit_control`).
+- ``fit``: fitting the transform that moves one mask onto another (:func:`fit_control`);
+- ``separation``: objects of a mask with touching objects cut apart by colour
+  (:func:`separate_objects`).
 """
 
 from lcvg_env.control.checks import trusted_values, values_checked
@@ -64,6 +66,7 @@ from lcvg_env.control.geometry import (
     params_to_matrix,
     pixel_to_normalized,
 )
+from lcvg_env.control.separation import ColourSplit, separate_objects
 from lcvg_env.control.warp import (
     binarize,
     carry_masks,
@@ -78,6 +81,7 @@ from lcvg_env.control.warp import (
 __all__ = [
     "FIT_MODES",
     "PARAM_NAMES",
+    "ColourSplit",
     "ControlFit",
     "binarize",
     "carry_masks",
@@ -95,6 +99,7 @@ __all__ = [
     "object_masks",
     "params_to_matrix",
     "pixel_to_normalized",
+    "separate_objects",
     "trusted_values",
     "union_masks",
     "values_checked",

@@ -1,0 +1,141 @@
+"""Objects of a foreground mask, with touching objects cut apart by their colours.
+
+M's foreground mask joins objects that touch or overlap into one connected component, and
+``object_masks`` then hands the pair out as one object: a command meant for one moves both.
+``separate_objects`` cuts such a component where its pixels fall into two clearly different
+colours that each form one piece, and tries each piece again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lcvg_env.control.checks import _require_masks, _require_tensor
+from lcvg_env.control.components import connected_components
+
+
+@dataclass(frozen=True)
+class ColourSplit:
+    """When a connected component is cut in two by colour.
+
+    The component's pixel colours are split by 2-means, started from the sign of their
+    projection on the principal colour axis (robust to a few outlying edge pixels). The cut is
+    kept only if the two clusters' mean colours are far apart, both clusters are big, and
+    each is mostly one connected piece: a textured object (patches of a second colour
+    scattered over it) or a thin rim of edge pixels fails these tests and stays whole.
+    """
+
+    min_pixels: int = 16
+    """Smallest piece, in pixels."""
+    min_fraction: float = 0.12
+    """Smallest piece, as a fraction of the component being cut."""
+    min_distance: float = 0.25
+    """Smallest distance between the two clusters' mean colours (RGB scaled to [0, 1])."""
+    coherence: float = 0.6
+    """Fraction of each cluster's pixels that its largest connected piece must hold."""
+    depth: int = 2
+    """Levels of cutting (2: one component gives at most four objects)."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min_pixels, int) and not isinstance(self.min_pixels, bool)
+                and self.min_pixels >= 1):
+            raise ValueError(f"ColourSplit.min_pixels must be an int >= 1, got {self.min_pixels!r}")
+        if not (isinstance(self.depth, int) and not isinstance(self.depth, bool)
+                and self.depth >= 0):
+            raise ValueError(f"ColourSplit.depth must be an int >= 0, got {self.depth!r}")
+        for name in ("min_fraction", "coherence"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ColourSplit.{name} must be in [0, 1], got {value!r}")
+        if not self.min_distance >= 0.0:
+            raise ValueError(f"ColourSplit.min_distance must be >= 0, got {self.min_distance!r}")
+
+
+def _two_means(colours: Tensor, iterations: int = 10) -> tuple[Tensor, Tensor]:
+    """(n, 3) colours -> cluster of each (n,) bool and the two mean colours (2, 3)."""
+    centred = colours - colours.mean(0)
+    axis = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+    side = centred @ axis > 0
+    for _ in range(iterations):
+        if bool(side.all()) or not bool(side.any()):
+            break
+        centres = torch.stack([colours[~side].mean(0), colours[side].mean(0)])
+        new = torch.cdist(colours, centres).argmin(1).bool()
+        if torch.equal(new, side):
+            break
+        side = new
+    if bool(side.all()) or not bool(side.any()):
+        return side, colours.mean(0).expand(2, -1)
+    return side, torch.stack([colours[~side].mean(0), colours[side].mean(0)])
+
+
+def _largest_piece(mask: Tensor) -> int:
+    """Pixels of the largest 8-connected piece of a (H, W) bool mask."""
+    labels = connected_components(mask[None, None].float())[0]
+    return int(torch.bincount(labels.flatten())[1:].max())
+
+
+def _cut(colours: Tensor, component: Tensor, rule: ColourSplit, depth: int) -> list[Tensor]:
+    """Pieces (H, W) bool of one component of a frame whose (H, W, 3) colours are in [0, 1]."""
+    n = int(component.sum())
+    if depth == 0 or n < 2 * rule.min_pixels:
+        return [component]
+    side, centres = _two_means(colours[component])
+    if float((centres[0] - centres[1]).norm()) < rule.min_distance:
+        return [component]
+    pieces = []
+    for chosen in (~side, side):
+        piece = torch.zeros_like(component)
+        piece[component] = chosen
+        size = int(chosen.sum())
+        if size < max(rule.min_pixels, rule.min_fraction * n):
+            return [component]
+        if _largest_piece(piece) < rule.coherence * size:
+            return [component]
+        pieces.append(piece)
+    return [part for piece in pieces for part in _cut(colours, piece, rule, depth - 1)]
+
+
+def separate_objects(frames: Tensor, masks: Tensor, k: int,
+                     rule: ColourSplit | None = None) -> Tensor:
+    """Return the ``k`` largest objects of binarised masks, touching ones cut apart by colour.
+
+    As ``lcvg_env.control.object_masks`` (same order: area, then first pixel in raster
+    order; zero masks pad), except that each connected component is first cut by ``rule``.
+    A frame whose components all stay whole gives exactly ``object_masks``' result.
+
+    Args:
+        frames: (B, 3, H, W) frames in [-1, 1].
+        masks: (B, 1, H, W) masks, binarised at 0.5.
+        k: number of objects to return (>= 1).
+        rule: when to cut (default ``ColourSplit()``).
+
+    Returns:
+        (B, k, H, W) {0, 1} masks in the float dtype of ``masks`` (float32 otherwise).
+    """
+    frames = _require_tensor("frames", frames)
+    masks = _require_masks("masks", masks, channels=1)
+    if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[0] != masks.shape[0] \
+            or frames.shape[2:] != masks.shape[2:]:
+        raise ValueError(f"frames must be (B, 3, H, W) matching masks {tuple(masks.shape)}, "
+                         f"got {tuple(frames.shape)}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    rule = ColourSplit() if rule is None else rule
+    b, _, h, w = masks.shape
+    dtype = masks.dtype if masks.dtype.is_floating_point else torch.float32
+    out = torch.zeros(b, k, h, w, dtype=dtype, device=masks.device)
+    labels = connected_components(masks)  # (B, H, W)
+    colours = ((frames.float() + 1.0) / 2.0).permute(0, 2, 3, 1)  # (B, H, W, 3)
+    raster = torch.arange(h * w, device=masks.device).view(h, w)
+    for i in range(b):
+        pieces = [part for label in labels[i].unique().tolist() if label != 0
+                  for part in _cut(colours[i], labels[i] == label, rule, rule.depth)]
+        # largest first; ties: the piece whose first pixel in raster order comes first
+        pieces.sort(key=lambda p: (-int(p.sum()), int(raster[p].min())))
+        for j, piece in enumerate(pieces[:k]):
+            out[i, j] = piece.to(dtype)
+    return out

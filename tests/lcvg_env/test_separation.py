@@ -1,0 +1,82 @@
+"""Cutting touching objects apart by colour (lcvg_env.control.separate_objects)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from lcvg_env import control as ctl
+from lcvg_env.control import ColourSplit, separate_objects
+from lcvg_env.registration import register_envs
+from lcvg_env.world import paired_reset
+from tests.lcvg_env.conftest import BUNDLED
+
+GREY, RED, BLUE = (0.0, 0.0, 0.0), (0.9, -0.8, -0.8), (-0.8, -0.6, 0.9)
+
+
+def _scene(*boxes: tuple[int, int, int, int, tuple[float, float, float]]
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 32x32 grey frame (1, 3, H, W) with coloured boxes (y0, y1, x0, x1, rgb) and its mask."""
+    frame = torch.full((1, 3, 32, 32), 0.0)
+    mask = torch.zeros(1, 1, 32, 32)
+    for y0, y1, x0, x1, rgb in boxes:
+        frame[0, :, y0:y1, x0:x1] = torch.tensor(rgb)[:, None, None]
+        mask[0, 0, y0:y1, x0:x1] = 1.0
+    return frame, mask
+
+
+def test_objects_apart_give_exactly_object_masks():
+    frame, mask = _scene((2, 10, 2, 10, RED), (20, 30, 15, 28, BLUE), (3, 6, 25, 28, RED))
+    for k in (1, 2, 3, 5):
+        assert torch.equal(separate_objects(frame, mask, k), ctl.object_masks(mask, k))
+
+
+def test_touching_objects_of_different_colours_are_cut_apart():
+    frame, mask = _scene((4, 16, 4, 14, RED), (6, 20, 14, 26, BLUE))  # they share an edge
+    assert ctl.object_masks(mask, 2)[0, 1].sum() == 0  # one component for both
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 0].sum() == 14 * 12 and objects[0, 1].sum() == 12 * 10
+    red = frame[0, 0] > 0.5
+    assert torch.equal(objects[0, 1].bool(), red & mask[0, 0].bool())
+
+
+def test_a_textured_object_stays_whole():
+    frame, mask = _scene((4, 24, 4, 24, RED))
+    stripes = torch.zeros(32, 32, dtype=torch.bool)
+    stripes[4:24:2, 4:24] = True  # one-pixel stripes of a second colour
+    frame[0, :, stripes] = torch.tensor(BLUE)[:, None]
+    objects = separate_objects(frame, mask, 2)
+    assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
+
+
+def test_similar_colours_or_a_small_piece_stay_whole():
+    frame, mask = _scene((4, 16, 4, 14, RED), (6, 20, 14, 26, (0.8, -0.7, -0.8)))
+    assert separate_objects(frame, mask, 2)[0, 1].sum() == 0
+    frame, mask = _scene((4, 20, 4, 20, RED), (8, 10, 20, 22, BLUE))  # 4 px of blue
+    assert separate_objects(frame, mask, 2)[0, 1].sum() == 0
+    frame, mask = _scene((4, 16, 4, 14, RED), (6, 20, 14, 26, BLUE))
+    assert separate_objects(frame, mask, 2, ColourSplit(depth=0))[0, 1].sum() == 0
+
+
+def test_bad_inputs_are_named():
+    frame, mask = _scene((4, 16, 4, 14, RED))
+    with pytest.raises(ValueError, match="frames must be"):
+        separate_objects(frame[:, :2], mask, 1)
+    with pytest.raises(ValueError, match="k must be"):
+        separate_objects(frame, mask, 0)
+    with pytest.raises(ValueError, match="min_pixels"):
+        ColourSplit(min_pixels=0)
+
+
+@pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint missing")
+def test_sprites_env_starts_from_the_true_object_where_objects_touch():
+    """Twin scene 0 (varied) has its controlled object touching another; M joins them."""
+    register_envs()
+    offsets = {}
+    for separate in (False, True):
+        learned = gym.make("LCVG-Sprites-v0", device="cpu", separate=separate)
+        twin = gym.make("LCVG-Sprites-Real-v0")
+        (_, info), (_, twin_info) = paired_reset(learned, twin, seed=0)
+        offsets[separate] = float(np.linalg.norm(
+            (info["centroids"][0] - twin_info["centroids"][0]) * 32))  # pixels at 64x64
+    assert offsets[False] > 2.0 and offsets[True] < 1.0, offsets
