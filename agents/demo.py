@@ -1,4 +1,7 @@
-"""Demo: the scripted reach policy in ``LCVG-Sprites-Reach-v0`` (``make demo``).
+"""Demo: a reach policy in ``LCVG-Sprites-Reach-v0`` (``make demo``).
+
+The scripted ``ReachPolicy`` by default; ``--policy agents/assets/reach_ppo.zip`` runs the
+bundled PPO policy trained only in the learned simulator (``lcvg-rl``).
 
 Runs 20 episodes side by side in the natively batched vector environment (one network call per
 step for all of them), each started from a scene of the ground-truth twin
@@ -10,6 +13,7 @@ frame by its true colour, ``lcvg_env.world.locate``, within that radius), and th
 real object there), with the mean final distance and the simulator's frames per second.
 
     python -m agents.demo [--episodes 20] [--out runs/demo/reach.gif] [--seed 0] [--style varied]
+                          [--policy scripted:reach|agents/assets/reach_ppo.zip]
 
 The flags are the fields of :class:`DemoConfig` (``--print-config`` prints the resolved config
 and exits). Exits with status 1 (and says so) when the bundled checkpoint is missing.
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from agents.scripted import ReachPolicy
+from agents.rl.policies import load_policy
 from lcvg_env import render as rnd
 from lcvg_env.configs import check_choices, parse_config
 from lcvg_env.env import CheckpointNotFoundError
@@ -64,6 +68,9 @@ class DemoConfig:
     """How the simulator follows the objects (None: the id's default)."""
     style: Style = "varied"
     """Style of the twin's scenes the episodes start from."""
+    policy: str = "scripted:reach"
+    """The policy: scripted:reach, scripted:random, or a saved lcvg-rl (SB3) policy zip such as
+    agents/assets/reach_ppo.zip (PPO trained only in the learned simulator)."""
 
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
@@ -131,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     n = config.episodes
-    policy = ReachPolicy.from_env(env)
+    policy = load_policy(config.policy, env, seed=config.seed)
     core = env.unwrapped.core  # type: ignore[attr-defined]
     twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=config.style,
                             size=core.resolution[0]) for _ in range(n)]
@@ -184,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "env": ENV_ID,
         "episodes": n,
+        "policy": config.policy,
         "success_rate": float(success.mean()),
         "frame_confirmed_success_rate": float(confirmed.mean()),
         "real_success_rate": float(real.mean()),
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": str(device),
         "video": str(path),
     }
-    print(f"{ENV_ID}: {n} episodes of the scripted reach policy ({height}x{width} frames)")
+    print(f"{ENV_ID}: {n} episodes of {config.policy} ({height}x{width} frames)")
     print(f"success rate: {success.mean():.2f} ({int(success.sum())}/{n}; the simulator's masks)")
     print(f"confirmed by the frame: {confirmed.mean():.2f} ({int(confirmed.sum())}/{n}; the "
           "object found by its colour on target)")

@@ -12,6 +12,8 @@ environments return them); the actions come back with the same batching.
 - ``FollowPathPolicy``: drive the objects through a list of waypoints (the waypoint index is
   the recurrent ``state``; ``episode_start`` rewinds it).
 - ``RandomPolicy``: uniform random actions from its own seeded generator.
+
+They share ``Policy``: its ``predict`` is SB3's signature, each policy implements ``act``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,31 @@ from lcvg_env import control as ctl
 from lcvg_env.spaces import PARAMS_PER_OBJECT, ActionRanges
 
 
-class ScriptedPolicy:
+class Policy:
+    """Base class: stable-baselines3's ``predict`` signature, answered by ``act``.
+
+    ``deterministic`` is accepted for SB3's signature; the policies here ignore it (the
+    scripted ones are deterministic, ``RandomPolicy`` is random either way).
+    """
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """Actions for ``observation`` (single or batched); returns ``(actions, state)``."""
+        return self.act(observation, state, episode_start)
+
+    def act(
+        self, observation: Any, state: Any, episode_start: np.ndarray | None
+    ) -> tuple[np.ndarray, Any]:
+        """``predict`` without ``deterministic``; subclasses implement it."""
+        raise NotImplementedError
+
+
+class ScriptedPolicy(Policy):
     """Base class: the action layout of an lcvg environment and SB3-style ``predict``.
 
     Args:
@@ -62,16 +88,6 @@ class ScriptedPolicy:
             **kwargs,
         )
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]:
-        """Actions for ``observation`` (single or batched); returns ``(actions, state)``."""
-        raise NotImplementedError
-
     def motion_to_action(self, motion: np.ndarray) -> np.ndarray:
         """Object translations (N, K, 2) in normalised units -> actions (N, K*P) in [-1, 1]."""
         n = motion.shape[0]
@@ -96,12 +112,8 @@ class ReachPolicy(ScriptedPolicy):
             raise ValueError(f"gain must be > 0, got {gain!r}")
         self.gain = float(gain)
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
+    def act(
+        self, observation: Any, state: Any, episode_start: np.ndarray | None
     ) -> tuple[np.ndarray, Any]:
         """Return actions (K*P,) or (N, K*P) for a Dict observation.
 
@@ -116,8 +128,15 @@ class ReachPolicy(ScriptedPolicy):
         single = target.ndim == 1
         target = target.reshape(-1, self.num_objects, 2)
         centroids = self.centroids(observation, single).reshape(-1, self.num_objects, 2)
-        action = self.motion_to_action(self.gain * (target - centroids))
-        return (action[0] if single else action), state
+        return self.steer(target, centroids, single), state
+
+    def steer(self, goal: np.ndarray, centroids: np.ndarray, single: bool) -> np.ndarray:
+        """Actions moving ``centroids`` (N, K, 2) by ``gain`` of their offset to ``goal``.
+
+        Returns (K*P,) for a single observation (N = 1), else (N, K*P).
+        """
+        action = self.motion_to_action(self.gain * (goal - centroids))
+        return action[0] if single else action
 
     def centroids(self, observation: dict[str, Any], single: bool) -> np.ndarray:
         """Return object centroids (N, 2K) from ``centroids``, else from ``mask``.
@@ -173,12 +192,8 @@ class FollowPathPolicy(ReachPolicy):
         self.radius = float(radius)
         self.loop = bool(loop)
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
+    def act(
+        self, observation: Any, state: Any, episode_start: np.ndarray | None
     ) -> tuple[np.ndarray, Any]:
         """Actions toward each object's current waypoint; returns ``(actions, indices)``."""
         if not isinstance(observation, dict):
@@ -207,11 +222,10 @@ class FollowPathPolicy(ReachPolicy):
                 break
             index = np.where(advance, (index + 1) % m, index)
         goal = self.waypoints[objects[None, :], index]
-        action = self.motion_to_action(self.gain * (goal - centroids))
-        return (action[0] if single else action), index
+        return self.steer(goal, centroids, single), index
 
 
-class RandomPolicy:
+class RandomPolicy(Policy):
     """Uniformly random actions of ``action_space`` from a generator seeded with ``seed``.
 
     ``predict`` samples for single observations, or one action per row of a batch whose size
@@ -223,12 +237,8 @@ class RandomPolicy:
         self.action_space.seed(seed)
         self.num_envs = int(num_envs)
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
+    def act(
+        self, observation: Any, state: Any, episode_start: np.ndarray | None
     ) -> tuple[np.ndarray, Any]:
         """Sample a random action (or num_envs of them); returns ``(actions, state)``."""
         if self.num_envs == 1:

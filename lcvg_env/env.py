@@ -166,6 +166,63 @@ def _default_starts(checkpoint: str | os.PathLike[str] | None) -> Path | None:
     return None
 
 
+def check_interface(
+    control: str,
+    num_envs: object,
+    num_objects: object,
+    max_episode_steps: int | None,
+    action_ranges: ActionRanges | Mapping[str, float] | None,
+) -> tuple[int, int, int | None, ActionRanges]:
+    """Check the arguments every lcvg environment takes (``LCVGCore``, ``SpritesRealEnv``).
+
+    Checked in this order: ``control`` (one of ``CONTROLS``), ``num_envs`` and ``num_objects``
+    (ints >= 1), ``max_episode_steps``, ``action_ranges``.
+
+    Returns:
+        (N, K, max_episode_steps, ``ActionRanges``).
+
+    Raises:
+        TypeError, ValueError: as ``lcvg_env.spaces``' checks, naming the argument.
+    """
+    check_control(control)
+    return (
+        check_positive_int(num_envs, "num_envs"),
+        check_positive_int(num_objects, "num_objects"),
+        check_max_episode_steps(max_episode_steps),
+        check_action_ranges(action_ranges),
+    )
+
+
+def task_and_spaces(
+    control: str,
+    num_envs: int,
+    num_objects: int,
+    resolution: tuple[int, int],
+    task: str | Task,
+    task_kwargs: Mapping[str, Any] | None,
+    observation_keys: Sequence[str],
+) -> tuple[Task, tuple[str, ...], gym.Space, gym.Space]:
+    """Make an lcvg environment's task, observation keys and single-environment spaces.
+
+    ``control``, N and K as ``check_interface`` returned them; ``resolution`` the frame
+    (H, W); ``task``, ``task_kwargs`` and ``observation_keys`` the environment's arguments.
+
+    Returns:
+        (task, observation keys in canonical order, observation space, action space).
+
+    Raises:
+        ValueError: a bad task or observation keys, or keys the task cannot provide.
+    """
+    made = make_task(task, num_envs, num_objects, resolution, task_kwargs)
+    keys = check_task_observations(check_observation_keys(observation_keys), made)
+    return (
+        made,
+        keys,
+        observation_space(keys, num_objects, resolution),
+        action_space(control, num_objects, resolution),
+    )
+
+
 class LCVGCore:
     """Batched episode logic shared by ``LCVGEnv``, ``LCVGVectorEnv`` and ``LCVGVecEnv``.
 
@@ -197,11 +254,9 @@ class LCVGCore:
         render_scale: int | None = None,
         render_overlay: bool = True,
     ) -> None:
-        check_control(control)
-        self.num_envs = check_positive_int(num_envs, "num_envs")
-        self.num_objects = check_positive_int(num_objects, "num_objects")
-        self.max_episode_steps = check_max_episode_steps(max_episode_steps)
-        self.action_ranges = check_action_ranges(action_ranges)
+        self.num_envs, self.num_objects, self.max_episode_steps, self.action_ranges = (
+            check_interface(control, num_envs, num_objects, max_episode_steps, action_ranges)
+        )
         self.control = control
         model = _model_from(checkpoint, model, device)
         self.resolution = resolution = _model_resolution(model, expected_resolution, checkpoint)
@@ -218,17 +273,18 @@ class LCVGCore:
             separate=separate,
         )
         self.device = self.sim.device
-        self.task = make_task(task, self.num_envs, self.num_objects, resolution, task_kwargs)
-        self.observation_keys = check_task_observations(
-            check_observation_keys(observation_keys), self.task
+        (
+            self.task,
+            self.observation_keys,
+            self.single_observation_space,
+            self.single_action_space,
+        ) = task_and_spaces(
+            control, self.num_envs, self.num_objects, resolution, task, task_kwargs,
+            observation_keys,
         )
         self.reset_options = RESET_OPTIONS + tuple(getattr(self.task, "reset_options", ()))
         """Keys ``reset`` accepts in each environment's options."""
         self.starts = _start_frames_from(start_frames, checkpoint, resolution)
-        self.single_observation_space = observation_space(
-            self.observation_keys, self.num_objects, resolution
-        )
-        self.single_action_space = action_space(control, self.num_objects, resolution)
         self.render_scale = _render_scale(render_scale, resolution)
         self.render_overlay = bool(render_overlay)
         self.rngs: list[np.random.Generator | None] = [None] * self.num_envs
@@ -411,6 +467,17 @@ class LCVGCore:
         )
 
 
+def warn_no_render_mode(modes: Sequence[str]) -> None:
+    """Warn that ``render()`` was called on an environment made without a render_mode.
+
+    ``modes``: the render modes the warning suggests (gymnasium's logger prints it).
+    """
+    suggested = " or ".join(f'"{mode}"' for mode in modes)
+    gym.logger.warn(
+        f"render() called without a render_mode; make the env with render_mode={suggested}"
+    )
+
+
 def single_info(batched: Mapping[str, np.ndarray], index: int = 0) -> dict[str, Any]:
     """Environment ``index``'s info from batched infos (numpy scalars become Python ones)."""
     info: dict[str, Any] = {}
@@ -571,10 +638,7 @@ class LCVGEnv(gym.Env):
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """``rgb_array``: uint8 (H * s, W * s, 3) frame with overlays; ``human``: show it."""
         if self.render_mode is None:
-            gym.logger.warn(
-                "render() called without a render_mode; make the env with "
-                'render_mode="rgb_array" or "human"'
-            )
+            warn_no_render_mode(("rgb_array", "human"))
             return None
         frame = self.core.render_frame(0)
         if self.render_mode == "human":

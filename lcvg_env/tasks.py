@@ -49,10 +49,22 @@ class Task:
         rngs: Sequence[np.random.Generator],
         options: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> None:
-        """Start episodes in ``indices`` (n,).
+        """Start episodes in ``indices`` (n,): ``start`` each of them, in order.
 
         Given their first centroids (n, K, 2) and presence (n, K); ``rngs[j]`` is the
         generator of environment ``indices[j]``; ``options[j]`` its reset options.
+        """
+        for j, index in enumerate(np.asarray(indices).tolist()):
+            option = None if options is None else options[j]
+            self.start(index, centroids[j], present[j], rngs[j], option or {})
+
+    def start(
+        self, index: int, centroids: np.ndarray, present: np.ndarray,
+        rng: np.random.Generator, option: Mapping[str, Any],
+    ) -> None:
+        """Start environment ``index``'s episode (the free task keeps no episode state).
+
+        Given its first centroids (K, 2), presence (K,), generator and reset options.
         """
 
     def step(self, centroids: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +91,8 @@ class ReachTask(Task):
         num_envs, num_objects, resolution: as for ``Task``.
         success_radius: distance (normalised units) under which an object has reached its
             target (0.1 = 3.2 pixels at 64x64).
+        success_radius_px: the same in pixels of the frame's width; when given, it replaces
+            ``success_radius``.
         target_range: targets are drawn uniformly in [-target_range, target_range]^2.
         min_distance: targets are drawn at least this far from the object's first centroid
             (up to 100 tries, then the farthest try is kept).
@@ -99,8 +113,15 @@ class ReachTask(Task):
         min_distance: float = 0.4,
         success_bonus: float = 1.0,
         reward_scale: float = 1.0,
+        success_radius_px: float | None = None,
     ) -> None:
         super().__init__(num_envs, num_objects, resolution)
+        if success_radius_px is not None:
+            if isinstance(success_radius_px, bool) or not isinstance(success_radius_px,
+                                                                     int | float):
+                raise TypeError(f"ReachTask.success_radius_px must be a float, got "
+                                f"{success_radius_px!r}")
+            success_radius = 2.0 * success_radius_px / self.resolution[1]
         checks = {
             "success_radius": (success_radius, 0.0, 4.0),
             "target_range": (target_range, 0.0, 1.0),
@@ -123,38 +144,29 @@ class ReachTask(Task):
         self.centroids = np.zeros((self.num_envs, k, 2), dtype=np.float32)
         self.present = np.zeros((self.num_envs, k), dtype=bool)
 
-    def reset(
-        self,
-        indices: np.ndarray,
-        centroids: np.ndarray,
-        present: np.ndarray,
-        rngs: Sequence[np.random.Generator],
-        options: Sequence[Mapping[str, Any] | None] | None = None,
+    def start(
+        self, index: int, centroids: np.ndarray, present: np.ndarray,
+        rng: np.random.Generator, option: Mapping[str, Any],
     ) -> None:
-        """Draw targets (or take ``options["target"]``, (K, 2) normalised) for ``indices``."""
-        for j, index in enumerate(np.asarray(indices).tolist()):
-            option = None if options is None else options[j]
-            given = None if option is None else option.get("target")
-            if given is not None:
-                target = np.asarray(given, dtype=np.float32)
-                if target.shape not in ((self.num_objects, 2), (2 * self.num_objects,)):
-                    raise ValueError(
-                        f'reset(options={{"target": ...}}) must be ({self.num_objects}, 2) '
-                        f"normalised (x, y), got shape {target.shape}"
-                    )
-                target = target.reshape(self.num_objects, 2)
-                if not np.all(np.isfinite(target)) or np.any(np.abs(target) > 1):
-                    raise ValueError(
-                        f"targets must be finite and in [-1, 1], got {target.tolist()}"
-                    )
-            else:
-                target = self._draw(rngs[j], centroids[j])
-            self.targets[index] = target
-        idx = np.asarray(indices)
-        self.distance[idx] = np.linalg.norm(centroids - self.targets[idx], axis=-1)
-        self.centroids[idx] = centroids
-        self.present[idx] = present
-        self.success[idx] = False
+        """Draw the target (or take ``option["target"]``, (K, 2) normalised) of ``index``."""
+        given = option.get("target")
+        if given is not None:
+            target = np.asarray(given, dtype=np.float32)
+            if target.shape not in ((self.num_objects, 2), (2 * self.num_objects,)):
+                raise ValueError(
+                    f'reset(options={{"target": ...}}) must be ({self.num_objects}, 2) '
+                    f"normalised (x, y), got shape {target.shape}"
+                )
+            target = target.reshape(self.num_objects, 2)
+            if not np.all(np.isfinite(target)) or np.any(np.abs(target) > 1):
+                raise ValueError(f"targets must be finite and in [-1, 1], got {target.tolist()}")
+        else:
+            target = self._draw(rng, centroids)
+        self.targets[index] = target
+        self.distance[index] = np.linalg.norm(centroids - self.targets[index], axis=-1)
+        self.centroids[index] = centroids
+        self.present[index] = present
+        self.success[index] = False
 
     def _draw(self, rng: np.random.Generator, centroids: np.ndarray) -> np.ndarray:
         """(K, 2) targets at least ``min_distance`` from the centroids (K, 2) where possible."""

@@ -144,10 +144,7 @@ def adaptive_gan_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor,
 def background_loss(masks: torch.Tensor, frame: torch.Tensor, next_frame: torch.Tensor,
                     weight: float = 1.0) -> LossAndLogs:
     """L_bg = mean |(1 - m_t) f_t - (1 - m_t) f_{t+1}|: the background must not change."""
-    _check_frames("background_loss", frame, next_frame)
-    _check_masks("background_loss", masks, frame)
-    bg = ((1.0 - masks.float()) * (frame.float() - next_frame.float())).abs().mean()
-    return weight * bg, {"bg_loss": _f(bg)}
+    return _background_l1("background_loss", "bg_loss", masks, frame, next_frame, weight)
 
 
 def pair_union(masks: torch.Tensor, next_masks: torch.Tensor) -> torch.Tensor:
@@ -165,10 +162,19 @@ def pair_union(masks: torch.Tensor, next_masks: torch.Tensor) -> torch.Tensor:
 def stage2_background_loss(masks: torch.Tensor, pred: torch.Tensor, next_frame: torch.Tensor,
                            weight: float = 1.0) -> LossAndLogs:
     """L'_bg = mean |(1 - m_t) f~_{t+1} - (1 - m_t) f_{t+1}| (stage II, m_t binarised)."""
-    _check_frames("stage2_background_loss", pred, next_frame)
-    _check_masks("stage2_background_loss", masks, pred)
-    bg = ((1.0 - masks.float()) * (pred.float() - next_frame.float())).abs().mean()
-    return weight * bg, {"bg2_loss": _f(bg)}
+    return _background_l1("stage2_background_loss", "bg2_loss", masks, pred, next_frame, weight)
+
+
+def _background_l1(name: str, log: str, masks: torch.Tensor, frame: torch.Tensor,
+                   next_frame: torch.Tensor, weight: float) -> LossAndLogs:
+    """``weight`` x mean |(1 - m) (frame - next_frame)|, logged as ``log``.
+
+    ``name`` is the public loss, for the messages of its shape checks.
+    """
+    _check_frames(name, frame, next_frame)
+    _check_masks(name, masks, frame)
+    bg = ((1.0 - masks.float()) * (frame.float() - next_frame.float())).abs().mean()
+    return weight * bg, {log: _f(bg)}
 
 
 def changed_pixels(frame: torch.Tensor, next_frame: torch.Tensor, tau: float,

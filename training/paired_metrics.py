@@ -235,19 +235,15 @@ def score_frames(
     return out
 
 
-def score_frame(
-    generated: np.ndarray,
-    true: np.ndarray,
-    true_masks: np.ndarray,
-    other_masks: np.ndarray,
-    background: np.ndarray,
-    sim_centroids_px: np.ndarray | None = None,
-    tolerance: float = TOLERANCE,
-) -> dict[str, Any]:
+def score_frame(generated: np.ndarray, true: np.ndarray, true_masks: np.ndarray,
+                other_masks: np.ndarray, background: np.ndarray,
+                sim_centroids_px: np.ndarray | None = None, tolerance: float = TOLERANCE
+                ) -> dict[str, Any]:
     """Score one frame: :func:`score_frames` of a batch of one, unbatched.
 
-    Shapes: frames (H, W, 3), masks (K, H, W) and (M, H, W), ``sim_centroids_px`` (K, 2).
-    Returns per-object arrays (K,), per-frame floats and ``found`` (K, H, W).
+    Arguments as for :func:`score_frames`, one frame each: frames (H, W, 3), masks (K, H, W)
+    and (M, H, W), ``sim_centroids_px`` (K, 2). Returns per-object arrays (K,), per-frame
+    floats and ``found`` (K, H, W).
     """
     for name, x in (("generated", generated), ("true", true), ("background", background)):
         if not isinstance(x, np.ndarray) or x.ndim != 3:

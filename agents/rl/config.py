@@ -32,6 +32,11 @@ NET_ARCH = (64, 64)
 """Hidden layers of the policy and value MLPs: the observation is 4K numbers."""
 Tracking = Literal["", "segment", "carry", "anchored"]
 """A learned env's ``tracking`` (``lcvg_env.simulator``); "" keeps the id's registered one."""
+TRAIN_RADIUS_PX = 2.0
+"""Success radius the policy trains with: inside the judged 3.2 px. A policy rewarded at the
+judged radius learns to stop just inside it, where a pixel of disagreement between the
+simulator's mask centroid and the true object (or a twin's own noise) turns its success into a
+miss; training for a tighter radius leaves that margin."""
 AGREE_COVER = 0.5
 """Fraction of a tracked object's mask that M's mask of the frame must cover (the simulator's
 own "anchored" test)."""
@@ -106,6 +111,11 @@ class TrainConfig:
     """Learned env: first frames instead of the id's (folder, .npz, image)."""
     max_episode_steps: int = 0
     """Episode length limit; 0: the id's registered one."""
+    num_objects: int = 0
+    """Controlled objects K (one action row and one target each); 0: the id's default (1)."""
+    train_radius_px: float = TRAIN_RADIUS_PX
+    """Success radius of the training episodes, in pixels (0: the id's own, 3.2 px at 64x64);
+    evaluations always use the id's own."""
 
     def __post_init__(self) -> None:
         """Validate the values, naming the bad one."""
@@ -113,11 +123,13 @@ class TrainConfig:
         for name in ("steps", "envs", "batch_size", "n_steps", "n_epochs", "buffer_size",
                      "gradient_steps", "eval_every", "eval_episodes"):
             _check_int(self, name, 1)
-        for name in ("learning_starts", "max_episode_steps", "threads"):
+        for name in ("learning_starts", "max_episode_steps", "threads", "num_objects"):
             _check_int(self, name, 0)
         if not self.net_arch or any(int(n) < 1 for n in self.net_arch):
             raise ValueError(f"net_arch must list layer sizes >= 1, got {self.net_arch!r}")
         object.__setattr__(self, "net_arch", tuple(int(n) for n in self.net_arch))
+        if not self.train_radius_px >= 0:
+            raise ValueError(f"train_radius_px must be >= 0, got {self.train_radius_px!r}")
         if not self.max_step_px > 0:
             raise ValueError(f"max_step_px must be > 0, got {self.max_step_px!r}")
         if not 0 < self.agree_cover <= 1:
@@ -170,6 +182,9 @@ class EvalConfig:
     """Learned env: first frames instead of the id's."""
     max_episode_steps: int = 0
     """Episode length limit; 0: the id's registered one."""
+    num_objects: int = 0
+    """Controlled objects K; 0: the id's default (1). A saved policy needs the K it was
+    trained with (its run's config.json gives it when this is 0)."""
 
     def __post_init__(self) -> None:
         """Validate the values, naming the bad one."""
@@ -177,6 +192,7 @@ class EvalConfig:
         for name in ("episodes", "batch"):
             _check_int(self, name, 1)
         _check_int(self, "max_episode_steps", 0)
+        _check_int(self, "num_objects", 0)
         _check_int(self, "threads", 0)
         if self.max_step_px < 0:
             raise ValueError(f"max_step_px must be >= 0, got {self.max_step_px!r}")

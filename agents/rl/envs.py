@@ -127,17 +127,19 @@ def make_eval_vector(
     checkpoint: str = "",
     start_frames: str = "",
     max_episode_steps: int = 0,
+    num_objects: int = 0,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` environments of ``env_id`` (next-step autoreset), raw Dict observations.
 
     Learned ids get a ``FrameBackedReach`` task that reports ``frame_backed`` without changing
-    the id's rewards and ends (``enforce=False``).
+    the id's rewards and ends (``enforce=False``). ``num_objects`` 0 keeps the id's K.
     """
+    objects: dict[str, Any] = {"num_objects": num_objects} if num_objects else {}
     if is_twin(env_id):
         return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            max_episode_steps=max_episode_steps or None)
+                            max_episode_steps=max_episode_steps or None, **objects)
     kwargs = learned_kwargs(env_id, device, tracking, checkpoint, start_frames,
-                            max_episode_steps)
+                            max_episode_steps) | objects
     kwargs, task = frame_backed_kwargs(kwargs, num_envs, enforce=False, cover=cover)
     env = LCVGVectorEnv(num_envs, **kwargs)
     task.attach(simulator_of(env))
@@ -150,12 +152,16 @@ def make_train_venv(config: TrainConfig) -> VecEnv:
     Wrapped in ``VecReachObservation``, ``VecScaledMoves`` and ``VecMonitor``.
     """
     base: VecEnv
+    objects: dict[str, Any] = {"num_objects": config.num_objects} if config.num_objects else {}
+    if config.train_radius_px:
+        objects["task_kwargs"] = {"success_radius_px": config.train_radius_px}
     if is_twin(config.env):
         limit = config.max_episode_steps or None  # None: the id's registered limit
-        base = DummyVecEnv([lambda: gym.make(config.env, max_episode_steps=limit)] * config.envs)
+        base = DummyVecEnv(
+            [lambda: gym.make(config.env, max_episode_steps=limit, **objects)] * config.envs)
     else:
         kwargs = learned_kwargs(config.env, config.device, config.tracking, config.checkpoint,
-                                config.start_frames, config.max_episode_steps)
+                                config.start_frames, config.max_episode_steps) | objects
         kwargs, task = frame_backed_kwargs(kwargs, config.envs, enforce=config.frame_backed,
                                            cover=config.agree_cover)
         learned = LCVGVecEnv(num_envs=config.envs, **kwargs)

@@ -23,7 +23,7 @@ import numpy as np
 
 from agents.rl.config import EvalConfig
 from agents.rl.envs import is_twin, make_eval_vector
-from agents.rl.policies import load_policy
+from agents.rl.policies import load_policy, saved_objects
 
 PolicyFactory = Callable[[Any], Any]
 """Builds a policy for a given vector env (its action layout and size)."""
@@ -107,7 +107,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     def make_policy(env: Any) -> Any:
         return load_policy(config.policy, env, seed=config.seed, max_step_px=config.max_step_px)
 
-    env_kwargs: dict[str, Any] = {"max_episode_steps": config.max_episode_steps}
+    env_kwargs: dict[str, Any] = {"max_episode_steps": config.max_episode_steps,
+                                  "num_objects": config.num_objects or saved_objects(config.policy)}
     if not is_twin(config.env):
         env_kwargs.update(device=config.device, cover=config.agree_cover,
                           tracking=config.tracking, checkpoint=config.checkpoint,

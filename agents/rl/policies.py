@@ -22,7 +22,7 @@ from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from agents.rl.config import MAX_STEP_PX, TrainConfig
-from agents.rl.wrappers import move_scale, reach_features, world_of
+from agents.rl.wrappers import move_scale, objects_of_features, reach_features, world_of
 from agents.scripted import RandomPolicy, ReachPolicy
 
 SCRIPTED = ("scripted:reach", "scripted:random")
@@ -75,6 +75,18 @@ def saved_max_step_px(path: str | Path) -> float:
     if config.is_file():
         return TrainConfig.load(config).max_step_px
     return MAX_STEP_PX
+
+
+def saved_objects(spec: str) -> int:
+    """K a saved SB3 policy was trained for (its observation holds 4K numbers); 0 otherwise.
+
+    Scripted policies adapt to any K, so they give 0 (keep the environment's K).
+    """
+    path = Path(spec)
+    if spec.startswith("scripted:") or not path.is_file():
+        return 0
+    model = algorithm_of(path).load(path, device="cpu")
+    return objects_of_features(model.observation_space)
 
 
 def load_policy(

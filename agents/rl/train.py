@@ -9,8 +9,9 @@ evaluates the deterministic policy in the learned environment AND in its ground-
 - ``last.zip`` and ``state.json`` (steps done, best score, next evaluation): what ``resume``
   continues from (SAC also ``replay_buffer.pkl``);
 - ``best.zip``: the policy with the best LEARNED-environment success so far (frame-confirmed
-  success when ``frame_backed``). The twin is the judge, not the coach: its numbers are logged
-  for the curve and never used to choose;
+  success when ``frame_backed``; ties go to the smaller mean final distance there, since a
+  policy that stops at the edge of the success radius is the fragile one). The twin is the
+  judge, not the coach: its numbers are logged for the curve and never used to choose;
 - ``evaluations.json`` (every evaluation's summaries) and ``curve.png`` (success against steps,
   learned and real).
 
@@ -95,10 +96,11 @@ def evaluate_model(model: BaseAlgorithm, config: TrainConfig) -> dict[str, Any]:
         make_policy, learned_id(config.env), config.eval_episodes, seed,
         device=config.device, cover=config.agree_cover, tracking=config.tracking,
         checkpoint=config.checkpoint, start_frames=config.start_frames,
-        max_episode_steps=config.max_episode_steps,
+        max_episode_steps=config.max_episode_steps, num_objects=config.num_objects,
     )
     real = run_episodes(make_policy, twin_id(config.env), config.eval_episodes, seed,
-                        max_episode_steps=config.max_episode_steps)
+                        max_episode_steps=config.max_episode_steps,
+                        num_objects=config.num_objects)
     return {"learned": learned, "real": real}
 
 
@@ -135,9 +137,12 @@ class PeriodicEvaluation(BaseCallback):
         self.history.append(entry)
         key = selection_key(config)
         score = float(entry["learned"][key])
+        distance = float(entry["learned"]["mean_final_distance_px"])
         best = self.state.get("best_score")
-        if best is None or score > best:
-            self.state.update(best_score=score, best_step=entry["step"])
+        best_distance = self.state.get("best_distance")
+        if best is None or score > best or (
+                score == best and (best_distance is None or distance < best_distance)):
+            self.state.update(best_score=score, best_distance=distance, best_step=entry["step"])
             self.model.save(self.folder / BEST_MODEL)
         every = config.eval_every
         self.state["next_eval"] = (steps // every + 1) * every
@@ -212,7 +217,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     config.save(folder / CONFIG_FILE)
     venv = make_train_venv(config)
     history: list[dict[str, Any]] = []
-    state: dict[str, Any] = {"best_score": None, "best_step": None,
+    state: dict[str, Any] = {"best_score": None, "best_distance": None, "best_step": None,
                              "next_eval": config.eval_every}
     if resume:
         state.update(json.loads((folder / STATE_FILE).read_text()))

@@ -76,6 +76,11 @@ def reach_features(observation: Any) -> np.ndarray:
     return np.clip(np.concatenate(parts, axis=-1), -1.0, 1.0)
 
 
+def objects_of_features(space: gym.spaces.Space) -> int:
+    """K of a ``feature_space`` (4K numbers: centroids then targets)."""
+    return int(np.prod(space.shape or (0,))) // 4
+
+
 def num_objects_of(space: gym.spaces.Space) -> int:
     """K of a reach Dict observation space (its ``centroids`` entry is (2K,))."""
     if not isinstance(space, gym.spaces.Dict) or "centroids" not in space.spaces:

@@ -7,55 +7,19 @@ tasks and infos); ``lcvg_env.world.pairing.paired_reset`` starts a learned and a
 environment from the same frame with their objects matched.
 """
 
-from lcvg_env.world.scene import (
-    BACKGROUND_FAMILIES,
-    CLASSIC_SHAPES,
-    CLASSIC_TEXTURES,
-    KEY_COLORS,
-    MAX_OBJECTS,
-    STYLES,
-    VARIED_SHAPES,
-    VARIED_TEXTURES,
-    Poses,
-    Rendered,
-    Scene,
-    SceneConfig,
-    render,
-    render_background,
-    sample_scene,
-    shape_sdf,
-)
+import importlib
 
-__all__ = [
-    "BACKGROUND_FAMILIES",
-    "CLASSIC_SHAPES",
-    "CLASSIC_TEXTURES",
-    "KEY_COLORS",
-    "MAX_OBJECTS",
-    "STYLES",
-    "VARIED_SHAPES",
-    "VARIED_TEXTURES",
-    "Poses",
-    "Rendered",
-    "Scene",
-    "SceneConfig",
-    "SpritesRealEnv",
-    "paired_reset",
-    "render",
-    "render_background",
-    "sample_scene",
-    "shape_sdf",
-]
+from lcvg_env.world import scene
+from lcvg_env.world.scene import *  # noqa: F403  (re-exports scene.__all__, listed there once)
+
+_LAZY = {"SpritesRealEnv": "lcvg_env.world.twin", "paired_reset": "lcvg_env.world.pairing"}
+"""Names imported only when asked for (the twin needs gymnasium and torch): name -> module."""
+
+__all__ = [*scene.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> object:
     """Import the twin environment (gymnasium, torch) only when it is asked for."""
-    if name == "SpritesRealEnv":
-        from lcvg_env.world.twin import SpritesRealEnv
-
-        return SpritesRealEnv
-    if name == "paired_reset":
-        from lcvg_env.world.pairing import paired_reset
-
-        return paired_reset
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lcvg_env.world' has no attribute {name!r}")

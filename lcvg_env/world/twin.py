@@ -16,23 +16,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from lcvg_env.env import check_interface, single_info, task_and_spaces, warn_no_render_mode
 from lcvg_env.render import upscale
 from lcvg_env.spaces import (
     PARAMS_PER_OBJECT,
     ActionRanges,
-    action_space,
-    check_action_ranges,
-    check_control,
-    check_max_episode_steps,
-    check_observation_keys,
     check_open,
-    check_positive_int,
     check_reset_options,
-    check_task_observations,
-    observation_space,
     validate_actions,
 )
-from lcvg_env.tasks import Task, make_task
+from lcvg_env.tasks import Task
 from lcvg_env.world.scene import (
     MAX_OBJECTS,
     STYLES,
@@ -188,32 +181,27 @@ class SpritesRealEnv(gym.Env):
         noise: bool = True,
         scene_config: SceneConfig | None = None,
     ) -> None:
-        check_control(control)
+        _, k, self.max_episode_steps, self.action_ranges = check_interface(
+            control, 1, num_objects, max_episode_steps, action_ranges
+        )
         if control not in PARAMS_PER_OBJECT:
             raise ValueError(
                 f"SpritesRealEnv supports control 'position' or 'affine', got {control!r}"
             )
-        k = check_positive_int(num_objects, "num_objects")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got "
                 f"{render_mode!r}"
             )
-        check_max_episode_steps(max_episode_steps)
         self.scene_config = self._scene_config(k, style, size, scene_objects, scene_config)
-        self.action_ranges = check_action_ranges(action_ranges)
         self.control = control
         self.num_objects = k
         self.noise = bool(noise)
-        self.max_episode_steps = max_episode_steps
         s = self.scene_config.size
         self.resolution = (s, s)
-        self.task = make_task(task, 1, k, self.resolution, task_kwargs)
-        self.observation_keys = check_task_observations(
-            check_observation_keys(observation_keys), self.task
+        self.task, self.observation_keys, self.observation_space, self.action_space = (
+            task_and_spaces(control, 1, k, self.resolution, task, task_kwargs, observation_keys)
         )
-        self.observation_space = observation_space(self.observation_keys, k, self.resolution)
-        self.action_space = action_space(control, k, self.resolution)
         self.render_mode = render_mode
         self._scale = np.asarray(self.action_ranges.scale(control), dtype=np.float64)
         self._coords = (2.0 * np.arange(s, dtype=np.float64) + 1.0) / s - 1.0  # pixel centres
@@ -264,12 +252,10 @@ class SpritesRealEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Start an episode (see Starting State); returns (observation, info).
+        """Start an episode (see Starting State); returns and raises as ``LCVGEnv.reset``.
 
-        Raises:
-            RuntimeError: the environment was closed.
-            TypeError: ``options`` is neither None nor a dict, or a bad "scene".
-            ValueError: an option key other than ``RESET_OPTIONS`` (named), or a bad value.
+        The accepted option keys are this module's ``RESET_OPTIONS``; a "scene" that is no
+        (Scene, Poses) pair is a TypeError, one that does not fit this environment a ValueError.
         """
         check_open(self._closed, "SpritesRealEnv", "reset")
         options = check_reset_options(options, RESET_OPTIONS, "SpritesRealEnv")
@@ -393,9 +379,7 @@ class SpritesRealEnv(gym.Env):
             "present": self._present.copy(),
             "objects_found": self._objects_found,
         }
-        for key, value in self.task.info(None).items():
-            item = value[0]
-            info[key] = item.item() if isinstance(item, np.generic) else item
+        info.update(single_info(self.task.info(None)))
         return info
 
     # --- paired evaluation --------------------------------------------------------------------
@@ -508,10 +492,7 @@ class SpritesRealEnv(gym.Env):
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """``rgb_array``: uint8 (S * s, S * s, 3), the frame upscaled by ``s = 256 // S``."""
         if self.render_mode is None:
-            gym.logger.warn(
-                "render() called without a render_mode; make the env with "
-                'render_mode="rgb_array"'
-            )
+            warn_no_render_mode(self.metadata["render_modes"])
             return None
         frame = self._require_started()[2].frame
         return upscale(frame, max(1, 256 // self.resolution[0]))

@@ -281,3 +281,13 @@ def test_complex_actions_are_refused(tiny: dict) -> None:
         env.step(np.array([0.5 + 0.1j, 0.0]))
     with pytest.raises(ValueError, match=r"fit in float32.*1\.e\+39"):
         env.step(np.array([1e39, 0.0]))
+
+
+def test_reach_success_radius_in_pixels_replaces_the_normalised_one():
+    from lcvg_env.tasks import ReachTask
+
+    assert ReachTask(1, 1, (64, 64), success_radius_px=3.2).success_radius == pytest.approx(0.1)
+    assert ReachTask(1, 1, (32, 64), success_radius=0.5,
+                     success_radius_px=2.0).success_radius == pytest.approx(0.0625)
+    with pytest.raises(TypeError, match="success_radius_px"):
+        ReachTask(1, 1, (64, 64), success_radius_px="2")

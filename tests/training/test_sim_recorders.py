@@ -35,6 +35,13 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _two_clips(rec, seed: int):
+    """Fixture body: yield (rec, two clips recorded from ``seed``), then close the recorder."""
+    clips = [rec.record((seed, i)) for i in range(2)]
+    yield rec, clips
+    rec.close()
+
+
 # ---------------------------------------------------------------- pure helpers (no extra) ----
 
 
@@ -86,10 +93,7 @@ def fetch():
     _need_mujoco()
     from training.data.fetchpush import FetchPushConfig, FetchPushRecorder
 
-    rec = FetchPushRecorder(FetchPushConfig(size=SIZE, frames=CLIP))
-    clips = [rec.record((7, i)) for i in range(2)]
-    yield rec, clips
-    rec.close()
+    yield from _two_clips(FetchPushRecorder(FetchPushConfig(size=SIZE, frames=CLIP)), 7)
 
 
 @pytest.mark.sim
@@ -170,10 +174,7 @@ def atari(request):
     pytest.importorskip("ale_py")
     from training.data.atari import AtariConfig, AtariRecorder
 
-    rec = AtariRecorder(AtariConfig(game=request.param, size=SIZE, frames=CLIP))
-    clips = [rec.record((5, i)) for i in range(2)]
-    yield rec, clips
-    rec.close()
+    yield from _two_clips(AtariRecorder(AtariConfig(game=request.param, size=SIZE, frames=CLIP)), 5)
 
 
 @pytest.mark.sim

@@ -48,6 +48,7 @@ from lcvg_env.world.scene import (
 from training.data.ground_truth import GroundTruth, ground_truth_from_masks, save_ground_truth
 from training.data.layout import SPLITS
 from training.data.png import write_png
+from training.data.video import check_split_fractions
 
 __all__ = [
     "KEY_COLORS",
@@ -255,13 +256,7 @@ def generate_sprites(
         raise ValueError(f"png_level must be in 0..9, got {png_level!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-        )
+    check_split_fractions(val_fraction, test_fraction)
     root = Path(out)
     _prepare_root(root, overwrite)
     n_val, n_test = _split_sizes(clips, val_fraction, test_fraction)

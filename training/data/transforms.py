@@ -52,6 +52,11 @@ class Geometry:
         """True when nothing changes (source already has the target size)."""
         return self.src == self.out
 
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Resize factors (sx, sy) = (rw / w, rh / h) from source to resized pixels."""
+        return self.resized[1] / self.src[1], self.resized[0] / self.src[0]
+
 
 class ResizeCrop:
     """Resize (cover) then centre-crop to a target size; ``size=None`` keeps the source size.
@@ -95,8 +100,7 @@ class ResizeCrop:
         xy = np.asarray(xy, dtype=np.float32)
         if g.identity:
             return xy
-        sx = g.resized[1] / g.src[1]
-        sy = g.resized[0] / g.src[0]
+        sx, sy = g.scale
         out = np.empty_like(xy)
         out[..., 0] = (xy[..., 0] + 0.5) * sx - 0.5 - g.offset[1]
         out[..., 1] = (xy[..., 1] + 0.5) * sy - 0.5 - g.offset[0]
@@ -117,8 +121,7 @@ class ResizeCrop:
         boxes = np.asarray(boxes, dtype=np.float32)
         if g.identity:
             return boxes
-        sx = g.resized[1] / g.src[1]
-        sy = g.resized[0] / g.src[0]
+        sx, sy = g.scale
         h, w = g.out
         # Inclusive pixel boxes: edges at x0 - 0.5 and x1 + 0.5.
         x0 = (boxes[..., 0]) * sx - g.offset[1]

@@ -19,6 +19,7 @@ from training.data.skipped import DataWarning
 __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoError",
+    "check_split_fractions",
     "convert_videos",
     "count_video_frames",
     "read_video",
@@ -208,6 +209,17 @@ def _count_imageio(path: Path) -> int:
     return int(read_video(path).shape[0])
 
 
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Raise ValueError unless both fractions are in [0, 1) and leave train a share (sum < 1)."""
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= frac < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
+        )
+
+
 def _deal_into_splits(
     n: int, val_fraction: float, test_fraction: float, seed: int
 ) -> list[tuple[str, int]]:
@@ -257,13 +269,7 @@ def convert_videos(
     from training.data.png import write_png
     from training.data.transforms import ResizeCrop
 
-    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {frac!r}")
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}"
-        )
+    check_split_fractions(val_fraction, test_fraction)
     src = Path(src)
     if not src.exists():
         raise FileNotFoundError(f"video source does not exist: {src}")

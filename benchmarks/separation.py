@@ -1,0 +1,95 @@
+"""How well the objects M finds at reset match the true objects, with and without separation.
+
+For twin scenes (``lcvg_env.world``), M's binarised mask of the first frame is split into objects
+by ``lcvg_env.control.object_masks`` (connected components) and by
+``lcvg_env.control.separate_objects`` (components cut apart by colour); every true object is
+matched with the found object of highest IoU. Prints one JSON object per style: the fraction of
+true objects matched with IoU > 0.7, their mean best IoU, the fraction whose centroid is found
+within 1 px, and how many true objects separation made worse.
+
+    python -m benchmarks.separation [--scenes 200] [--seed 7000] [--styles varied classic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from lcvg_env import control as ctl
+from lcvg_env.env import load_model
+from lcvg_env.registration import SPRITES_CHECKPOINT
+from lcvg_env.world.twin import SpritesRealEnv
+
+MAX_OBJECTS = 8
+"""Objects taken from each frame (more than any scene holds)."""
+
+
+def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best IoU (O,) and centroid distance in pixels (O,) of each true mask among ``found``."""
+    ious, offsets = [], []
+    for mask in truth:
+        inter = (found & mask).sum(axis=(1, 2))
+        union = (found | mask).sum(axis=(1, 2))
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        best = int(iou.argmax())
+        ious.append(float(iou[best]))
+        if found[best].any():
+            (ty, tx), (fy, fx) = np.nonzero(mask), np.nonzero(found[best])
+            offsets.append(float(np.hypot(tx.mean() - fx.mean(), ty.mean() - fy.mean())))
+        else:
+            offsets.append(float("inf"))
+    return np.array(ious), np.array(offsets)
+
+
+def measure(style: str, scenes: int, seed: int, checkpoint: str) -> dict[str, object]:
+    """The scores of both splittings on ``scenes`` twin scenes of ``style``."""
+    model = load_model(checkpoint, "cpu")
+    twins = [SpritesRealEnv(style=style, size=int(model.config.resolution[0]))
+             for _ in range(scenes)]
+    for i, twin in enumerate(twins):
+        twin.reset(seed=seed + i)
+    frames = torch.from_numpy(np.stack([t.frame for t in twins])).permute(0, 3, 1, 2)
+    frames = frames.float() / 127.5 - 1.0
+    with torch.inference_mode():
+        masks = ctl.binarize(model.mask(frames).float())
+        found = {"components": ctl.object_masks(masks, MAX_OBJECTS),
+                 "separated": ctl.separate_objects(frames, masks, MAX_OBJECTS)}
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in found}
+    offsets: dict[str, list[np.ndarray]] = {name: [] for name in found}
+    for i, twin in enumerate(twins):
+        truth = twin.all_masks().astype(bool)
+        truth = truth[truth.any(axis=(1, 2))]
+        for name, objects in found.items():
+            iou, offset = _best_matches(truth, objects[i].numpy() > 0.5)
+            scores[name].append(iou)
+            offsets[name].append(offset)
+    result: dict[str, object] = {"style": style, "scenes": scenes, "seed": seed,
+                                 "objects": int(sum(len(x) for x in scores["components"]))}
+    for name in found:
+        iou, offset = np.concatenate(scores[name]), np.concatenate(offsets[name])
+        result[name] = {"matched_iou_above_0.7": round(float((iou > 0.7).mean()), 3),
+                        "mean_best_iou": round(float(iou.mean()), 3),
+                        "centroid_within_1px": round(float((offset <= 1.0).mean()), 3)}
+    before = np.concatenate(scores["components"])
+    after = np.concatenate(scores["separated"])
+    result["made_worse"] = int(((before > 0.7) & (after <= 0.7)).sum())
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print one JSON object per style."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=200, help="twin scenes per style")
+    parser.add_argument("--seed", type=int, default=7000, help="seed of the first scene")
+    parser.add_argument("--styles", nargs="+", default=["varied", "classic"], help="styles")
+    parser.add_argument("--checkpoint", default=SPRITES_CHECKPOINT, help="whose mask network")
+    args = parser.parse_args(argv)
+    for style in args.styles:
+        print(json.dumps(measure(style, args.scenes, args.seed, args.checkpoint)))
+
+
+if __name__ == "__main__":
+    main()
