@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -113,22 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     register_envs()
-    kwargs = {"device": config.device, "render_scale": config.scale}
-    if config.tracking is not None:
-        kwargs["tracking"] = config.tracking
-    if config.checkpoint is not None:
-        kwargs["checkpoint"] = config.checkpoint
-    if config.max_steps is not None:
-        kwargs["max_episode_steps"] = config.max_steps
     try:
-        env = gym.make_vec(
-            ENV_ID,
-            num_envs=config.episodes,
-            vectorization_mode="vector_entry_point",
-            autoreset_mode=gym.vector.AutoresetMode.DISABLED,
-            render_mode="rgb_array",
-            **kwargs,
-        )
+        env = _make_env(config)
     except CheckpointNotFoundError as error:
         print(
             f"The demo needs the bundled sprites checkpoint ({SPRITES_CHECKPOINT}), which is "
@@ -137,16 +124,79 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
-    n = config.episodes
     policy = load_policy(config.policy, env, seed=config.seed)
+    twins, obs = _reset_paired(env, config)
+    run = _run_episodes(env, policy, twins, obs)
+    env.close()
+    path = rnd.save_video(config.out, run.video + [run.video[-1]] * 4, fps=config.fps)
+    _report(config, run, env.unwrapped.core, path)  # type: ignore[attr-defined]
+    return 0
+
+
+def _make_env(config: DemoConfig) -> gym.vector.VectorEnv:
+    """Make the batched reach environment of ``config`` (one episode per env, no autoreset)."""
+    kwargs = {"device": config.device, "render_scale": config.scale}
+    if config.tracking is not None:
+        kwargs["tracking"] = config.tracking
+    if config.checkpoint is not None:
+        kwargs["checkpoint"] = config.checkpoint
+    if config.max_steps is not None:
+        kwargs["max_episode_steps"] = config.max_steps
+    return gym.make_vec(
+        ENV_ID,
+        num_envs=config.episodes,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+        render_mode="rgb_array",
+        **kwargs,
+    )
+
+
+def _reset_paired(env: gym.vector.VectorEnv, config: DemoConfig,
+                  ) -> tuple[list[SpritesRealEnv], Any]:
+    """Reset one twin per episode (seed + i) and the learned env from the twins' frames.
+
+    Each twin's object k and its target are then the learned env's. Returns the twins and
+    the learned env's observations.
+    """
     core = env.unwrapped.core  # type: ignore[attr-defined]
     twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=config.style,
-                            size=core.resolution[0]) for _ in range(n)]
+                            size=core.resolution[0]) for _ in range(config.episodes)]
     for i, twin in enumerate(twins):
         twin.reset(seed=config.seed + i)
     obs, info = env.reset(seed=config.seed, options={"frame": np.stack([t.frame for t in twins])})
     for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
         twin.match_objects(info["centroids"][i], targets=info["target"][i])
+    return twins, obs
+
+
+@dataclass(frozen=True)
+class _DemoRun:
+    """How the demo's episodes ended (arrays of one entry per episode) and its video."""
+
+    success: np.ndarray
+    """bool, the simulator's own success."""
+    confirmed: np.ndarray
+    """bool, success confirmed by the generated frame (:func:`frame_confirmed`)."""
+    real: np.ndarray
+    """bool, the twin's success after the same actions."""
+    final_px: np.ndarray
+    """float64 mean final distance to target in pixels; NaN where an object was lost."""
+    lengths: np.ndarray
+    """int64 episode lengths."""
+    video: list[np.ndarray]
+    """Tiled frames of all episodes, from the reset on."""
+    step_seconds: float
+    """Time spent in the learned env's step calls."""
+    steps: int
+    """Batched steps taken (until every episode ended)."""
+
+
+def _run_episodes(env: gym.vector.VectorEnv, policy: Any, twins: list[SpritesRealEnv],
+                  obs: Any) -> _DemoRun:
+    """Step the learned env and its twins with the policy's actions until every episode ends."""
+    core = env.unwrapped.core  # type: ignore[attr-defined]
+    n = len(twins)
     radius_px = core.task.success_radius * core.resolution[1] / 2
     confirmed = np.zeros(n, dtype=bool)
     real = np.zeros(n, dtype=bool)
@@ -180,14 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown[i] = _border(frames[i], (60, 220, 60) if success[i] else (230, 60, 60))
         done |= ended
         video.append(rnd.tile(shown, columns=min(n, 5)))
-    env.close()
-    path = rnd.save_video(config.out, video + [video[-1]] * 4, fps=config.fps)
+    return _DemoRun(success, confirmed, real, final_px, lengths, video, step_seconds, steps)
 
-    height, width = env.unwrapped.core.resolution  # type: ignore[attr-defined]
-    fps = n * steps / step_seconds if step_seconds > 0 else float("nan")
-    lost = int(np.isnan(final_px).sum())
-    mean_px = float(np.nanmean(final_px)) if lost < n else float("nan")
-    device = env.unwrapped.core.device  # type: ignore[attr-defined]
+
+def _report(config: DemoConfig, run: _DemoRun, core: Any, path: Any) -> None:
+    """Print the demo's rates, distance and speed, then its one-line JSON summary."""
+    n = len(run.success)
+    success, confirmed, real = run.success, run.confirmed, run.real
+    height, width = core.resolution
+    fps = n * run.steps / run.step_seconds if run.step_seconds > 0 else float("nan")
+    lost = int(np.isnan(run.final_px).sum())
+    mean_px = float(np.nanmean(run.final_px)) if lost < n else float("nan")
+    device = core.device
     summary = {
         "env": ENV_ID,
         "episodes": n,
@@ -198,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "style": config.style,
         "mean_final_distance_px": None if np.isnan(mean_px) else round(mean_px, 3),
         "episodes_ending_with_a_lost_object": lost,
-        "mean_episode_length": float(lengths.mean()),
+        "mean_episode_length": float(run.lengths.mean()),
         "frames_per_second": round(fps, 1),
         "batch": n,
         "device": str(device),
@@ -214,9 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f"; {lost} episode(s) ended with an object's mask lost, not counted)" if lost else ")")
     )
     print(f"frames/s: {fps:.1f} (env.step, batch of {n} environments on {device})")
-    print(f"video: {path} ({len(video)} frames)")
+    print(f"video: {path} ({len(run.video)} frames)")
     print(json.dumps(summary))
-    return 0
 
 
 if __name__ == "__main__":

@@ -108,6 +108,34 @@ def measure(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if "bf16" in args.precision and device.type != "cuda":
+        parser.error(f"--precision bf16 needs a CUDA device, got {device}")
+    results, skipped = _measure_models(_models(args, device), args, device)
+    report = {
+        "benchmark": "env_step",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "compile": args.compile,
+        "torch": torch.__version__,
+        "results": results,
+        "skipped": skipped,
+    }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of :func:`main`."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds per (model, N)")
@@ -129,30 +157,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default="off", help="torch.compile the networks (simulator compile=)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True (autotuned convolutions)")
-    args = parser.parse_args(argv)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if "bf16" in args.precision and device.type != "cuda":
-        parser.error(f"--precision bf16 needs a CUDA device, got {device}")
-    compile: bool | str = False if args.compile == "off" else args.compile
-    if args.skip_sprites:
-        models = []
-    elif args.checkpoint:
-        name, model, frames = sprites_model(device, args.checkpoint)
-        models = [(name, model, args.start_frames or frames)]
-    else:
-        models = []
-        for bundled in (SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT):
-            entry = sprites_model(device, bundled=bundled)
-            if entry[0] not in [name for name, *_ in models]:  # a random stand-in only once
-                models.append(entry)
+    return parser
+
+
+def _models(args: argparse.Namespace, device: torch.device
+            ) -> list[tuple[str, LayeredGenerator, Any]]:
+    """(label, model, first frames or None) of every model the flags ask for, in order."""
+    models = [] if args.skip_sprites else _sprites_models(args, device)
     if not args.skip_paper:
         torch.manual_seed(0)
         paper = LayeredGenerator(ModelConfig.paper_bair())
         models.append(("paper_bair (random weights)", paper, random_frames((256, 256))))
-    results, skipped = [], []
+    return models
+
+
+def _sprites_models(args: argparse.Namespace, device: torch.device
+                    ) -> list[tuple[str, LayeredGenerator, Any]]:
+    """The ``--checkpoint`` model, else the bundled sprites models (see :func:`sprites_model`).
+
+    When neither bundled checkpoint is present, their random stand-in is listed once.
+    """
+    if args.checkpoint:
+        name, model, frames = sprites_model(device, args.checkpoint)
+        return [(name, model, args.start_frames or frames)]
+    models: list[tuple[str, LayeredGenerator, Any]] = []
+    for bundled in (SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT):
+        entry = sprites_model(device, bundled=bundled)
+        if entry[0] not in [name for name, *_ in models]:  # a random stand-in only once
+            models.append(entry)
+    return models
+
+
+def _measure_models(models: list[tuple[str, LayeredGenerator, Any]], args: argparse.Namespace,
+                    device: torch.device) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Measure every (model, precision, tracking, N); returns the result rows and the skipped.
+
+    Each result row is also printed to stderr as it comes. Within one (model, precision,
+    tracking) the sizes stop at the first N over the budget.
+    """
+    compile: bool | str = False if args.compile == "off" else args.compile
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     for label, net, starts in models:
         net = net.to(device).eval()
         if starts is None:
@@ -179,21 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         }
                     )
                     print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    report = {
-        "benchmark": "env_step",
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "cudnn_benchmark": args.cudnn_benchmark,
-        "compile": args.compile,
-        "torch": torch.__version__,
-        "results": results,
-        "skipped": skipped,
-    }
-    print(json.dumps(report, indent=1))
-    return 0
+    return results, skipped
 
 
 if __name__ == "__main__":

@@ -138,37 +138,9 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            file_metadata = handle.metadata() or {}
-        tensors = load_file(str(path), device=str(torch.device(map_location)))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        size = path.stat().st_size
-        raise CheckpointError(
-            f"{str(path)!r} ({size} bytes) is not a readable safetensors file "
-            f"(truncated or another format?): {error}"
-        ) from None
-    if FORMAT_NAME not in file_metadata:
-        raise CheckpointError(
-            f"{str(path)!r} is a safetensors file but not an lcvg checkpoint: its metadata has "
-            f"keys {sorted(file_metadata)}, not {FORMAT_NAME!r}. Released checkpoints of the "
-            "authors' code are converted with `lcvg-convert-official`."
-        )
-    try:
-        header = json.loads(file_metadata[FORMAT_NAME])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{str(path)!r} has a corrupt lcvg header: {error}") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(
-            f"{str(path)!r} has a corrupt lcvg header: a JSON {type(header).__name__}, not an "
-            "object"
-        )
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{str(path)!r} has format_version {version!r}; this lcvg reads versions up to "
-            f"{FORMAT_VERSION}. Upgrade lcvg to read it."
-        )
+    file_metadata, tensors = _read_safetensors(path, map_location)
+    header = _lcvg_header(path, file_metadata)
+    version = header["format_version"]
     weights = {
         name[len(_MODEL_PREFIX) :]: value
         for name, value in tensors.items()
@@ -197,6 +169,58 @@ def load_checkpoint(
         metadata=metadata,
         format_version=version,
     )
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device
+                      ) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Read the metadata and the tensors (on ``map_location``) of the safetensors ``path``.
+
+    Raises:
+        CheckpointError: the file is unreadable (truncated or another format), naming it and
+            its size.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            file_metadata = handle.metadata() or {}
+        tensors = load_file(str(path), device=str(torch.device(map_location)))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"{str(path)!r} ({size} bytes) is not a readable safetensors file "
+            f"(truncated or another format?): {error}"
+        ) from None
+    return file_metadata, tensors
+
+
+def _lcvg_header(path: Path, file_metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Parse the lcvg header (a JSON object) in a safetensors file's metadata.
+
+    Raises:
+        CheckpointError: no lcvg entry (another program's safetensors), corrupt JSON, or a
+            ``format_version`` newer than :data:`FORMAT_VERSION`, naming the file.
+    """
+    if FORMAT_NAME not in file_metadata:
+        raise CheckpointError(
+            f"{str(path)!r} is a safetensors file but not an lcvg checkpoint: its metadata has "
+            f"keys {sorted(file_metadata)}, not {FORMAT_NAME!r}. Released checkpoints of the "
+            "authors' code are converted with `lcvg-convert-official`."
+        )
+    try:
+        header = json.loads(file_metadata[FORMAT_NAME])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{str(path)!r} has a corrupt lcvg header: {error}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{str(path)!r} has a corrupt lcvg header: a JSON {type(header).__name__}, not an "
+            "object"
+        )
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has format_version {version!r}; this lcvg reads versions up to "
+            f"{FORMAT_VERSION}. Upgrade lcvg to read it."
+        )
+    return header
 
 
 def _check_finite(weights: Mapping[str, torch.Tensor], path: Path) -> None:

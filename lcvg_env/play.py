@@ -135,52 +135,102 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error)
         return 1
     env = make_env(config)
-    core = env.unwrapped.core
-    control, k = core.control, core.num_objects
-    h, w = core.resolution
+    player = _Player(env, config)
     pygame.display.init()
     pygame.display.set_caption(f"lcvg play: {config.env}")
-    screen = pygame.display.set_mode((w * config.scale, h * config.scale))
+    screen = pygame.display.set_mode((player.w * config.scale, player.h * config.scale))
     clock = pygame.time.Clock()
     recorded: list[np.ndarray] = []
     env.reset(seed=config.seed)
-    selected = 0
-    drawing = np.zeros((h, w), dtype=np.int8)
-    running = True
-    while running:
+    while player.running:
+        action = player.held_input(pygame, player.handle_events(pygame))
+        if action is not None:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        frame = player.frame()
+        recorded.append(frame)
+        surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
+        screen.blit(surface, (0, 0))
+        pygame.display.flip()
+        clock.tick(config.fps)
+        if config.max_frames is not None and len(recorded) >= config.max_frames:
+            player.running = False
+    pygame.display.quit()
+    env.close()
+    if config.record and recorded:
+        print(f"wrote {save_video(config.record, recorded, fps=config.fps)}")
+    return 0
+
+
+class _Player:
+    """The player's side of a session, turning window input into actions.
+
+    Holds the selected object, the mask being drawn (mask control) and whether to go on.
+    """
+
+    def __init__(self, env: Any, config: PlayConfig) -> None:
+        self.env, self.config = env, config
+        self.core = env.unwrapped.core
+        self.control, self.k = self.core.control, self.core.num_objects
+        self.h, self.w = self.core.resolution
+        self.selected = 0
+        self.drawing = np.zeros((self.h, self.w), dtype=np.int8)
+        self.running = True
+
+    def handle_events(self, pygame: Any) -> np.ndarray | None:
+        """Apply the queued window events; returns the action the last of them asked for."""
         action: np.ndarray | None = None
         for event in pygame.event.get():
             if event.type == pygame.QUIT:
-                running = False
+                self.running = False
             elif event.type == pygame.KEYDOWN:
-                name = pygame.key.name(event.key)
-                if name == "escape":
-                    running = False
-                elif name == "r":
-                    env.reset()
-                elif name == "tab":
-                    selected = (selected + 1) % k
-                elif name == "space" and control != "mask":
-                    action = np.zeros(env.action_space.shape, np.float32)
-                elif name == "return" and control == "mask":
-                    action = drawing.copy()
-                elif name == "c":
-                    drawing[:] = 0
-                elif name == "m":
-                    drawing[:] = core.sim.masks[0, 0].cpu().numpy() > 0.5
-            elif event.type == pygame.MOUSEBUTTONDOWN and control != "mask" and event.button == 1:
-                px, py = event.pos[0] / config.scale, event.pos[1] / config.scale
-                point = np.array([(2 * px) / w - 1, (2 * py) / h - 1])
-                centroid = core.sim.centroids[0, selected].cpu().numpy()
-                action = action_toward(
-                    point, centroid, control, k, selected, core.action_ranges.max_translation
-                )
-        if control == "mask":
+                asked = self._on_key(pygame.key.name(event.key))
+                action = action if asked is None else asked
+            elif (event.type == pygame.MOUSEBUTTONDOWN and self.control != "mask"
+                  and event.button == 1):
+                action = self._toward_click(event.pos)
+        return action
+
+    def _on_key(self, name: str) -> np.ndarray | None:
+        """Act on one pressed key; returns the action it asks for (Space, Return), if any."""
+        if name == "escape":
+            self.running = False
+        elif name == "r":
+            self.env.reset()
+        elif name == "tab":
+            self.selected = (self.selected + 1) % self.k
+        elif name == "space" and self.control != "mask":
+            return np.zeros(self.env.action_space.shape, np.float32)
+        elif name == "return" and self.control == "mask":
+            return self.drawing.copy()
+        elif name == "c":
+            self.drawing[:] = 0
+        elif name == "m":
+            self.drawing[:] = self.core.sim.masks[0, 0].cpu().numpy() > 0.5
+        return None
+
+    def _toward_click(self, pos: tuple[int, int]) -> np.ndarray:
+        """Return the action steering the selected object toward the clicked window pixel."""
+        px, py = pos[0] / self.config.scale, pos[1] / self.config.scale
+        point = np.array([(2 * px) / self.w - 1, (2 * py) / self.h - 1])
+        centroid = self.core.sim.centroids[0, self.selected].cpu().numpy()
+        return action_toward(point, centroid, self.control, self.k, self.selected,
+                             self.core.action_ranges.max_translation)
+
+    def held_input(self, pygame: Any, action: np.ndarray | None) -> np.ndarray | None:
+        """Return the action to step with (or None) after the held mouse buttons and keys.
+
+        Mask control paints with the held buttons; otherwise, when no event asked for an
+        action (``action`` None), the held keys give it.
+        """
+        if self.control == "mask":
             buttons = pygame.mouse.get_pressed()
             if buttons[0] or buttons[2]:
                 px, py = pygame.mouse.get_pos()
-                y, x = int(py / config.scale), int(px / config.scale)
-                drawing[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = 1 if buttons[0] else 0
+                y, x = int(py / self.config.scale), int(px / self.config.scale)
+                self.drawing[max(0, y - 2) : y + 3, max(0, x - 2) : x + 3] = (
+                    1 if buttons[0] else 0)
         elif action is None:
             held = pygame.key.get_pressed()
             keys = {
@@ -189,29 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if held[pygame.key.key_code(name)]
             }
             if keys:
-                action = action_from_keys(keys, control, k, selected)
-        if action is not None:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        frame = env.render()
-        if control == "mask" and drawing.any():
+                action = action_from_keys(keys, self.control, self.k, self.selected)
+        return action
+
+    def frame(self) -> np.ndarray:
+        """Render the env's frame, with the mask being drawn outlined (mask control)."""
+        frame = self.env.render()
+        if self.control == "mask" and self.drawing.any():
             from lcvg_env.render import outline
 
-            big = np.repeat(np.repeat(drawing, config.scale, 0), config.scale, 1)
+            scale = self.config.scale
+            big = np.repeat(np.repeat(self.drawing, scale, 0), scale, 1)
             frame = outline(frame, big, (255, 255, 0))
-        recorded.append(frame)
-        surface = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
-        screen.blit(surface, (0, 0))
-        pygame.display.flip()
-        clock.tick(config.fps)
-        if config.max_frames is not None and len(recorded) >= config.max_frames:
-            running = False
-    pygame.display.quit()
-    env.close()
-    if config.record and recorded:
-        print(f"wrote {save_video(config.record, recorded, fps=config.fps)}")
-    return 0
+        return frame
 
 
 if __name__ == "__main__":

@@ -211,57 +211,13 @@ def action_program(
         ValueError: unknown program (listing :data:`PROGRAMS`), bad sizes, or a
             ``max_translation`` too small for the program's speeds.
     """
-    if name not in PROGRAMS:
-        raise ValueError(f"program must be one of {PROGRAMS}, got {name!r}")
-    for label, value, low in (("steps", steps, 1), ("num_objects", num_objects, 1),
-                              ("size", size, 8)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
-    if not (isinstance(max_translation, int | float) and max_translation > 0):
-        raise ValueError(f"max_translation must be a number > 0, got {max_translation!r}")
+    _check_program_args(name, steps, num_objects, size, max_translation)
     k, scale = int(num_objects), size / REFERENCE_SIZE
-    if start is None:
-        pos = np.full((k, 2), (size - 1) / 2.0)
-    else:
-        pos = np.asarray(start, dtype=np.float64)
-        if pos.shape != (k, 2) or not np.all(np.isfinite(pos)):
-            raise ValueError(f"start must be finite (K={k}, 2) pixels, got {pos!r}")
-        pos = pos.copy()
-    margin, low, high = BORDER_MARGIN_PX * scale, 0.0, size - 1.0
-    velocity = np.zeros((steps, k, 2))
+    pos = _start_positions(start, k, size)
     if name == "square":
-        side = int(round(SQUARE_SIDE_PX / SQUARE_SPEED_PX))
-        centre = (size - 1) / 2.0
-        sx = np.where(pos[:, 0] <= centre, 1.0, -1.0)
-        sy = np.where(pos[:, 1] <= centre, 1.0, -1.0)
-        for t in range(steps):
-            leg = (t // side) % 4
-            v = np.zeros((k, 2))
-            axis, sign = (0, sx) if leg in (0, 2) else (1, sy)
-            v[:, axis] = sign * (1.0 if leg < 2 else -1.0)
-            velocity[t] = v * SQUARE_SPEED_PX * scale
+        velocity = _square_velocities(pos, steps, size, scale)
     else:
-        angle = rng.uniform(0.0, 2.0 * math.pi, size=k)
-        lo_speed = 1.5 if name == "line" else MIN_SPEED_PX
-        speed = rng.uniform(lo_speed, MAX_SPEED_PX, size=k) * scale
-        v = np.stack([np.cos(angle), np.sin(angle)], axis=1) * speed[:, None]
-        for t in range(steps):
-            if name == "random":
-                v = 0.85 * v + rng.normal(0.0, 0.5 * scale, size=(k, 2))
-                v += 0.6 * scale * ((pos < low + margin).astype(float)
-                                    - (pos > high - margin).astype(float))
-                norm = np.linalg.norm(v, axis=1, keepdims=True)
-                limit = np.clip(norm, MIN_SPEED_PX * scale, MAX_SPEED_PX * scale)
-                direction = np.where(norm > 1e-9, v / np.maximum(norm, 1e-9), [[1.0, 0.0]])
-                v = direction * limit
-                band = margin / 2.0
-            else:
-                band = margin
-            nxt = pos + v
-            flip = (nxt < low + band) & (v < 0) | (nxt > high - band) & (v > 0)
-            v = np.where(flip, -v, v)
-            velocity[t] = v
-            pos = pos + v
+        velocity = _bouncing_velocities(name, rng, pos, steps, size, scale)
     actions = velocity * 2.0 / size / max_translation  # px -> normalised -> action units
     worst = float(np.abs(actions).max())
     if worst > 1.0 + 1e-6:
@@ -270,6 +226,88 @@ def action_program(
             f"actions up to {worst:.3f} (> 1) for {MAX_SPEED_PX * scale:.2f} px/step at size "
             f"{size}")
     return np.clip(actions, -1.0, 1.0).astype(np.float32)
+
+
+def _check_program_args(name: str, steps: int, num_objects: int, size: int,
+                        max_translation: float) -> None:
+    """ValueError naming the received value for an unknown program or a bad size or range."""
+    if name not in PROGRAMS:
+        raise ValueError(f"program must be one of {PROGRAMS}, got {name!r}")
+    for label, value, low in (("steps", steps, 1), ("num_objects", num_objects, 1),
+                              ("size", size, 8)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
+    if not (isinstance(max_translation, int | float) and max_translation > 0):
+        raise ValueError(f"max_translation must be a number > 0, got {max_translation!r}")
+
+
+def _start_positions(start: np.ndarray | None, k: int, size: int) -> np.ndarray:
+    """Float64 (K, 2) pixel positions at reset (a copy of ``start``; default the centre)."""
+    if start is None:
+        return np.full((k, 2), (size - 1) / 2.0)
+    pos = np.asarray(start, dtype=np.float64)
+    if pos.shape != (k, 2) or not np.all(np.isfinite(pos)):
+        raise ValueError(f"start must be finite (K={k}, 2) pixels, got {pos!r}")
+    return pos.copy()
+
+
+def _square_velocities(pos: np.ndarray, steps: int, size: int, scale: float) -> np.ndarray:
+    """(T, K, 2) pixel velocities of the "square" program from (K, 2) start positions."""
+    k = pos.shape[0]
+    velocity = np.zeros((steps, k, 2))
+    side = int(round(SQUARE_SIDE_PX / SQUARE_SPEED_PX))
+    centre = (size - 1) / 2.0
+    sx = np.where(pos[:, 0] <= centre, 1.0, -1.0)
+    sy = np.where(pos[:, 1] <= centre, 1.0, -1.0)
+    for t in range(steps):
+        leg = (t // side) % 4
+        v = np.zeros((k, 2))
+        axis, sign = (0, sx) if leg in (0, 2) else (1, sy)
+        v[:, axis] = sign * (1.0 if leg < 2 else -1.0)
+        velocity[t] = v * SQUARE_SPEED_PX * scale
+    return velocity
+
+
+def _bouncing_velocities(name: str, rng: np.random.Generator, pos: np.ndarray, steps: int,
+                         size: int, scale: float) -> np.ndarray:
+    """(T, K, 2) pixel velocities of the "random" or "line" program from (K, 2) starts.
+
+    Velocities bounce off the margin band; ``pos`` is not modified.
+    """
+    k = pos.shape[0]
+    margin, low, high = BORDER_MARGIN_PX * scale, 0.0, size - 1.0
+    velocity = np.zeros((steps, k, 2))
+    angle = rng.uniform(0.0, 2.0 * math.pi, size=k)
+    lo_speed = 1.5 if name == "line" else MIN_SPEED_PX
+    speed = rng.uniform(lo_speed, MAX_SPEED_PX, size=k) * scale
+    v = np.stack([np.cos(angle), np.sin(angle)], axis=1) * speed[:, None]
+    for t in range(steps):
+        if name == "random":
+            v = _random_walk_velocity(v, rng, pos, low + margin, high - margin, scale)
+            band = margin / 2.0
+        else:
+            band = margin
+        nxt = pos + v
+        flip = (nxt < low + band) & (v < 0) | (nxt > high - band) & (v > 0)
+        v = np.where(flip, -v, v)
+        velocity[t] = v
+        pos = pos + v
+    return velocity
+
+
+def _random_walk_velocity(v: np.ndarray, rng: np.random.Generator, pos: np.ndarray,
+                          low: float, high: float, scale: float) -> np.ndarray:
+    """Next (K, 2) velocity of the "random" program from the current one.
+
+    A smoothed random kick, a push back where positions are outside [low, high], and the
+    speed clipped to the programs' range.
+    """
+    v = 0.85 * v + rng.normal(0.0, 0.5 * scale, size=v.shape)
+    v += 0.6 * scale * ((pos < low).astype(float) - (pos > high).astype(float))
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    limit = np.clip(norm, MIN_SPEED_PX * scale, MAX_SPEED_PX * scale)
+    direction = np.where(norm > 1e-9, v / np.maximum(norm, 1e-9), [[1.0, 0.0]])
+    return direction * limit
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,104 +540,171 @@ def run_paired(
 
 def _run(config: PairedConfig, checkpoint: Any,
          progress: Callable[[str], None] | None) -> dict[str, Any]:
-    import gymnasium as gym
-
     import lcvg_env  # noqa: F401 - registers the environment ids
+
+    _check_checkpoint(checkpoint, config.device, SceneConfig().size)
+    outcome = _Outcome(config.episodes, config.steps, max(config.objects))
+    episode = 0
+    for k, count in zip(config.objects, config.episodes_per_group()):
+        for first in range(0, count, config.batch):
+            rows = np.arange(episode, episode + min(config.batch, count - first))
+            outcome.objects[rows] = k
+            _run_batch(config, checkpoint, k, rows, outcome)
+            episode += len(rows)
+            if progress is not None:
+                progress(f"paired: {episode}/{config.episodes} episodes ({k} object(s))")
+    if episode != config.episodes:  # pragma: no cover - the groups add up by construction
+        raise RuntimeError(f"ran {episode} episodes, {config.episodes} asked")
+    return _paired_result(config, checkpoint, outcome)
+
+
+class _Outcome:
+    """What the batches of a paired run fill in, episode rows 0..E-1 in run order.
+
+    Attributes:
+        recorders: per system, its :class:`_Recorder`.
+        objects: int (E,) K of each episode.
+        lost_at_reset: bool (E, Kmax), objects the learned env did not find at reset.
+        shown: per row name ("true", then :data:`SYSTEMS`), one list of frames per shown
+            episode, from the reset frame on.
+        model_seconds: time spent in the learned env's reset and step calls.
+    """
+
+    def __init__(self, episodes: int, steps: int, kmax: int) -> None:
+        self.recorders = {name: _Recorder(episodes, steps, kmax) for name in SYSTEMS}
+        self.objects = np.zeros(episodes, dtype=np.int64)
+        self.lost_at_reset = np.zeros((episodes, kmax), dtype=bool)
+        self.shown: dict[str, list[list[np.ndarray]]] = {name: [] for name in ("true", *SYSTEMS)}
+        self.model_seconds = 0.0
+
+
+class _Clips:
+    """Frames of the episodes of one batch whose row is below ``show`` (the shown ones)."""
+
+    def __init__(self, rows: np.ndarray, show: int) -> None:
+        self.keep = [i for i in range(len(rows)) if int(rows[i]) < show]
+        self.frames: dict[str, list[list[np.ndarray]]] = {
+            name: [[] for _ in self.keep] for name in ("true", *SYSTEMS)}
+
+    def add(self, true: np.ndarray, model: Any, copy_paste: np.ndarray) -> None:
+        """Append one step of the batch's (n, H, W, 3) frames of each system."""
+        for j, i in enumerate(self.keep):
+            self.frames["true"][j].append(true[i])
+            self.frames["model"][j].append(np.asarray(model[i]))
+            self.frames["copy_paste"][j].append(copy_paste[i])
+
+
+def _run_batch(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
+               outcome: _Outcome) -> None:
+    """Run the episodes ``rows`` (K objects each) and record them in ``outcome``.
+
+    Their twins, one batched learned env and the copy-paste baseline run the same actions;
+    every step is scored and the shown episodes' frames are kept.
+    """
     from lcvg_env.spaces import ActionRanges
 
-    size = SceneConfig().size
-    _check_checkpoint(checkpoint, config.device, size)
-    max_translation = ActionRanges().max_translation
-    e_total, steps, kmax = config.episodes, config.steps, max(config.objects)
-    recorders = {name: _Recorder(e_total, steps, kmax) for name in SYSTEMS}
-    objects_of = np.zeros(e_total, dtype=np.int64)
-    lost_at_reset = np.zeros((e_total, kmax), dtype=bool)  # learned env found no such object
-    shown = {name: [] for name in ("true", *SYSTEMS)}
-    model_seconds = 0.0
+    size, max_translation = SceneConfig().size, ActionRanges().max_translation
+    twins = _reset_twins(config, k, rows, size)
+    first_frames = np.stack([twin.frame for twin in twins])
+    backgrounds = np.stack([twin.background() for twin in twins])  # static scenes
+    t0 = time.perf_counter()
+    learned, obs, info = _reset_learned(config, checkpoint, k, rows, first_frames)
+    outcome.model_seconds += time.perf_counter() - t0
+    # pairing (lcvg_env.world.pairing.paired_reset, batched): the twin re-chooses and
+    # re-orders its controlled objects so that its object k is the learned env's k
+    for i, twin in enumerate(twins):
+        twin.match_objects(np.asarray(info["centroids"][i]))
+    outcome.lost_at_reset[rows, :k] = ~np.asarray(info["present"], bool)
+    starts = np.stack([np.asarray(twin.observe()[1]["centroids_px"], np.float64)
+                       for twin in twins])  # (n, K, 2) true pixel centroids
+    copies = [CopyPaste(twin.frame, twin.true_masks(), max_translation) for twin in twins]
+    programs = np.stack([
+        action_program(config.program, np.random.default_rng([config.seed, int(r), 1]),
+                       config.steps, k, size, max_translation, start=starts[i])
+        for i, r in enumerate(rows)])  # (n, T, K, 2)
+    clips = _Clips(rows, config.show)
+    clips.add(first_frames, obs, np.stack([copy.frame for copy in copies]))
+    for t in range(config.steps):
+        acts = programs[:, t]  # (n, K, 2)
+        for i, twin in enumerate(twins):
+            twin.step(acts[i].reshape(-1))
+        t0 = time.perf_counter()
+        obs, _, _, _, info = learned.step(acts.reshape(len(rows), -1))
+        outcome.model_seconds += time.perf_counter() - t0
+        for i, copy in enumerate(copies):
+            copy.step(acts[i])
+        true_frames = np.stack([twin.frame for twin in twins])
+        cp_frames = np.stack([copy.frame for copy in copies])
+        _score_step(outcome.recorders, rows, t, twins, backgrounds, true_frames,
+                    (np.asarray(obs, np.uint8), np.asarray(info["centroids_px"], np.float64)),
+                    (cp_frames, np.stack([copy.centroids_px for copy in copies])))
+        clips.add(true_frames, obs, cp_frames)
+    learned.close()
+    for twin in twins:
+        twin.close()
+    for name, frames in clips.frames.items():
+        outcome.shown[name].extend(frames)
+
+
+def _reset_twins(config: PairedConfig, k: int, rows: np.ndarray,
+                 size: int) -> list[SpritesRealEnv]:
+    """One twin per episode row, each reset to its scene of exactly K objects."""
+    scene_config = SceneConfig(size=size, objects=(k, k), style=config.style)
+    twins = [SpritesRealEnv(
+        control=config.control, num_objects=k, task="free", style=config.style,
+        size=size, noise=config.noise, scene_config=scene_config) for _ in rows]
+    for twin, r in zip(twins, rows):
+        twin.reset(seed=_episode_seed(config.seed, int(r)))
+    return twins
+
+
+def _reset_learned(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
+                   first_frames: np.ndarray) -> tuple[Any, Any, dict[str, Any]]:
+    """Make the batched learned env of the episode rows; reset it from (n, H, W, 3) frames.
+
+    Returns:
+        The env, its observations and its reset info.
+    """
+    import gymnasium as gym
+
     env_kwargs: dict[str, Any] = {"control": config.control, "device": config.device}
     if config.tracking is not None:
         env_kwargs["tracking"] = config.tracking
     if config.separate is not None:
         env_kwargs["separate"] = config.separate
-    episode = 0
-    for k, count in zip(config.objects, config.episodes_per_group()):
-        for first in range(0, count, config.batch):
-            n = min(config.batch, count - first)
-            rows = np.arange(episode, episode + n)
-            objects_of[rows] = k
-            scene_config = SceneConfig(size=size, objects=(k, k), style=config.style)
-            twins = [SpritesRealEnv(
-                control=config.control, num_objects=k, task="free", style=config.style,
-                size=size, noise=config.noise, scene_config=scene_config) for _ in range(n)]
-            for twin, r in zip(twins, rows):
-                twin.reset(seed=_episode_seed(config.seed, int(r)))
-            first_frames = np.stack([twin.frame for twin in twins])
-            backgrounds = np.stack([twin.background() for twin in twins])  # static scenes
-            t0 = time.perf_counter()
-            learned = gym.make_vec(
-                "LCVG-Sprites-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                checkpoint=checkpoint, num_objects=k, autoreset_mode="Disabled",
-                max_episode_steps=None, **env_kwargs)
-            obs, info = learned.reset(seed=[_episode_seed(config.seed, int(r)) for r in rows],
-                                      options={"frame": first_frames})
-            model_seconds += time.perf_counter() - t0
-            # pairing (lcvg_env.world.pairing.paired_reset, batched): the twin re-chooses and
-            # re-orders its controlled objects so that its object k is the learned env's k
-            for i, twin in enumerate(twins):
-                twin.match_objects(np.asarray(info["centroids"][i]))
-            lost_at_reset[rows, :k] = ~np.asarray(info["present"], bool)
-            starts = np.stack([np.asarray(twin.observe()[1]["centroids_px"], np.float64)
-                               for twin in twins])  # (n, K, 2) true pixel centroids
-            copies = [CopyPaste(twin.frame, twin.true_masks(), max_translation)
-                      for twin in twins]
-            programs = np.stack([
-                action_program(config.program, np.random.default_rng([config.seed, int(r), 1]),
-                               steps, k, size, max_translation, start=starts[i])
-                for i, r in enumerate(rows)])  # (n, T, K, 2)
-            keep = [i for i in range(n) if int(rows[i]) < config.show]
-            for i in keep:
-                shown["true"].append([first_frames[i]])
-                shown["model"].append([np.asarray(obs[i])])
-                shown["copy_paste"].append([copies[i].frame.copy()])
-            base = len(shown["true"]) - len(keep)
-            for t in range(steps):
-                acts = programs[:, t]  # (n, K, 2)
-                for i, twin in enumerate(twins):
-                    twin.step(acts[i].reshape(-1))
-                t0 = time.perf_counter()
-                obs, _, _, _, info = learned.step(acts.reshape(n, -1))
-                model_seconds += time.perf_counter() - t0
-                for i, copy in enumerate(copies):
-                    copy.step(acts[i])
-                true_frames = np.stack([twin.frame for twin in twins])
-                true_masks = np.stack([twin.true_masks() for twin in twins])
-                others = _other_masks(twins)
-                sim_px = np.asarray(info["centroids_px"], np.float64)
-                model_scores = pm.score_frames(np.asarray(obs, np.uint8), true_frames,
-                                               true_masks, others, backgrounds, sim_px)
-                recorders["model"].put(rows, t, model_scores)
-                cp_frames = np.stack([copy.frame for copy in copies])
-                cp_px = np.stack([copy.centroids_px for copy in copies])
-                recorders["copy_paste"].put(rows, t, pm.score_frames(
-                    cp_frames, true_frames, true_masks, others, backgrounds, cp_px))
-                for j, i in enumerate(keep):
-                    shown["true"][base + j].append(true_frames[i])
-                    shown["model"][base + j].append(np.asarray(obs[i]))
-                    shown["copy_paste"][base + j].append(cp_frames[i])
-            learned.close()
-            for twin in twins:
-                twin.close()
-            episode += n
-            if progress is not None:
-                progress(f"paired: {episode}/{e_total} episodes ({k} object(s))")
-    if episode != e_total:  # pragma: no cover - the groups add up by construction
-        raise RuntimeError(f"ran {episode} episodes, {e_total} asked")
-    arrays = {name: rec.arrays for name, rec in recorders.items()}
+    learned = gym.make_vec(
+        "LCVG-Sprites-v0", num_envs=len(rows), vectorization_mode="vector_entry_point",
+        checkpoint=checkpoint, num_objects=k, autoreset_mode="Disabled",
+        max_episode_steps=None, **env_kwargs)
+    obs, info = learned.reset(seed=[_episode_seed(config.seed, int(r)) for r in rows],
+                              options={"frame": first_frames})
+    return learned, obs, info
+
+
+def _score_step(recorders: dict[str, _Recorder], rows: np.ndarray, t: int,
+                twins: Sequence[SpritesRealEnv], backgrounds: np.ndarray,
+                true_frames: np.ndarray, model: tuple[np.ndarray, np.ndarray],
+                copy_paste: tuple[np.ndarray, np.ndarray]) -> None:
+    """Score step ``t`` of each system against the twins' (n, H, W, 3) ``true_frames``.
+
+    ``model`` and ``copy_paste`` are each uint8 (n, H, W, 3) frames and float (n, K, 2) pixel
+    centroids of the system's own objects.
+    """
+    true_masks = np.stack([twin.true_masks() for twin in twins])
+    others = _other_masks(twins)
+    for name, (frames, centroids_px) in (("model", model), ("copy_paste", copy_paste)):
+        recorders[name].put(rows, t, pm.score_frames(
+            frames, true_frames, true_masks, others, backgrounds, centroids_px))
+
+
+def _paired_result(config: PairedConfig, checkpoint: Any, outcome: _Outcome) -> dict[str, Any]:
+    """:func:`run_paired`'s result (without timings or files) of a run's ``outcome``."""
+    arrays = {name: rec.arrays for name, rec in outcome.recorders.items()}
     summary: dict[str, Any] = {
         "world": config.world,
         "checkpoint": str(checkpoint),
-        "episodes": e_total,
-        "steps": steps,
+        "episodes": config.episodes,
+        "steps": config.steps,
         "style": config.style,
         "program": config.program,
         "control": config.control,
@@ -609,10 +714,10 @@ def _run(config: PairedConfig, checkpoint: Any,
         "episodes_per_objects": config.episodes_per_group(),
         "noise": config.noise,
         "objects_scored": int(arrays["model"]["visible"].sum()),
-        "objects_unscored": int(sum(int(objects_of[e]) * steps for e in range(e_total))
+        "objects_unscored": int(sum(int(k) * config.steps for k in outcome.objects)
                                 - arrays["model"]["visible"].sum()),
-        "model_seconds": round(model_seconds, 3),
-        "model/objects_lost_at_reset": int(lost_at_reset.sum()),
+        "model_seconds": round(outcome.model_seconds, 3),
+        "model/objects_lost_at_reset": int(outcome.lost_at_reset.sum()),
     }
     for name in SYSTEMS:
         summary.update(summarize_arrays(arrays[name], name))
@@ -620,9 +725,10 @@ def _run(config: PairedConfig, checkpoint: Any,
         "summary": summary,
         "per_step": {name: per_step_series(arrays[name]) for name in SYSTEMS},
         "arrays": arrays,
-        "objects": objects_of,
-        "lost_at_reset": lost_at_reset,
-        "shown": {name: [np.stack(frames) for frames in shown[name]] for name in shown},
+        "objects": outcome.objects,
+        "lost_at_reset": outcome.lost_at_reset,
+        "shown": {name: [np.stack(frames) for frames in outcome.shown[name]]
+                  for name in outcome.shown},
         "config": asdict(config),
         "files": {},
     }

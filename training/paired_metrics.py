@@ -183,7 +183,6 @@ def score_frames(
     found = find_objects(generated, true, true_masks, other_masks, background, tolerance)
     vis = np.asarray(true_masks, dtype=bool)
     other = np.asarray(other_masks, dtype=bool)
-    b, k = vis.shape[:2]
     true_c, true_area = mask_centroids(vis)  # (B, K, 2), (B, K)
     found_c, found_area = mask_centroids(found)
     visible = true_area > 0
@@ -199,21 +198,9 @@ def score_frames(
     diff = np.abs(generated.astype(np.float64) - true.astype(np.float64)).mean(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         colour = np.einsum("bkhw,bhw->bk", vis.astype(np.float64), diff) / true_area
-    grown = dilate(vis, APART_MARGIN_PX)  # (B, K, H, W)
     everyone = np.concatenate([vis, other], axis=1)
-    apart = np.zeros((b, k), dtype=bool)
-    for j in range(k):
-        rest = np.delete(everyone, j, axis=1).any(axis=1)  # (B, H, W)
-        apart[:, j] = ~(grown[:, j] & rest).any(axis=(-2, -1))
-    if sim_centroids_px is None:
-        sim_err = np.full((b, k), np.nan)
-    else:
-        sim = np.asarray(sim_centroids_px, dtype=np.float64)
-        if sim.shape != (b, k, 2):
-            raise ValueError(
-                f"sim_centroids_px must have shape {(b, k, 2)}, got {describe(sim)}"
-            )
-        sim_err = np.hypot(*(sim - true_c).transpose(2, 0, 1))
+    apart = _apart(vis, everyone)
+    sim_err = _sim_position_error(sim_centroids_px, true_c)
     nan = np.where(visible, 1.0, np.nan)
     objects_anywhere = everyone.any(axis=1) | found.any(axis=1)
     out: dict[str, np.ndarray] = {
@@ -233,6 +220,38 @@ def score_frames(
         "found": found,
     }
     return out
+
+
+def _apart(vis: np.ndarray, everyone: np.ndarray) -> np.ndarray:
+    """Bool (B, K): no other object within ``APART_MARGIN_PX`` of controlled object k.
+
+    ``vis`` bool (B, K, H, W) masks of the controlled objects; ``everyone`` bool
+    (B, K + M, H, W) those masks followed by the other objects' ones.
+    """
+    b, k = vis.shape[:2]
+    grown = dilate(vis, APART_MARGIN_PX)  # (B, K, H, W)
+    apart = np.zeros((b, k), dtype=bool)
+    for j in range(k):
+        rest = np.delete(everyone, j, axis=1).any(axis=1)  # (B, H, W)
+        apart[:, j] = ~(grown[:, j] & rest).any(axis=(-2, -1))
+    return apart
+
+
+def _sim_position_error(sim_centroids_px: np.ndarray | None, true_c: np.ndarray) -> np.ndarray:
+    """Float64 (B, K) pixel distance of the simulator's centroids to the true (B, K, 2) ones.
+
+    All NaN when ``sim_centroids_px`` is None; ValueError naming it when its shape is not
+    ``true_c``'s.
+    """
+    b, k = true_c.shape[:2]
+    if sim_centroids_px is None:
+        return np.full((b, k), np.nan)
+    sim = np.asarray(sim_centroids_px, dtype=np.float64)
+    if sim.shape != (b, k, 2):
+        raise ValueError(
+            f"sim_centroids_px must have shape {(b, k, 2)}, got {describe(sim)}"
+        )
+    return np.hypot(*(sim - true_c).transpose(2, 0, 1))
 
 
 def score_frame(generated: np.ndarray, true: np.ndarray, true_masks: np.ndarray,

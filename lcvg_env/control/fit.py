@@ -310,6 +310,51 @@ def _iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
 
 
+def _check_fit_args(source: Tensor, target: Tensor, mode: str, threshold: float, *,
+                    iterations: int, min_pixels: int, working_size: int,
+                    final_iterations: int) -> tuple[Tensor, Tensor]:
+    """Validate :func:`fit_control`'s arguments; returns the source and target mask tensors.
+
+    Errors name what was received.
+    """
+    src = _require_masks("source", source, channels=1)
+    tgt = _require_masks("target", target, channels=1)
+    if src.shape != tgt.shape:
+        raise ValueError(f"source and target must have the same shape, got {_describe(source)} "
+                         f"and {_describe(target)}")
+    if src.device != tgt.device:
+        raise ValueError(f"source is on {src.device} but target is on {tgt.device}")
+    if mode not in FIT_MODES:
+        raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
+    for name, value, low in [("iterations", iterations, 0), ("min_pixels", min_pixels, 0),
+                             ("working_size", working_size, 4),
+                             ("final_iterations", final_iterations, 0)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
+    return src, tgt
+
+
+def _best_candidate(coarse: _Level, candidates: Tensor) -> Tensor:
+    """Pick each pair's (B, 2, 3) candidate with the lowest error on the ``coarse`` level.
+
+    ``candidates`` are (B, n, 2, 3) ``input_from_output``. Near ties (symmetric shapes) go to
+    the smallest rotation, the simplest motion that explains the pair.
+    """
+    b, n = candidates.shape[:2]
+    if n == 1:
+        return candidates[:, 0]
+    rep = coarse._replace(source=coarse.source[:, :1].repeat_interleave(n, 0),
+                          target=coarse.target.repeat_interleave(n, 0))
+    scores, _, _ = _evaluate(rep, candidates.reshape(b * n, 2, 3), with_jacobian=False)
+    turn = torch.atan2(candidates[..., 1, 0] - candidates[..., 0, 1],
+                       candidates[..., 0, 0] + candidates[..., 1, 1]).abs() / math.pi
+    scores = scores.view(b, n) * (1.0 + 0.02 * turn.to(scores.dtype)) + 1e-9 * turn
+    choice = scores.argmin(dim=1)
+    return candidates[torch.arange(b, device=candidates.device), choice]
+
+
 def fit_control(
     source: Tensor,
     target: Tensor,
@@ -351,23 +396,9 @@ def fit_control(
         :class:`ControlFit` with ``theta`` (B, 2, 3) ``input_from_output`` (so
         ``warp_masks(source, theta) ~= target``), ``valid`` (B,) and ``iou`` (B,).
     """
-    src = _require_masks("source", source, channels=1)
-    tgt = _require_masks("target", target, channels=1)
-    if src.shape != tgt.shape:
-        raise ValueError(f"source and target must have the same shape, got {_describe(source)} "
-                         f"and {_describe(target)}")
-    if src.device != tgt.device:
-        raise ValueError(f"source is on {src.device} but target is on {tgt.device}")
-    if mode not in FIT_MODES:
-        raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
-    for name, value, low in [("iterations", iterations, 0), ("min_pixels", min_pixels, 0),
-                             ("working_size", working_size, 4),
-                             ("final_iterations", final_iterations, 0)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
-
+    src, tgt = _check_fit_args(source, target, mode, threshold, iterations=iterations,
+                               min_pixels=min_pixels, working_size=working_size,
+                               final_iterations=final_iterations)
     dtype = torch.float64 if src.dtype == torch.float64 else torch.float32
     src_b = (src > threshold).to(dtype)
     tgt_b = (tgt > threshold).to(dtype)
@@ -391,21 +422,7 @@ def fit_control(
     basis = _subspace(mode, (h, w), src_b)
     coarse = _make_level(src_w, tgt_w, sigma=1.0)
 
-    # pick the candidate with the lowest error; near ties (symmetric shapes) go to the
-    # smallest rotation, the simplest motion that explains the pair
-    n = candidates.shape[1]
-    if n > 1:
-        rep = coarse._replace(source=coarse.source[:, :1].repeat_interleave(n, 0),
-                              target=coarse.target.repeat_interleave(n, 0))
-        scores, _, _ = _evaluate(rep, candidates.reshape(b * n, 2, 3), with_jacobian=False)
-        turn = torch.atan2(candidates[..., 1, 0] - candidates[..., 0, 1],
-                           candidates[..., 0, 0] + candidates[..., 1, 1]).abs() / math.pi
-        scores = scores.view(b, n) * (1.0 + 0.02 * turn.to(scores.dtype)) + 1e-9 * turn
-        choice = scores.argmin(dim=1)
-        theta = candidates[torch.arange(b, device=src.device), choice]
-    else:
-        theta = candidates[:, 0]
-
+    theta = _best_candidate(coarse, candidates)
     first = (iterations + 1) // 2
     theta = _refine(coarse, theta, basis, first)
     theta = _refine(_make_level(src_w, tgt_w, sigma=0.5), theta, basis, iterations - first)

@@ -736,11 +736,33 @@ def render(
     _check(scene, poses)
     if not (isinstance(gain, int | float | np.floating) and math.isfinite(gain) and gain > 0):
         raise ValueError(f"gain must be a finite number > 0, got {gain!r}")
-    s, k = scene.size, scene.num_objects
     static = _static(scene)
     canvas = scene.background.copy()
-    full = np.zeros((k, s, s), dtype=bool)
-    light = scene.light
+    full = np.zeros((scene.num_objects, scene.size, scene.size), dtype=bool)
+    drawn, shadow_map = _object_distances(scene, poses, static)
+    if shadow_map is not None:
+        _cast_shadows(canvas, shadow_map, scene)
+    _paint_objects(canvas, full, drawn, scene)
+    frame = _to_uint8(canvas, gain, rng, static)
+    return Rendered(frame, _visible_masks(full, static.front_to_back), full)
+
+
+_Drawn = tuple[int, int, int, int, int, np.ndarray, np.ndarray, np.ndarray]
+"""One object over its evaluation box: index j, the box x0, x1, y0, y1 in pixels (it may
+reach outside the frame), then float32 (y1 - y0, x1 - x0) shape coordinates u, v and signed
+distance."""
+
+
+def _object_distances(scene: Scene, poses: Poses,
+                      static: _Static) -> tuple[list[_Drawn], np.ndarray | None]:
+    """Signed distances (pixels) of every object, back to front, over its box at ``poses``.
+
+    Objects whose box misses the evaluated area are left out. With shadows (a varied scene of
+    ``shadow_strength > 0``) the boxes reach past the frame and each object's blurred
+    coverage is maxed into the returned float32 shadow map (padded by ``_SHADOW_PAD``), at
+    the shadow offset; otherwise the map is None.
+    """
+    s = scene.size
     shadows = scene.shadow_strength > 0
     ramp = np.float32(2.0 * scene.shadow_blur + 1.0)
     margin = 1.5 + (float(ramp) / 2 if shadows else 0.0)
@@ -749,7 +771,7 @@ def render(
     shadow_map = np.zeros((s + 2 * _SHADOW_PAD,) * 2, np.float32) if shadows else None
     half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
     centers, linear = poses.centers.tolist(), poses.linear.tolist()
-    drawn = []
+    drawn: list[_Drawn] = []
     for j in static.back_to_front:
         shape = scene.shapes[j]
         (l00, l01), (l10, l11) = linear[j]
@@ -774,12 +796,26 @@ def render(
             region = shadow_map[y0 + oy + p : y1 + oy + p, x0 + ox + p : x1 + ox + p]
             np.maximum(region, alpha, out=region)
         drawn.append((j, x0, x1, y0, y1, u, v, sd))
-    if shadow_map is not None:
-        p = _SHADOW_PAD
-        shade = shadow_map[p : p + s, p : p + s]
-        shade *= np.float32(-scene.shadow_strength)
-        shade += one
-        canvas *= shade[..., None]
+    return drawn, shadow_map
+
+
+def _cast_shadows(canvas: np.ndarray, shadow_map: np.ndarray, scene: Scene) -> None:
+    """Darken the float32 (S, S, 3) ``canvas`` in place by the frame's part of the shadow map."""
+    p, s = _SHADOW_PAD, scene.size
+    shade = shadow_map[p : p + s, p : p + s]
+    shade *= np.float32(-scene.shadow_strength)
+    shade += np.float32(1.0)
+    canvas *= shade[..., None]
+
+
+def _paint_objects(canvas: np.ndarray, full: np.ndarray, drawn: list[_Drawn],
+                   scene: Scene) -> None:
+    """Blend the ``drawn`` objects, in order, over ``canvas`` by their antialiased coverage.
+
+    Writes each object's full mask (coverage > 1/2) into bool (K, S, S) ``full``.
+    """
+    s, light = scene.size, scene.light
+    half, zero, one = np.float32(0.5), np.float32(0.0), np.float32(1.0)
     amp = np.float32(scene.texture_amplitude)
     freq, phase = scene.texture_freq.tolist(), scene.texture_phase.tolist()
     for j, x0, x1, y0, y1, u, v, sd in drawn:
@@ -807,6 +843,15 @@ def render(
             paint = gain_map[..., None] * scene.colors[j]
         region = canvas[b0:b1, a0:a1]
         region += cover[..., None] * (paint - region)
+
+
+def _to_uint8(canvas: np.ndarray, gain: float, rng: np.random.Generator | None,
+              static: _Static) -> np.ndarray:
+    """Round ``canvas`` to a uint8 (S, S, 3) frame after ``gain`` and the sensor noise.
+
+    ``canvas`` is changed in place; the noise is added only when ``rng`` is given.
+    """
+    half, zero = np.float32(0.5), np.float32(0.0)
     if gain != 1.0:
         canvas *= np.float32(gain)
     if rng is not None and static.noise is not None:
@@ -816,13 +861,17 @@ def render(
         canvas += half
     np.maximum(canvas, zero, out=canvas)
     np.minimum(canvas, np.float32(255.0), out=canvas)
-    frame = canvas.astype(np.uint8)
+    return canvas.astype(np.uint8)
+
+
+def _visible_masks(full: np.ndarray, front_to_back: list[int]) -> np.ndarray:
+    """Bool (K, S, S) visible masks: each full mask minus the full masks in front of it."""
     visible = np.empty_like(full)
-    taken = np.zeros((s, s), dtype=bool)
-    for j in static.front_to_back:
+    taken = np.zeros(full.shape[1:], dtype=bool)
+    for j in front_to_back:
         np.greater(full[j], taken, out=visible[j])  # full and not taken
         taken |= full[j]
-    return Rendered(frame, visible, full)
+    return visible
 
 
 class _Static(NamedTuple):

@@ -247,6 +247,18 @@ def test_a_sim_trained_policy_runs_in_the_twin(trained_run: Path, capsys) -> Non
     assert 0.0 <= summary["success_rate"] <= 1.0 and 0.0 <= summary["lost_rate"] <= 1.0
 
 
+BUNDLED_POLICY = Path(__file__).resolve().parents[2] / "agents" / "assets" / "reach_ppo.zip"
+
+
+@pytest.mark.skipif(not BUNDLED_POLICY.is_file(), reason="bundled reach policy missing")
+def test_the_bundled_policy_reaches_in_the_real_twin(capsys) -> None:
+    """The PPO policy trained only in the learned simulator, judged in the true world."""
+    summary = run_cli(["eval", "--policy", str(BUNDLED_POLICY), "--env", REAL,
+                       "--episodes", "16", "--seed", "4242", "--threads", "1"], capsys)
+    assert summary["episodes"] == 16 and summary["success_rate"] >= 0.85
+    assert summary["lost_rate"] == 0.0
+
+
 def test_eval_names_a_bad_policy(capsys) -> None:
     assert cli.main(["eval", "--policy", "scripted:fly", "--env", REAL, "--episodes", "1"]) == 2
     assert "scripted:fly" in capsys.readouterr().err

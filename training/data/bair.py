@@ -158,53 +158,13 @@ def convert_bair(
     Returns:
         A :class:`BairSummary`; unreadable records are skipped and counted in one warning.
     """
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers!r}")
-    if not 0 <= png_level <= 9:
-        raise ValueError(f"png_level must be in 0..9, got {png_level!r}")
-    splits = find_tfrecords(src)
-    if val_fraction > 0 and "train" in splits and "val" not in splits:
-        files = splits["train"]
-        n_val = max(1, int(round(len(files) * val_fraction))) if len(files) > 1 else 0
-        if n_val:
-            splits["train"], splits["val"] = files[:-n_val], files[-n_val:]
+    _check_convert_args(val_fraction, limit, workers, png_level)
+    splits = _split_off_val(find_tfrecords(src), val_fraction)
     root = Path(dst)
     root.mkdir(parents=True, exist_ok=True)
     summary = BairSummary(root=root)
-    problems: list[str] = []
-    jobs: list[tuple[str, int, Path, str, int, int]] = []
-    for split, files in splits.items():
-        first = 0
-        for path in files:
-            n, err = _count_records(path)
-            if err:
-                problems.append(f"{path.name}: {err}")
-            if limit is not None:
-                n = min(n, limit - first)
-            if n <= 0:
-                continue
-            jobs.append((split, first, path, image_key, n, png_level))
-            first += n
-    from tqdm import tqdm
-
-    total = sum(j[4] for j in jobs)
-    bar = tqdm(total=total, unit="clip", desc="convert-bair", disable=not progress)
-    results: list[tuple[str, int, list[str]]] = []
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            results.append(_convert_file(root, *job))
-            bar.update(job[4])
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_convert_file, root, *job) for job in jobs]
-            for job, fut in zip(jobs, futures):
-                results.append(fut.result())
-                bar.update(job[4])
-    bar.close()
+    jobs, problems = _plan_jobs(splits, limit, image_key, png_level)
+    results = _run_jobs(root, jobs, workers, progress)
     for split, written, errors in results:
         summary.clips[split] = summary.clips.get(split, 0) + written
         problems.extend(errors)
@@ -228,6 +188,82 @@ def convert_bair(
     }
     (root / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     return summary
+
+
+_Job = tuple[str, int, Path, str, int, int]
+"""One file's conversion: split, first clip number, TFRecord path, image key, records to
+convert, PNG level (the arguments of :func:`_convert_file` after the root)."""
+
+
+def _check_convert_args(val_fraction: float, limit: int | None, workers: int,
+                        png_level: int) -> None:
+    """ValueError naming the received value for :func:`convert_bair`'s bad numbers."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    if not 0 <= png_level <= 9:
+        raise ValueError(f"png_level must be in 0..9, got {png_level!r}")
+
+
+def _split_off_val(splits: dict[str, list[Path]], val_fraction: float) -> dict[str, list[Path]]:
+    """Move the last ``val_fraction`` of the train files to "val" when there is no val split.
+
+    Changes and returns ``splits``; at least one file moves (when train has more than one).
+    """
+    if val_fraction > 0 and "train" in splits and "val" not in splits:
+        files = splits["train"]
+        n_val = max(1, int(round(len(files) * val_fraction))) if len(files) > 1 else 0
+        if n_val:
+            splits["train"], splits["val"] = files[:-n_val], files[-n_val:]
+    return splits
+
+
+def _plan_jobs(splits: dict[str, list[Path]], limit: int | None, image_key: str,
+               png_level: int) -> tuple[list[_Job], list[str]]:
+    """One job per file with records to convert, clips numbered per split in file order.
+
+    Returns the jobs and the problems met while counting records (a file's unreadable tail).
+    """
+    problems: list[str] = []
+    jobs: list[_Job] = []
+    for split, files in splits.items():
+        first = 0
+        for path in files:
+            n, err = _count_records(path)
+            if err:
+                problems.append(f"{path.name}: {err}")
+            if limit is not None:
+                n = min(n, limit - first)
+            if n <= 0:
+                continue
+            jobs.append((split, first, path, image_key, n, png_level))
+            first += n
+    return jobs, problems
+
+
+def _run_jobs(root: Path, jobs: list[_Job], workers: int,
+              progress: bool) -> list[tuple[str, int, list[str]]]:
+    """Run the jobs (in ``workers`` processes when more than one); results in job order."""
+    from tqdm import tqdm
+
+    total = sum(j[4] for j in jobs)
+    bar = tqdm(total=total, unit="clip", desc="convert-bair", disable=not progress)
+    results: list[tuple[str, int, list[str]]] = []
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            results.append(_convert_file(root, *job))
+            bar.update(job[4])
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_convert_file, root, *job) for job in jobs]
+            for job, fut in zip(jobs, futures):
+                results.append(fut.result())
+                bar.update(job[4])
+    bar.close()
+    return results
 
 
 def _convert_file(

@@ -250,23 +250,53 @@ def generate_sprites(
     import time
 
     config = config or SpritesConfig()
-    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
-        raise ValueError(f"clips must be an int >= 1, got {clips!r}")
-    if not 0 <= png_level <= 9:
-        raise ValueError(f"png_level must be in 0..9, got {png_level!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    _check_generate_args(clips, seed, png_level)
     check_split_fractions(val_fraction, test_fraction)
     root = Path(out)
     _prepare_root(root, overwrite)
     n_val, n_test = _split_sizes(clips, val_fraction, test_fraction)
     n_train = clips - n_val - n_test
     counts = {"train": n_train, "val": n_val, "test": n_test}
+    start_time = time.perf_counter()
+    _render_clips(config, seed, _clip_jobs(root, counts), workers, png_level, progress)
+    info = {
+        "generator": "lcvg sprites",
+        "format_version": _FORMAT_VERSION,
+        "seed": seed,
+        "clips": counts,
+        "config": config.to_dict(),
+        "png_level": png_level,
+        "ground_truth": "ground_truth.npz per clip, see training/data/ground_truth.py",
+    }
+    (root / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return SpritesSummary(root=root, clips=counts, seconds=time.perf_counter() - start_time)
+
+
+def _check_generate_args(clips: int, seed: int, png_level: int) -> None:
+    """ValueError naming the received value for :func:`generate_sprites`' bad numbers."""
+    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
+        raise ValueError(f"clips must be an int >= 1, got {clips!r}")
+    if not 0 <= png_level <= 9:
+        raise ValueError(f"png_level must be in 0..9, got {png_level!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+
+
+def _clip_jobs(root: Path, counts: dict[str, int]) -> list[tuple[int, str]]:
+    """(clip index, clip folder) of every clip, numbered across splits in ``SPLITS`` order."""
     jobs: list[tuple[int, str]] = []
     for split in SPLITS:
         start = len(jobs)
         jobs.extend((start + i, str(root / split / f"{i:05d}")) for i in range(counts[split]))
-    start_time = time.perf_counter()
+    return jobs
+
+
+def _render_clips(config: SpritesConfig, seed: int, jobs: list[tuple[int, str]],
+                  workers: int | None, png_level: int, progress: bool) -> None:
+    """Render and write the clips of ``jobs`` in batches, in ``workers`` processes.
+
+    ``workers`` None: the number of CPUs, at most 8; 1 renders in-process.
+    """
     workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -288,17 +318,6 @@ def generate_sprites(
             ):
                 bar.update(n)
     bar.close()
-    info = {
-        "generator": "lcvg sprites",
-        "format_version": _FORMAT_VERSION,
-        "seed": seed,
-        "clips": counts,
-        "config": config.to_dict(),
-        "png_level": png_level,
-        "ground_truth": "ground_truth.npz per clip, see training/data/ground_truth.py",
-    }
-    (root / "info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return SpritesSummary(root=root, clips=counts, seconds=time.perf_counter() - start_time)
 
 
 def _split_sizes(clips: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
