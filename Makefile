@@ -26,8 +26,11 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
+# e.g. make demo DEMO_ARGS="--policy agents/assets/reach_ppo.zip --episodes 64"
+DEMO_ARGS ?=
+
 demo: install
-	$(BIN)/python -m agents.demo
+	$(BIN)/python -m agents.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
