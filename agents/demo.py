@@ -32,6 +32,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.rl.envs import reset_with_twins
 from agents.rl.policies import load_policy
 from lcvg_env import render as rnd
 from lcvg_env.configs import check_choices, parse_config
@@ -162,11 +163,7 @@ def _reset_paired(env: gym.vector.VectorEnv, config: DemoConfig,
     core = env.unwrapped.core  # type: ignore[attr-defined]
     twins = [SpritesRealEnv(task="reach", num_objects=core.num_objects, style=config.style,
                             size=core.resolution[0]) for _ in range(config.episodes)]
-    for i, twin in enumerate(twins):
-        twin.reset(seed=config.seed + i)
-    obs, info = env.reset(seed=config.seed, options={"frame": np.stack([t.frame for t in twins])})
-    for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
-        twin.match_objects(info["centroids"][i], targets=info["target"][i])
+    obs, _ = reset_with_twins(env, twins, config.seed)
     return twins, obs
 
 

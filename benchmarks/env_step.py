@@ -30,7 +30,8 @@ import torch
 from benchmarks.timing import synchronize
 from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
-from lcvg_env.simulator import COMPILE_MODES, SIM_TRACKING
+from lcvg_env.simulator import COMPILE_MODES
+from lcvg_env.tracking import TRACKING_MODES
 from lcvg_env.vector import LCVGVectorEnv
 
 ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
@@ -147,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
                              "random frames)")
     parser.add_argument("--skip-paper", action="store_true", help="only the sprites models")
     parser.add_argument("--skip-sprites", action="store_true", help="only the paper_bair model")
-    parser.add_argument("--tracking", nargs="+", choices=SIM_TRACKING,
+    parser.add_argument("--tracking", nargs="+", choices=TRACKING_MODES,
                         default=["segment", "carry"],
                         help="simulator tracking modes to measure (carry skips M per step; "
                              "anchored costs what segment does)")

@@ -106,9 +106,8 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     if typing.get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(args) < len(typing.get_args(annotation))
-        if len(args) == 1:
-            return args[0], optional
-        return Union[tuple(args)], optional  # noqa: UP007 - built from a runtime tuple
+        # several types left (``int | str``): no flag parses them; _flag_spec says so
+        return (args[0] if len(args) == 1 else annotation), optional
     return annotation, False
 
 

@@ -21,6 +21,7 @@ import torch
 from gymnasium.utils import seeding
 
 from lcvg_env.checkpoint import find_checkpoint
+from lcvg_env.control import trusted_values
 from lcvg_env.models import LayeredGenerator, resolve_device
 from lcvg_env.render import HumanWindow, compose, upscale
 from lcvg_env.simulator import Simulator
@@ -386,7 +387,8 @@ class LCVGCore:
             controls = action_to_params(tensor, self.control, self.num_objects, self.action_ranges)
             if frozen is not None and frozen.any():
                 controls = controls * torch.from_numpy(~frozen).to(self.device)[:, None, None]
-        self.sim.step(controls)
+        with trusted_values():  # validate_actions checked the values on the host
+            self.sim.step(controls)
         centroids, present = self._centroids()
         rewards, terminated = self.task.step(centroids, present)
         self.steps += 1
@@ -618,10 +620,8 @@ class LCVGEnv(gym.Env):
             TypeError, ValueError: a bad action (see ``lcvg_env.spaces.validate_actions``).
         """
         check_open(self._closed, "LCVGEnv", "step")
-        array = validate_actions(
-            action, self.core.control, self.core.num_objects, self.core.resolution, 1
-        )
-        rewards, terminated, truncated = self.core.step(array)
+        # the core validates: with N = 1 it also takes the unbatched (K*P,) or (H, W) action
+        rewards, terminated, truncated = self.core.step(action)
         obs, info = self._observe()
         if self.render_mode == "human":
             self.render()

@@ -47,15 +47,15 @@ a correction added inside a band around what moved. "mask" control needs a "fram
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
-``step``. Controls and first frames are checked for NaN/inf once, on entry; the simulator's own
-tensors are not scanned again (``lcvg_env.control.trusted_values``: each scan would be a device
-synchronisation on a GPU).
+``step``. Controls and first frames are checked for NaN/inf once, on entry (controls not inside
+``lcvg_env.control.trusted_values``, for callers that checked them already); the simulator's own
+tensors are not scanned again (each scan would be a device synchronisation on a GPU).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -66,9 +66,6 @@ from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.spaces import CONTROLS, PARAMS_PER_OBJECT
 
-SIM_TRACKING = track.TRACKING_MODES
-"""How the simulator finds the objects' masks after a step (``lcvg_env.tracking``; the name
-is kept for the modules that import it from here)."""
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile`` modes the simulator's ``compile`` accepts besides True and False."""
 
@@ -250,9 +247,7 @@ class Simulator:
                 f"got {x.shape[0]} frames for {idx.numel()} environment indices {idx.tolist()}"
             )
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
-            masks, objects = self._segment(x)
-            if self.separate:
-                objects = ctl.separate_objects(x, masks, self.num_objects)
+            masks, objects = self._segment(x, separate=self.separate)
             centroids, present = track.locate(objects)  # (n, K, 2), (n, K)
             self.frames[idx] = x
             self.masks[idx] = masks
@@ -281,7 +276,8 @@ class Simulator:
             The new frames (N, 3, H, W) in [-1, 1] (also ``self.frames``).
 
         Raises:
-            ValueError: controls of the wrong shape, or NaN/inf, quoting what was received.
+            ValueError: controls of the wrong shape, or NaN/inf (not scanned for inside
+                ``lcvg_env.control.trusted_values``), quoting what was received.
         """
         controls = self._check_controls(controls)
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
@@ -302,7 +298,7 @@ class Simulator:
                 self.masks = self.control_masks
                 self._set_objects(moved, expected)
             else:
-                self._follow_segmentation(expected, self.track_gate, moved)
+                self._follow_segmentation(expected, moved)
         return self.frames
 
     # --- views --------------------------------------------------------------------------------
@@ -331,15 +327,14 @@ class Simulator:
             self.masks, objects = self._segment(self.frames)
         self._set_objects(*track.associate(objects, expected, self.seen, None, self._orders))
 
-    def _follow_segmentation(self, expected: torch.Tensor, gate: float | None,
-                             moved: torch.Tensor) -> None:
+    def _follow_segmentation(self, expected: torch.Tensor, moved: torch.Tensor) -> None:
         """Find the objects in M's mask of the new frame after a parametric step.
 
         For "segment" tracking; "anchored" keeps each moved (N, K, H, W) mask that M's covers.
         """
         self.masks, components = self._segment(self.frames)
-        found, centroids, present = track.associate(components, expected, self.seen, gate,
-                                                    self._orders)
+        found, centroids, present = track.associate(components, expected, self.seen,
+                                                    self.track_gate, self._orders)
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
@@ -377,14 +372,13 @@ class Simulator:
         the moved objects' pixels (``lcvg_env.tracking.predict_composite``) and updates the
         canvas.
         """
-        with self._trusted():
-            if moved is None or theta is None or self.config.prediction != "composite":
-                return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
-            carried = (None if self.tracking == "segment"
-                       else (self.templates, self.poses, self.template_frames))
-            frames, self.canvas, self.known = track.predict_composite(
-                self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
-                self.known, self.config.band_px, carried)
+        if moved is None or theta is None or self.config.prediction != "composite":
+            return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
+        carried = (None if self.tracking == "segment"
+                   else (self.templates, self.poses, self.template_frames))
+        frames, self.canvas, self.known = track.predict_composite(
+            self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
+            self.known, self.config.band_px, carried)
         return frames
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
@@ -448,12 +442,6 @@ class Simulator:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    @contextmanager
-    def _trusted(self) -> Iterator[None]:
-        """Skip the model's value checks (one device sync each) on inputs we made ourselves."""
-        with ctl.trusted_values():  # per context: a model shared between envs is not touched
-            yield
-
     def _generate(self, frames: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """G's output for frames (N, 3, H, W) and control masks (N, 1, H, W)."""
         return self._predict_next(self._layout(frames), self._layout(masks))
@@ -461,11 +449,16 @@ class Simulator:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _segment(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, 3, H, W) -> binarised masks (n, 1, H, W), K largest objects (n, K, H, W)."""
-        with self._trusted():
-            masks = ctl.binarize(self._mask(self._layout(frames)).float(), self.threshold)
-            masks = masks.contiguous()
+    def _segment(self, frames: torch.Tensor, separate: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3, H, W) -> binarised masks (n, 1, H, W), K largest objects (n, K, H, W).
+
+        ``separate``: cut touching objects apart by colour (``control.separate_objects``).
+        """
+        masks = ctl.binarize(self._mask(self._layout(frames)).float(), self.threshold)
+        masks = masks.contiguous()
+        if separate:
+            return masks, ctl.separate_objects(frames, masks, self.num_objects)
         return masks, ctl.object_masks(masks, self.num_objects).float()
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -501,7 +494,8 @@ class Simulator:
                 f"{tuple(controls.shape)}"
             )
         controls = controls.to(self.device, torch.float32)
-        if not bool(torch.isfinite(controls).all()):
+        # the scan is a device sync: skipped for callers that checked their actions already
+        if ctl.values_checked() and not bool(torch.isfinite(controls).all()):
             raise ValueError(f"controls contain NaN or infinite values: {controls.flatten()[:8]}")
         return controls
 

@@ -299,12 +299,12 @@ def validate_actions(
                 f"actions for control={control!r} must have shape {shown}, got shape "
                 f"{array.shape}: {_preview(array)}"
             )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"actions must be finite, got {_preview(array)}")
     given = array
     with np.errstate(over="ignore"):  # refused just below, with the values given
         array = array.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(array)):
+    if not np.all(np.isfinite(array)):  # one pass: NaN/inf given, or too large for float32
+        if not np.all(np.isfinite(given)):
+            raise ValueError(f"actions must be finite, got {_preview(given)}")
         raise ValueError(f"actions must fit in float32 (|a| < 3.4e38), got {_preview(given)}")
     if control == "mask":
         if not np.all((array == 0) | (array == 1)):

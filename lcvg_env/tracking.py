@@ -233,8 +233,7 @@ def associate(components: Tensor, expected: Tensor, seen: Tensor, gate: float | 
         centroids (the expected position where lost) and (N, K) presence.
     """
     objects = components
-    centroids = ctl.mask_centroids(objects).float()  # (N, K, 2)
-    present = ctl.mask_areas(objects) > 0  # (N, K)
+    centroids, present = locate(objects)  # (N, K, 2), (N, K)
     if objects.shape[1] > 1:
         distance = torch.cdist(expected, centroids)  # (N, K old, K new)
         old, new = seen[:, :, None], present[:, None, :]

@@ -2,7 +2,7 @@
 
 Both are generated from frozen config dataclasses (``lcvg_env.configs``). Every field of
 :class:`training.config.TrainConfig` (the nested model config as ``--model.<field>``) is a flag of
-lcvg-train; lcvg-eval's flags are the fields of :class:`training.evaluate.EvalConfig` (a dataset,
+lcvg-train; lcvg-eval's flags are the fields of :class:`EvalConfig` (below; a dataset,
 ``--data``) and of :class:`training.paired.PairedConfig` (a paired evaluation, ``--world``),
 named like lcvg-train's where they mean the same (``--eval-clips``, ``--fit-iterations``).
 ``--help`` lists them with their documentation; ``--print-config`` prints the resolved config.

@@ -15,12 +15,11 @@ lambda_bg : lambda_fg schedule of the paper (see :func:`training.schedules.bg_fg
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
-from lcvg_env.configs import check_choices
+from lcvg_env.configs import check_choices, config_json, config_to_dict
 from lcvg_env.models import ModelConfig
 
 Ablation = Literal["no_bg", "no_fg", "no_bin", "fixed_prior", "single_stage"]
@@ -233,11 +232,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (the model config nested under "model")."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if f.name == "model" else value
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -255,7 +250,7 @@ class TrainConfig:
 
     def to_json(self) -> str:
         """Indented JSON of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return config_json(self)
 
 
 # ----------------------------------------------------------------------------------- presets

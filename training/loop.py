@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -408,5 +408,4 @@ def config_from_run(run_dir: str | Path) -> TrainConfig:
     The newest readable one (see :func:`training.run_dir.load_resumable`).
     """
     ckpt, _ = load_resumable(run_dir)
-    cfg = TrainConfig.from_dict(ckpt.config["training"])
-    return replace(cfg)
+    return TrainConfig.from_dict(ckpt.config["training"])

@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.rl.config import AGREE_COVER
-from agents.rl.envs import make_eval_vector, twin_id
+from agents.rl.envs import make_eval_vector, reset_with_twins, twin_id
 from agents.rl.evaluate import PolicyFactory
 
 
@@ -52,11 +52,7 @@ def twin_agreement(
         gym.make(twin_id(env_id), num_objects=core.num_objects, size=core.resolution[0]).unwrapped
         for _ in range(episodes)
     ]
-    for i, twin in enumerate(twins):
-        twin.reset(seed=seed + i)
-    obs, info = env.reset(seed=seed, options={"frame": np.stack([twin.frame for twin in twins])})
-    for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
-        twin.match_objects(info["centroids"][i], targets=info["target"][i])
+    obs, _ = reset_with_twins(env, twins, seed)
     policy = make_policy(env)
     done = np.zeros(episodes, dtype=bool)
     claimed = np.zeros(episodes, dtype=bool)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lcvg_env.configs import check_choices
+from lcvg_env.tracking import ANCHOR_COVER
 
 DEFAULT_ENV = "LCVG-Sprites-Reach-v0"
 """The learned reach environment the agents are trained in."""
@@ -36,7 +37,7 @@ TRAIN_RADIUS_PX = 0.0
 """Success radius the policy trains with, in pixels; 0: the id's own (3.2 px at 64x64). A
 tighter one (e.g. 2) asks for a margin inside the judged radius; measured, it did not raise the
 twin's success of mirrored actions (docs/agents.md), so the default trains at the judged one."""
-AGREE_COVER = 0.5
+AGREE_COVER = ANCHOR_COVER
 """Fraction of a tracked object's mask that M's mask of the frame must cover (the simulator's
 own "anchored" test)."""
 

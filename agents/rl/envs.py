@@ -9,14 +9,17 @@
   learned ids, ``SyncVectorEnv`` for twins; the default next-step autoreset, so an episode's
   last info is that of the step that ended it). Its observations are the raw Dict ones;
   policies bring their own view (``agents.rl.policies``).
+- ``reset_with_twins``: a learned vector env reset from its twins' first frames, objects
+  matched (the batched counterpart of ``lcvg_env.world.pairing.paired_reset``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 from agents.rl.config import AGREE_COVER, TrainConfig
@@ -168,3 +171,19 @@ def make_train_venv(config: TrainConfig) -> VecEnv:
         task.attach(simulator_of(learned))
         base = learned
     return VecMonitor(VecScaledMoves(VecReachObservation(base), config.max_step_px))
+
+
+def reset_with_twins(env: gym.vector.VectorEnv, twins: Sequence[Any], seed: int
+                     ) -> tuple[Any, dict[str, Any]]:
+    """Reset twin i with ``seed + i`` and the learned vector ``env`` from their first frames.
+
+    ``env`` runs one environment per twin (a reach task). Each twin's object k and its target
+    are then the learned env's (``SpritesRealEnv.match_objects``). Returns the learned env's
+    ``(observations, infos)``.
+    """
+    for i, twin in enumerate(twins):
+        twin.reset(seed=seed + i)
+    obs, info = env.reset(seed=seed, options={"frame": np.stack([twin.frame for twin in twins])})
+    for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
+        twin.match_objects(info["centroids"][i], targets=info["target"][i])
+    return obs, info

@@ -29,6 +29,7 @@ import torch
 
 from agents.rl.config import AGREE_COVER
 from lcvg_env.tasks import ReachTask
+from lcvg_env.tracking import agrees
 
 __all__ = ["FrameBackedReach", "frame_agreement", "simulator_of"]
 
@@ -54,15 +55,13 @@ def frame_agreement(simulator: Any, cover: float = AGREE_COVER) -> np.ndarray:
 
     Runs the simulator's mask network on its frames (N, 3, H, W), binarised at the
     simulator's threshold, and marks object k of environment i when the mask covers at least
-    ``cover`` of the tracked mask ``objects[i, k]`` (an empty tracked mask is never confirmed).
+    ``cover`` of the tracked mask ``objects[i, k]`` (an empty tracked mask is never confirmed):
+    ``lcvg_env.tracking.agrees``, the simulator's own "anchored" test.
     """
     threshold = float(getattr(simulator, "threshold", 0.5))
     with torch.inference_mode():
         segmentation = simulator.model.binary_mask(simulator.frames, threshold)  # (N, 1, H, W)
-        objects = simulator.objects.float()  # (N, K, H, W)
-        area = objects.sum(dim=(2, 3))
-        covered = (objects * segmentation.float()).sum(dim=(2, 3))
-        agree = (covered >= cover * area) & (area > 0)
+        agree = agrees(simulator.objects.float(), segmentation.float(), cover)  # (N, K)
     return agree.cpu().numpy()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import json_to_data
 
 from agents.rl.config import MAX_STEP_PX, TrainConfig
 from agents.rl.wrappers import move_scale, objects_of_features, reach_features, world_of
@@ -58,11 +59,19 @@ def algorithm_of(path: str | Path) -> type[BaseAlgorithm]:
     Raises:
         ValueError: the file is no SB3 zip of either, naming it.
     """
+    return _algorithm_in(_saved_data(path), path)
+
+
+def _saved_data(path: str | Path) -> dict[str, Any]:
+    """Read the JSON ``data`` entry of an SB3 zip (its parameters; nothing deserialised)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
+            return dict(json.loads(archive.read("data")))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a stable-baselines3 model zip ({error})") from None
+
+
+def _algorithm_in(data: dict[str, Any], path: str | Path) -> type[BaseAlgorithm]:
     for cls, marker in ((PPO, "clip_range"), (SAC, "target_entropy")):
         if marker in data:
             return cls
@@ -85,8 +94,11 @@ def saved_objects(spec: str) -> int:
     path = Path(spec)
     if spec.startswith("scripted:") or not path.is_file():
         return 0
-    model = algorithm_of(path).load(path, device="cpu")
-    return objects_of_features(model.observation_space)
+    data = _saved_data(path)
+    _algorithm_in(data, path)  # the same errors as loading it
+    # only the observation space is unpickled: the networks and optimiser stay in the zip
+    space = json_to_data(json.dumps({"observation_space": data["observation_space"]}))
+    return objects_of_features(space["observation_space"])
 
 
 def load_policy(

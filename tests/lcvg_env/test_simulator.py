@@ -224,6 +224,12 @@ def test_bad_inputs_raise_value_error(model: LayeredGenerator) -> None:
         sim.step(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="NaN"):
         sim.step(torch.full((2, 1, 2), float("nan")))
+    with ctl.trusted_values():  # the one switch skips the value scan (shapes still checked)
+        trusting = Simulator(model, 2)
+        trusting.reset([0, 1], tiny_frames(2))
+        trusting.step(torch.full((2, 1, 2), float("nan")))  # the caller vouched for the values
+        with pytest.raises(ValueError, match=r"\(2, 1, 2\).*\(2, 2\)"):
+            sim.step(torch.zeros(2, 2))
     with pytest.raises(ValueError, match="control"):
         Simulator(model, 1, control="teleport")
     with pytest.raises(ValueError, match="compile.*3"):

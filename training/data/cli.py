@@ -284,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _show_progress(quiet: bool) -> bool:
+    """Whether to draw a progress bar: not asked to be quiet, and stderr is a terminal."""
+    return not quiet and sys.stderr.isatty()
+
+
 def _make(args: argparse.Namespace, config: RecordingConfig) -> int:
     if isinstance(config, SpritesMakeConfig):
         return _make_sprites(config)
@@ -311,7 +316,7 @@ def _make_sprites(config: SpritesMakeConfig) -> int:
         test_fraction=config.test_fraction,
         workers=config.workers,
         overwrite=config.overwrite,
-        progress=not config.quiet and sys.stderr.isatty(),
+        progress=_show_progress(config.quiet),
         png_level=config.png_level,
     )
     total = sum(summary.clips.values())
@@ -359,7 +364,7 @@ def _convert_bair(args: argparse.Namespace, config: ConvertBairConfig) -> int:
         limit=config.limit,
         workers=config.workers,
         image_key=config.image_key,
-        progress=not config.quiet and sys.stderr.isatty(),
+        progress=_show_progress(config.quiet),
         png_level=config.png_level,
     )
     print(
