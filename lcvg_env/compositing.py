@@ -11,8 +11,9 @@ move implies and lets G correct it only where something changed:
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
-``canvas`` is a background that persists across steps (the simulator's: the real first frame,
-replaced by G's output only where the band has passed; in training: f_t outside its objects),
+``canvas`` is the background behind the objects (the simulator's: the real first frame, the
+same at every step, unknown where the controlled objects and a margin around them stood at the
+start; in training: f_t outside its objects),
 ``known`` (B, 1, H, W) says where it holds real content. Outside the band the composite is the
 next frame, so the background a user starts from is kept exactly; inside it G adds shading,
 shadows and the background an object uncovers. Frames are in [-1, 1], masks in {0, 1}, theta
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from lcvg_env import control as ctl
 
-__all__ = ["Composite", "compose", "dilate", "fill_holes", "predict", "update_canvas"]
+__all__ = ["Composite", "compose", "dilate", "fill_holes", "predict"]
 
 Predict = Callable[[Tensor, Tensor], Tensor]
 """G's call: (frames (B, 3, H, W), masks (B, 1, H, W)) -> (B, 3, H, W)."""
@@ -136,14 +137,3 @@ def predict(g: Predict, frames: Tensor, objects: Tensor, theta: Tensor, moved: T
     comp = compose(frames, objects, theta, moved, canvas, known, band_px, before)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp
-
-
-def update_canvas(canvas: Tensor, known: Tensor, frames: Tensor, comp: Composite
-                  ) -> tuple[Tensor, Tensor]:
-    """Take G's output into the canvas where the band passed and no object now stands.
-
-    Everywhere else the canvas keeps what it held: the real first frame's pixels stay wherever
-    no object has been near. Returns the new ``(canvas, known)``.
-    """
-    free = comp.band * (1.0 - comp.moved)
-    return torch.where(free > 0.5, frames, canvas), torch.maximum(known, free)

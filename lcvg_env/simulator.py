@@ -42,8 +42,8 @@ A model with ``ModelConfig.prediction == "composite"`` changes step 3 for parame
 (``lcvg_env.compositing``): each object's own pixels move with its transform (carried objects
 bring their template's pixels through their pose, so they are sampled once however long the
 episode; segmented ones the current frame's), they are laid over a background canvas (the
-first frame, replaced by G's output only where a moving object has passed), and G's output is
-a correction added inside a band around what moved. "mask" control needs a "frame" model.
+real first frame, filled from around where the objects stood at the start), and G's output
+is a correction added inside a band around what moved. "mask" control needs a "frame" model.
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
@@ -95,8 +95,8 @@ class Simulator:
       model (below) takes a carried object's pixels from it;
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
-      are laid over: the first frame, where the controlled objects were unknown, then G's
-      output wherever the band around a moving object has passed.
+      are laid over: the first frame, unknown where the controlled objects stood
+      (``lcvg_env.tracking.start_canvas``); it does not change during an episode.
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -369,17 +369,15 @@ class Simulator:
         """G's next frames (N, 3, H, W), float32 clamped to [-1, 1], for control masks m_c.
 
         A composite model (parametric control: ``theta`` and ``moved`` given) renders them from
-        the moved objects' pixels (``lcvg_env.tracking.predict_composite``) and updates the
-        canvas.
+        the moved objects' pixels (``lcvg_env.tracking.predict_composite``).
         """
         if moved is None or theta is None or self.config.prediction != "composite":
             return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
         carried = (None if self.tracking == "segment"
                    else (self.templates, self.poses, self.template_frames))
-        frames, self.canvas, self.known = track.predict_composite(
+        return track.predict_composite(
             self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
             self.known, self.config.band_px, carried)
-        return frames
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
                      present: torch.Tensor | None = None) -> None:

@@ -408,7 +408,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
                                              step_theta.reshape(-1, 2, 3)).view_as(objects)
         if composite:
             assert step_theta is not None
-            g, canvas, known = track.predict_composite(
+            g = track.predict_composite(
                 model.predict_next, g, objects, step_theta, moved, m_c, canvas, known,
                 model.config.band_px, pixels)
         else:

@@ -6,6 +6,7 @@ import torch
 
 from lcvg_env import compositing
 from lcvg_env import control as ctl
+from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.simulator import Simulator
 from tests.lcvg_env.conftest import TINY, tiny_frames
@@ -54,11 +55,16 @@ def test_canvas_keeps_the_first_frame_where_no_object_has_been():
     first = tiny_frames(2, 48)
     sim.reset([0, 1], first)
     start = sim.frames.clone()
+    known = sim.known.clone()
     visited = sim.objects.amax(dim=1, keepdim=True).clone()
     for _ in range(4):
         sim.step(torch.full((2, 1, 2), 2 / 48))  # 1 px right, 1 px down
         visited = torch.maximum(visited, sim.objects.amax(dim=1, keepdim=True))
-    near = compositing.dilate(visited, 3)[:, 0] > 0
+        # the canvas is the real first frame for the whole episode, even inside the band:
+        # G's correction is made afresh from it each step, never piled on its own output
+        assert torch.equal(sim.canvas, start) and torch.equal(sim.known, known)
+    # the band (3 px) reaches around the objects and around the start's unknown margin
+    near = compositing.dilate(visited, 3 + track.START_MARGIN_PX)[:, 0] > 0
     far = ~near
     assert bool(far.any()) and bool(near.any())
     # far from every place an object has been, the frame is the first frame exactly
