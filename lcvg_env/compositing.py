@@ -6,8 +6,9 @@ unseen colours fade within a few steps). For parametric controls the transform o
 is known, so a controlled step (``ModelConfig.prediction == "composite"``) builds the frame the
 move implies and lets G correct it only where something changed:
 
-    pixels_k = warp(f_t * object_k, theta_k) / warp(object_k, theta_k)  # own pixels, moved
-    composite = moved objects over the canvas              # holes filled from around them
+    colour_k, alpha_k = matte(f_t, object_k)    # premultiplied, soft coverage of the rim
+    layer_k = warp((colour_k, alpha_k), theta_k)  # own pixels, moved
+    composite = layer_0 over ... over layer_K-1 over the canvas  # holes filled around them
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
@@ -31,10 +32,43 @@ from torch import Tensor
 
 from lcvg_env import control as ctl
 
-__all__ = ["Composite", "compose", "dilate", "fill_holes", "predict"]
+__all__ = [
+    "MATTE_MIN_CONTRAST",
+    "MATTE_PX",
+    "Composite",
+    "Layers",
+    "compose",
+    "dilate",
+    "fill_holes",
+    "matte",
+    "predict",
+]
+
+MATTE_PX = 1
+"""How far past an object's mask :func:`matte` looks for its rim: M's masks often stop a pixel
+short of an antialiased edge, and the pixels left behind would stay as a ghost outline."""
+MATTE_MIN_CONTRAST = 0.1
+"""Smallest RGB distance (frames in [-1, 1]) between an object's colour and the background
+behind it at which :func:`matte` estimates a rim pixel's coverage; below it the mask is taken
+as it is (the blend says nothing)."""
 
 Predict = Callable[[Tensor, Tensor], Tensor]
 """G's call: (frames (B, 3, H, W), masks (B, 1, H, W)) -> (B, 3, H, W)."""
+
+
+class Layers(NamedTuple):
+    """Objects ready to move (:func:`matte`): premultiplied pixels and soft coverage."""
+
+    premultiplied: Tensor
+    """(B, K, 3, H, W) each object's colour times its coverage; 0 away from it."""
+    alpha: Tensor
+    """(B, K, 1, H, W) each object's coverage of each pixel, in [0, 1]."""
+
+    def where(self, keep: Tensor, other: Layers) -> Layers:
+        """Return these layers where the (B, K) bool ``keep`` holds, ``other``'s elsewhere."""
+        k = keep[:, :, None, None, None]
+        return Layers(torch.where(k, self.premultiplied, other.premultiplied),
+                      torch.where(k, self.alpha, other.alpha))
 
 
 class Composite(NamedTuple):
@@ -79,61 +113,101 @@ def fill_holes(image: Tensor, valid: Tensor, levels: int = 6) -> Tensor:
     return torch.where(valid > 0.5, image, filled)
 
 
-def compose(frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor, canvas: Tensor,
-            known: Tensor, band_px: int, before: Tensor | None = None) -> Composite:
+def matte(frames: Tensor, objects: Tensor) -> Layers:
+    """Each object's premultiplied colour and soft coverage in the frame it was drawn in.
+
+    A pixel one pixel or more inside an object's mask is the object (coverage 1, its own
+    colour). A rim pixel p (the mask's outer pixels and up to :data:`MATTE_PX` beyond) is taken
+    as the blend ``a * c + (1 - a) * b`` of object colour c and the background b behind it (the
+    frame outside all K objects grown by ``MATTE_PX + 1``, carried inwards by
+    :func:`fill_holes`): its coverage ``a`` is the projection of ``p - b`` on ``o - b`` (o the
+    mean colour of the object's inner pixels), relative to the lowest projection of an inner
+    pixel and clamped to [0, 1], and its premultiplied colour is ``p - (1 - a) * b``. A rim that
+    holds no colour further towards the background than the object's inside keeps coverage 1
+    (textured hard edges stay exact); an antialiased rim, moved over another background, blends
+    with that one instead of bringing the old one along; background a mask took in gets
+    coverage about 0. Objects too thin to have inner pixels use their whole mask for o; where
+    ``|o - b| < MATTE_MIN_CONTRAST`` the mask is taken as it is.
+
+    Args:
+        frames: (B, 3, H, W) the frame the objects were drawn in, in [-1, 1], or
+            (B, K, 3, H, W) one per object.
+        objects: (B, K, H, W) {0, 1} the objects' masks in them.
+    """
+    b, k, h, w = objects.shape
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(1).expand(b, k, 3, h, w)
+    source = frames.reshape(b * k, 3, h, w)
+    union = objects.amax(dim=1, keepdim=True)
+    mask = objects.reshape(b * k, 1, h, w)
+    inner = 1.0 - dilate(1.0 - mask, 1)
+    has_inner = inner.amax(dim=(1, 2, 3), keepdim=True) > 0
+    body = torch.where(has_inner, inner, mask)
+    mean = (source * body).sum(dim=(2, 3), keepdim=True) / body.sum(dim=(2, 3), keepdim=True
+                                                                     ).clamp_min(1.0)
+    behind = fill_holes(source, (1.0 - dilate(union, MATTE_PX + 1)).repeat_interleave(k, 0))
+    contrast = mean - behind
+    power = (contrast * contrast).sum(dim=1, keepdim=True)
+    along = ((source - behind) * contrast).sum(dim=1, keepdim=True) / power.clamp_min(1e-6)
+    # the object's own darkest-towards-the-background pixel counts as full coverage
+    lowest = torch.where(body > 0.5, along, torch.inf).amin(dim=(2, 3), keepdim=True)
+    alpha = (along / lowest.clamp(0.5, 1.0)).clamp(0.0, 1.0)
+    alpha = torch.where(power < MATTE_MIN_CONTRAST**2, mask, alpha)
+    alpha = torch.where(inner > 0.5, 1.0, alpha) * dilate(mask, MATTE_PX)
+    premultiplied = torch.where(alpha > 0, source - (1.0 - alpha) * behind, 0.0)
+    return Layers(premultiplied.view(b, k, 3, h, w), alpha.view(b, k, 1, h, w))
+
+
+def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known: Tensor,
+            band_px: int, before: Tensor) -> Composite:
     """Move each object's pixels with its transform and lay them over the canvas.
 
     Args:
-        frames: (B, 3, H, W) the frame the objects' pixels are taken from (f_t), or
-            (B, K, 3, H, W) one per object (with carried tracking, the frame each object's
-            template was taken in: its pixels are then never resampled twice).
-        objects: (B, K, H, W) {0, 1} the objects' masks in ``frames``.
+        layers: the K objects as :func:`matte` took them from the frame their pixels come from
+            (f_t, or with carried tracking the frame each object's template was taken in: its
+            pixels are then never resampled twice).
         theta: (B, K, 2, 3) each object's ``input_from_output`` transform from the next frame
-            to ``frames``.
+            to the frame of its layer.
         moved: (B, K, H, W) {0, 1} the objects' masks after the step (where the controls put
-            them); an object's pixels land only inside its moved mask.
+            them); an object's pixels land only inside its moved mask (and its rim, up to
+            :data:`MATTE_PX` beyond).
         canvas: (B, 3, H, W) background to show where no object lands.
         known: (B, 1, H, W) {0, 1}: where ``canvas`` holds real content.
         band_px: width of the band around what changed where G's correction applies.
-        before: (B, 1, H, W) where the objects stood in f_t (default: ``objects``' union).
+        before: (B, 1, H, W) {0, 1} where the objects stood in f_t.
 
     Returns:
-        A :class:`Composite`. Objects earlier in K are drawn over later ones. Holes (pixels of
-        a moved mask no object pixel reached, and canvas pixels never known) are filled from
-        their surroundings (:func:`fill_holes`) for G to refine.
+        A :class:`Composite`. Each object's rim blends with what it lands on; objects earlier
+        in K are drawn over later ones. Holes (pixels of a moved mask no object pixel reached,
+        and canvas pixels never known) are filled from their surroundings (:func:`fill_holes`)
+        for G to refine.
     """
-    b, k, h, w = objects.shape
-    source = frames if frames.dim() == 5 else frames.unsqueeze(1)  # (B, K or 1, 3, H, W)
-    layers = torch.cat([source * objects.unsqueeze(2), objects.unsqueeze(2)], 2)
+    b, k, h, w = moved.shape
     # bilinear on premultiplied pixels: sub-pixel placement, no background bleeding into the
     # object's colour; a whole-pixel move returns the pixels themselves
-    warped = ctl.warp_masks(layers.reshape(b * k, 4, h, w), theta.reshape(b * k, 2, 3))
-    warped = warped.view(b, k, 4, h, w)
-    alpha = warped[:, :, 3:]
-    warped = torch.cat([warped[:, :, :3] / alpha.clamp_min(1e-6), alpha], 2)
-    landed = (alpha * moved.unsqueeze(2)) > 0.5  # (B, K, 1, H, W)
-    cover = landed.any(dim=1).to(frames.dtype)  # (B, 1, H, W)
+    flat = torch.cat([layers.premultiplied, layers.alpha], 2).reshape(b * k, 4, h, w)
+    warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3)).view(b, k, 4, h, w)
+    warped = warped * dilate(moved, MATTE_PX).unsqueeze(2)  # lands only where it was moved
+    cover = (warped[:, :, 3:] > 0.5).any(dim=1).to(canvas.dtype)  # (B, 1, H, W)
     moved_union = moved.amax(dim=1, keepdim=True)
     # the background behind everything, its unknown parts filled from the known ones around
     image = fill_holes(canvas, known)
     for j in reversed(range(k)):  # object 0 ends on top
-        image = torch.where(landed[:, j], warped[:, j, :3], image)
+        image = warped[:, j, :3] + (1.0 - warped[:, j, 3:]) * image
     hole = torch.maximum((1.0 - cover) * (1.0 - known), moved_union * (1.0 - cover))
-    if before is None:
-        before = objects.amax(dim=1, keepdim=True)
     changed = torch.maximum(torch.maximum(moved_union, before), hole)
     return Composite(image, dilate(changed, band_px), moved_union)
 
 
-def predict(g: Predict, frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor,
-            edited: Tensor, canvas: Tensor, known: Tensor, band_px: int,
-            before: Tensor | None = None) -> tuple[Tensor, Composite]:
+def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Tensor,
+            canvas: Tensor, known: Tensor, band_px: int, before: Tensor
+            ) -> tuple[Tensor, Composite]:
     """One composite step: ``composite + band * g(composite, edited)``, not clamped.
 
     Arguments as for :func:`compose`; ``g`` is G's call (``LayeredGenerator.predict_next``)
     and ``edited`` (B, 1, H, W) the control mask m_c it is given (the moved objects and the
     foreground that is not controlled). Returns the next frames (B, 3, H, W) and the composite.
     """
-    comp = compose(frames, objects, theta, moved, canvas, known, band_px, before)
+    comp = compose(layers, theta, moved, canvas, known, band_px, before)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lcvg_env import compositing
 from lcvg_env import control as ctl
 from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
@@ -91,8 +92,9 @@ class Simulator:
     - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
       object's mask when its tracking began (reset, or for "anchored" the last time it was
       found again) and the ``input_from_output`` matrix from the current frame to it;
-    - ``template_frames`` (N, K, 3, H, W): the frame each template was taken in; a composite
-      model (below) takes a carried object's pixels from it;
+    - ``template_layers`` (``lcvg_env.compositing.Layers``, (N, K, 3 | 1, H, W)): each
+      template's pixels and soft coverage as the frame it was taken in shows them; a composite
+      model (below) takes a carried object's pixels from them;
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
       are laid over: the first frame, unknown where the controlled objects stood
@@ -210,7 +212,9 @@ class Simulator:
             self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
             self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
-            self.template_frames = torch.zeros(n, k, 3, h, w, device=device, dtype=f32)
+            self.template_layers = compositing.Layers(
+                torch.zeros(n, k, 3, h, w, device=device, dtype=f32),
+                torch.zeros(n, k, 1, h, w, device=device, dtype=f32))
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.poses = track.start_carrying(self.objects, self.frames)[0]
@@ -255,7 +259,9 @@ class Simulator:
             self.uncontrolled[idx] = track.uncontrolled(masks, objects)
             self.objects[idx] = objects
             self.templates[idx] = objects
-            self.poses[idx], self.template_frames[idx] = track.start_carrying(objects, x)
+            self.poses[idx], layers = track.start_carrying(objects, x)
+            self.template_layers.premultiplied[idx] = layers.premultiplied
+            self.template_layers.alpha[idx] = layers.alpha
             self.canvas[idx], self.known[idx] = track.start_canvas(x, objects)
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
@@ -338,8 +344,8 @@ class Simulator:
         if self.tracking == "segment":
             self._set_objects(found, centroids, present)
         else:
-            objects, self.templates, self.poses, self.template_frames = track.anchor(
-                moved, self.masks, found, self.templates, self.poses, self.template_frames,
+            objects, self.templates, self.poses, self.template_layers = track.anchor(
+                moved, self.masks, found, self.templates, self.poses, self.template_layers,
                 self.frames)
             self._set_objects(objects, centroids)
         self.uncontrolled = track.uncontrolled(self.masks, torch.maximum(found, self.objects))
@@ -374,7 +380,7 @@ class Simulator:
         if moved is None or theta is None or self.config.prediction != "composite":
             return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
         carried = (None if self.tracking == "segment"
-                   else (self.templates, self.poses, self.template_frames))
+                   else (self.poses, self.template_layers))
         return track.predict_composite(
             self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
             self.known, self.config.band_px, carried)

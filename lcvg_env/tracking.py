@@ -65,15 +65,15 @@ def check_tracking(tracking: str) -> str:
 
 
 # --- carried objects ---------------------------------------------------------------------------
-def start_carrying(objects: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
-    """Identity poses (B, K, 2, 3) and template frames (B, K, 3, H, W) of objects (B, K, H, W).
+def start_carrying(objects: Tensor, frames: Tensor) -> tuple[Tensor, compositing.Layers]:
+    """Identity poses (B, K, 2, 3) and template layers of objects (B, K, H, W).
 
-    The objects' masks themselves are the templates; ``frames`` (B, 3, H, W) is the frame they
-    were taken in (an expanded view: one frame shared by the K objects).
+    The objects' masks themselves are the templates; their layers (``compositing.matte``)
+    hold their pixels as ``frames`` (B, 3, H, W), the frame they were taken in, shows them.
     """
     b, k = objects.shape[:2]
     poses = ctl.identity_matrix(b * k, device=frames.device, dtype=frames.dtype)
-    return poses.view(b, k, 2, 3), frames.unsqueeze(1).expand(-1, k, -1, -1, -1)
+    return poses.view(b, k, 2, 3), compositing.matte(frames, objects)
 
 
 def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.5
@@ -109,8 +109,8 @@ def agrees(moved: Tensor, masks: Tensor, cover: float = ANCHOR_COVER) -> Tensor:
 
 def anchor(
     moved: Tensor, masks: Tensor, found: Tensor, templates: Tensor, poses: Tensor,
-    template_frames: Tensor, frames: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    layers: compositing.Layers, frames: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, compositing.Layers]:
     """One step of ``tracking="anchored"``: keep the carried objects the segmentation confirms.
 
     Args:
@@ -119,19 +119,20 @@ def anchor(
         found: (N, K, H, W) the objects as found in ``masks`` (the "segment" tracking).
         templates: (N, K, H, W) the carried objects' templates.
         poses: (N, K, 2, 3) their poses after the step.
-        template_frames: (N, K, 3, H, W) the frame each template was taken in.
+        layers: the templates' layers, as :func:`start_carrying` made them.
         frames: (N, 3, H, W) the generated frame ``masks`` was taken of.
 
     Returns:
-        ``(objects, templates, poses, template_frames)``: per object, the carried mask and
-        state where ``agrees(moved, masks)``, else the found mask, which becomes the new
-        template (taken in ``frames``) with the identity pose.
+        ``(objects, templates, poses, layers)``: per object, the carried mask and state where
+        ``agrees(moved, masks)``, else the found mask, which becomes the new template (its
+        layer taken from ``frames``) with the identity pose.
     """
-    keep = agrees(moved, masks)[:, :, None, None]  # (N, K, 1, 1)
+    agreed = agrees(moved, masks)  # (N, K)
+    keep = agreed[:, :, None, None]
     identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
     return (torch.where(keep, moved, found), torch.where(keep, templates, found),
             torch.where(keep, poses, identity),
-            torch.where(keep[..., None], template_frames, frames.unsqueeze(1)))
+            layers.where(agreed, compositing.matte(frames, found)))
 
 
 # --- segmented objects -------------------------------------------------------------------------
@@ -303,13 +304,13 @@ def start_canvas(frames: Tensor, objects: Tensor) -> tuple[Tensor, Tensor]:
 def predict_composite(
     g: compositing.Predict, frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor,
     edited: Tensor, canvas: Tensor, known: Tensor, band_px: int,
-    carried: tuple[Tensor, Tensor, Tensor] | None = None,
+    carried: tuple[Tensor, compositing.Layers] | None = None,
 ) -> Tensor:
     """One composite step (``lcvg_env.compositing.predict``) over the episode's canvas.
 
     Segmented objects bring the pixels of ``frames`` through this step's transforms; carried
-    ones their template frames' pixels through their poses, so that an object's pixels are
-    sampled once however long the episode.
+    ones their template layers' pixels through their poses, so that an object's pixels are
+    sampled once however long the episode (and matted once, at reset).
 
     Args:
         g: G's call.
@@ -321,16 +322,16 @@ def predict_composite(
         canvas: (B, 3, H, W) the background, as :func:`start_canvas` made it.
         known: (B, 1, H, W) where ``canvas`` holds real content.
         band_px: the model's ``band_px``.
-        carried: ``(templates, poses, template_frames)`` after the step for carried tracking,
-            None for segmented objects.
+        carried: ``(poses, layers)`` after the step for carried tracking (:func:`carry`,
+            :func:`start_carrying`), None for segmented objects.
 
     Returns:
         The next frames, float32 (B, 3, H, W) clamped to [-1, 1].
     """
     if carried is None:
-        source, shapes, pose = frames, objects, theta
+        pose, layers = theta, compositing.matte(frames, objects)
     else:
-        shapes, pose, source = carried
-    out, _ = compositing.predict(g, source, shapes, pose, moved, edited, canvas, known,
-                                    band_px, objects.amax(dim=1, keepdim=True))
+        pose, layers = carried
+    out, _ = compositing.predict(g, layers, pose, moved, edited, canvas, known, band_px,
+                                 objects.amax(dim=1, keepdim=True))
     return out.float().clamp(-1.0, 1.0)

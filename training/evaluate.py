@@ -382,7 +382,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         objects, kept = track.split_by_positions(model.binary_mask(first), positions[:, 0])
         canvas, known = track.start_canvas(first, objects)
         templates, moved = objects, objects
-        poses, template_frames = track.start_carrying(objects, first)
+        poses, layers = track.start_carrying(objects, first)
     g, frames, used = first, [], []
     for t in range(steps):
         step_theta = None if theta is None else theta[:, t]
@@ -392,7 +392,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             objects = moved  # the carried masks of f_t
             moved, poses = track.carry(templates, poses, step_theta)
             m_c = track.control_mask(moved, kept)
-            pixels = (templates, poses, template_frames)
+            pixels = (poses, layers)
         elif protocol == "nonparametric":
             assert target_masks is not None
             m_c = target_masks[:, t]
@@ -419,8 +419,8 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             assert positions is not None
             m = model.binary_mask(g)
             found, kept = track.split_by_positions(m, positions[:, t + 1])
-            moved, templates, poses, template_frames = track.anchor(
-                moved, m, found, templates, poses, template_frames, g)
+            moved, templates, poses, layers = track.anchor(
+                moved, m, found, templates, poses, layers, g)
     return torch.stack(frames, 1), torch.stack(used, 1)
 
 

@@ -28,9 +28,10 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
         b, k, h, w = parts.shape
         moved = ctl.warp_nearest(parts.reshape(b * k, 1, h, w),
                                  pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
-        known = 1.0 - parts.amax(dim=1, keepdim=True)
-        comp = compositing.compose(frame.float(), parts, pseudo.theta, moved, frame.float(),
-                                   known, ctx.generator.config.band_px)
+        before = parts.amax(dim=1, keepdim=True)
+        comp = compositing.compose(compositing.matte(frame.float(), parts), pseudo.theta,
+                                   moved, frame.float(), 1.0 - before,
+                                   ctx.generator.config.band_px, before)
         control = torch.maximum(comp.moved, pseudo.rest)
     return comp, control
 
@@ -75,10 +76,10 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
                 objects = parts[pick].float()
                 n, j = objects.shape[:2]
                 still = ctl.identity_matrix(n * j, device=frame.device).view(n, j, 2, 3)
+                before = objects.amax(dim=1, keepdim=True)
                 generated, _ = compositing.predict(
-                    g.predict_next, generated.float(), objects, still, objects, m,
-                    generated.float(), 1.0 - objects.amax(dim=1, keepdim=True),
-                    g.config.band_px)
+                    g.predict_next, compositing.matte(generated.float(), objects), still,
+                    objects, m, generated.float(), 1.0 - before, g.config.band_px, before)
             else:
                 if k:
                     m = g.binary_mask(generated)

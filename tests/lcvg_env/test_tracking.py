@@ -84,8 +84,9 @@ def test_locate_falls_back_for_empty_masks() -> None:
 
 def test_carry_moves_each_template_by_the_sum_of_its_transforms() -> None:
     templates = boxes(2, [(4, 4, 12, 14), (30, 26, 36, 40)])
-    poses, frames = track.start_carrying(templates, torch.zeros(2, 3, 48, 48))
-    assert frames.shape == (2, 2, 3, 48, 48)
+    poses, layers = track.start_carrying(templates, torch.zeros(2, 3, 48, 48))
+    assert layers.premultiplied.shape == (2, 2, 3, 48, 48)
+    assert torch.equal(layers.alpha[:, :, 0], templates)  # no contrast: coverage is the mask
     assert torch.equal(poses, ctl.identity_matrix(4).view(2, 2, 2, 3))
     theta = torch.cat([shift(0.3, 0.0), shift(-0.2, 0.35)]).repeat(2, 1, 1).view(2, 2, 2, 3)
     for _ in range(10):
@@ -114,16 +115,19 @@ def test_anchor_keeps_confirmed_objects_and_restarts_the_others() -> None:
     masks = boxes(1, [(0, 0, 10, 10)]).amax(1, keepdim=True)  # covers object 0 only
     templates = boxes(1, [(2, 2, 12, 12), (22, 22, 32, 32)])
     poses = torch.full((1, 2, 2, 3), 0.5)
-    template_frames = torch.zeros(1, 2, 3, 48, 48)
+    layers = compositing.Layers(torch.zeros(1, 2, 3, 48, 48), torch.zeros(1, 2, 1, 48, 48))
     frames = torch.ones(1, 3, 48, 48)
-    objects, templates2, poses2, frames2 = track.anchor(
-        moved, masks, found, templates, poses, template_frames, frames)
+    objects, templates2, poses2, layers2 = track.anchor(
+        moved, masks, found, templates, poses, layers, frames)
     assert torch.equal(objects[0, 0], moved[0, 0]) and torch.equal(objects[0, 1], found[0, 1])
     assert torch.equal(templates2[0, 0], templates[0, 0])
     assert torch.equal(templates2[0, 1], found[0, 1])
     assert torch.equal(poses2[0, 0], poses[0, 0])
     assert torch.equal(poses2[0, 1], ctl.identity_matrix(1)[0])
-    assert float(frames2[0, 0].max()) == 0 and float(frames2[0, 1].min()) == 1
+    # the kept object keeps its layer; the restarted one is taken from the new frame
+    assert torch.equal(layers2.alpha[0, 0], layers.alpha[0, 0])
+    assert torch.equal(layers2.alpha[0, 1], compositing.matte(frames, found).alpha[0, 1])
+    assert float(layers2.alpha[0, 1].sum()) > 0
 
 
 def test_agrees_needs_the_cover_fraction() -> None:
@@ -171,15 +175,15 @@ def test_predict_composite_takes_pixels_by_tracking_mode(carried: bool) -> None:
     # unknown: the objects and a margin around them (their rim and shadow)
     assert torch.equal(known, 1 - compositing.dilate(objects, track.START_MARGIN_PX))
     assert torch.equal(canvas, frames)
-    template_frames = torch.rand(1, 1, 3, 48, 48) * 2 - 1  # not the current frame's pixels
-    pixels = (objects, theta, template_frames) if carried else None
+    template_frame = torch.rand(1, 3, 48, 48) * 2 - 1  # not the current frame's pixels
+    layers = compositing.matte(template_frame if carried else frames, objects)
+    pixels = (theta, layers) if carried else None
 
     def g(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         return 0.1 * x + m
 
     out = track.predict_composite(g, frames, objects, theta, moved, edited, canvas, known, 2,
                                   pixels)
-    source = template_frames if carried else frames
-    expected, _ = compositing.predict(g, source, objects, theta, moved, edited, canvas,
-                                      known, 2, objects.amax(1, keepdim=True))
+    expected, _ = compositing.predict(g, layers, theta, moved, edited, canvas, known, 2,
+                                      objects.amax(1, keepdim=True))
     assert torch.equal(out, expected.float().clamp(-1, 1))
