@@ -7,11 +7,13 @@ is known, so a controlled step (``ModelConfig.prediction == "composite"``) build
 move implies and lets G correct it only where something changed:
 
     colour_k, alpha_k = matte(f_t, object_k)    # premultiplied, soft coverage of the rim
-    layer_k = warp((colour_k, alpha_k), theta_k)  # own pixels, moved
+    layer_k = gain_k * warp((colour_k, alpha_k), theta_k)  # own pixels, moved, relit
     composite = layer_0 over ... over layer_K-1 over the canvas  # holes filled around them
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
+``gain_k`` (1 unless the model estimates the scene's light: ``shading_gain``) is how much
+brighter the object's new place is lit than the place its pixels were taken from.
 ``canvas`` is the background behind the objects (the simulator's: the real first frame, the
 same at every step, unknown where the controlled objects and a margin around them stood at the
 start; in training: f_t outside its objects),
@@ -42,6 +44,7 @@ __all__ = [
     "fill_holes",
     "matte",
     "predict",
+    "shading_gain",
 ]
 
 MATTE_PX = 1
@@ -158,8 +161,31 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     return Layers(premultiplied.view(b, k, 3, h, w), alpha.view(b, k, 1, h, w))
 
 
+def shading_gain(light: Tensor, theta: Tensor, moved: Tensor) -> Tensor:
+    """How much brighter each moved object should be where it lands than where it was taken.
+
+    Args:
+        light: (B, 1, H, W) relative illumination of the scene (``LayeredGenerator.
+            illumination``).
+        theta: (B, K, 2, 3) ``input_from_output`` transforms from the object's place now to
+            the place its pixels were taken.
+        moved: (B, K, H, W) {0, 1} the objects' masks now.
+
+    Returns:
+        (B, K) the mean over each moved mask of ``light(x) / light(theta x)`` (1 for an empty
+        mask).
+    """
+    b, k, h, w = moved.shape
+    taken = ctl.warp_masks(light.repeat_interleave(k, dim=0), theta.reshape(b * k, 2, 3),
+                           padding_mode="border").view(b, k, h, w)
+    ratio = light / taken.clamp_min(1e-6)
+    area = moved.sum(dim=(2, 3))
+    mean = (ratio * moved).sum(dim=(2, 3)) / area.clamp_min(1.0)
+    return torch.where(area > 0, mean, torch.ones_like(mean))
+
+
 def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known: Tensor,
-            band_px: int, before: Tensor) -> Composite:
+            band_px: int, before: Tensor, gain: Tensor | None = None) -> Composite:
     """Move each object's pixels with its transform and lay them over the canvas.
 
     Args:
@@ -175,6 +201,7 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         known: (B, 1, H, W) {0, 1}: where ``canvas`` holds real content.
         band_px: width of the band around what changed where G's correction applies.
         before: (B, 1, H, W) {0, 1} where the objects stood in f_t.
+        gain: optional (B, K) brightness factor of each object's pixels (:func:`shading_gain`).
 
     Returns:
         A :class:`Composite`. Each object's rim blends with what it lands on; objects earlier
@@ -188,6 +215,10 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     flat = torch.cat([layers.premultiplied, layers.alpha], 2).reshape(b * k, 4, h, w)
     warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3)).view(b, k, 4, h, w)
     warped = warped * dilate(moved, MATTE_PX).unsqueeze(2)  # lands only where it was moved
+    if gain is not None:  # intensity (c + 1) / 2 scaled, on premultiplied colour
+        alpha = warped[:, :, 3:]
+        scaled = gain.to(warped.dtype)[:, :, None, None, None] * (warped[:, :, :3] + alpha) - alpha
+        warped = torch.cat([scaled, alpha], dim=2)
     cover = (warped[:, :, 3:] > 0.5).any(dim=1).to(canvas.dtype)  # (B, 1, H, W)
     moved_union = moved.amax(dim=1, keepdim=True)
     # the background behind everything, its unknown parts filled from the known ones around
@@ -200,14 +231,14 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
 
 
 def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Tensor,
-            canvas: Tensor, known: Tensor, band_px: int, before: Tensor
-            ) -> tuple[Tensor, Composite]:
+            canvas: Tensor, known: Tensor, band_px: int, before: Tensor,
+            gain: Tensor | None = None) -> tuple[Tensor, Composite]:
     """One composite step: ``composite + band * g(composite, edited)``, not clamped.
 
     Arguments as for :func:`compose`; ``g`` is G's call (``LayeredGenerator.predict_next``)
     and ``edited`` (B, 1, H, W) the control mask m_c it is given (the moved objects and the
     foreground that is not controlled). Returns the next frames (B, 3, H, W) and the composite.
     """
-    comp = compose(layers, theta, moved, canvas, known, band_px, before)
+    comp = compose(layers, theta, moved, canvas, known, band_px, before, gain)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp

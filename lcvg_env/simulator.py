@@ -98,7 +98,9 @@ class Simulator:
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
       are laid over: the first frame, unknown where the controlled objects stood
-      (``lcvg_env.tracking.start_canvas``); it does not change during an episode.
+      (``lcvg_env.tracking.start_canvas``); it does not change during an episode;
+    - ``light`` (N, 1, H, W): the scene's relative illumination read from the canvas at reset
+      (``LayeredGenerator.illumination``; all ones unless ``ModelConfig.shading``).
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -217,6 +219,7 @@ class Simulator:
                 torch.zeros(n, k, 1, h, w, device=device, dtype=f32))
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
+            self.light = torch.ones(n, 1, h, w, device=device, dtype=f32)
             self.poses = track.start_carrying(self.objects, self.frames)[0]
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
@@ -263,6 +266,7 @@ class Simulator:
             self.template_layers.premultiplied[idx] = layers.premultiplied
             self.template_layers.alpha[idx] = layers.alpha
             self.canvas[idx], self.known[idx] = track.start_canvas(x, objects)
+            self.light[idx] = self.model.illumination(self.canvas[idx], self.known[idx])
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
             self.present[idx] = present
@@ -383,7 +387,8 @@ class Simulator:
                    else (self.poses, self.template_layers))
         return track.predict_composite(
             self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
-            self.known, self.config.band_px, carried)
+            self.known, self.config.band_px, carried,
+            self.light if self.config.shading else None)
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
                      present: torch.Tensor | None = None) -> None:

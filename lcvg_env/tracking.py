@@ -305,6 +305,7 @@ def predict_composite(
     g: compositing.Predict, frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor,
     edited: Tensor, canvas: Tensor, known: Tensor, band_px: int,
     carried: tuple[Tensor, compositing.Layers] | None = None,
+    light: Tensor | None = None,
 ) -> Tensor:
     """One composite step (``lcvg_env.compositing.predict``) over the episode's canvas.
 
@@ -324,6 +325,9 @@ def predict_composite(
         band_px: the model's ``band_px``.
         carried: ``(poses, layers)`` after the step for carried tracking (:func:`carry`,
             :func:`start_carrying`), None for segmented objects.
+        light: (B, 1, H, W) the scene's relative illumination (``LayeredGenerator.
+            illumination``), or None: each object is relit by ``compositing.shading_gain``
+            from where its pixels were taken to where it lands.
 
     Returns:
         The next frames, float32 (B, 3, H, W) clamped to [-1, 1].
@@ -332,6 +336,7 @@ def predict_composite(
         pose, layers = theta, compositing.matte(frames, objects)
     else:
         pose, layers = carried
+    gain = None if light is None else compositing.shading_gain(light, pose, moved)
     out, _ = compositing.predict(g, layers, pose, moved, edited, canvas, known, band_px,
-                                 objects.amax(dim=1, keepdim=True))
+                                 objects.amax(dim=1, keepdim=True), gain)
     return out.float().clamp(-1.0, 1.0)

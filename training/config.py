@@ -213,6 +213,10 @@ class TrainConfig:
         if not 0.0 <= self.self_forcing <= 1.0:
             raise ValueError(
                 f"TrainConfig.self_forcing must be in [0, 1], got {self.self_forcing}")
+        if self.model.shading and not self.init:
+            raise ValueError(
+                "TrainConfig.model.shading needs --init: a checkpoint whose light estimator "
+                "`python -m training.light` trained (the trainer keeps it as it is)")
         if self.rec_motion_weight < 0:
             raise ValueError(
                 f"TrainConfig.rec_motion_weight must be >= 0, got {self.rec_motion_weight}")

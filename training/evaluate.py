@@ -381,6 +381,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
         assert positions is not None
         objects, kept = track.split_by_positions(model.binary_mask(first), positions[:, 0])
         canvas, known = track.start_canvas(first, objects)
+        light = model.illumination(canvas, known) if model.config.shading else None
         templates, moved = objects, objects
         poses, layers = track.start_carrying(objects, first)
     g, frames, used = first, [], []
@@ -410,7 +411,7 @@ def rollout(model: LayeredGenerator, first: torch.Tensor, steps: int,
             assert step_theta is not None
             g = track.predict_composite(
                 model.predict_next, g, objects, step_theta, moved, m_c, canvas, known,
-                model.config.band_px, pixels)
+                model.config.band_px, pixels, light)
         else:
             g = model.predict_next(g, m_c).float().clamp(-1, 1)
         frames.append(g)

@@ -146,6 +146,8 @@ class Trainer:
         frozen = phase == "stage2"
         self.generator.mask_net.requires_grad_(not frozen)
         self.generator.mask_net.train(not frozen)
+        if self.generator.light is not None:  # trained apart (training.light), kept as is
+            self.generator.light.requires_grad_(False)
         params = [p for p in self.generator.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.base_lr,
                                betas=(self.config.adam_beta1, self.config.adam_beta2))

@@ -29,9 +29,13 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
         moved = ctl.warp_nearest(parts.reshape(b * k, 1, h, w),
                                  pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
         before = parts.amax(dim=1, keepdim=True)
+        gain = None
+        if ctx.generator.config.shading:  # relit as the simulator relights them
+            light = ctx.generator.illumination(frame.float(), 1.0 - before)
+            gain = compositing.shading_gain(light, pseudo.theta, moved)
         comp = compositing.compose(compositing.matte(frame.float(), parts), pseudo.theta,
                                    moved, frame.float(), 1.0 - before,
-                                   ctx.generator.config.band_px, before)
+                                   ctx.generator.config.band_px, before, gain)
         control = torch.maximum(comp.moved, pseudo.rest)
     return comp, control
 

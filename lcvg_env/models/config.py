@@ -119,6 +119,10 @@ class ModelConfig:
     band_px: int = 4
     """Composite prediction: G's correction acts within this many pixels of the moved objects,
     the places they left and the holes they uncovered (room for shading and shadows)."""
+    shading: bool = False
+    """Composite prediction: the model holds a light estimator (``lcvg_env.models.light``)
+    that reads the background canvas at reset, and every moved object's colours are scaled by
+    the change of illumination between where its pixels were taken and where they land."""
 
     def __post_init__(self) -> None:
         """Coerce sequences to tuples and validate every field."""
@@ -180,7 +184,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if self.beta < 0.0:
             raise ValueError(f"ModelConfig.beta must be >= 0, got {self.beta!r}")
-        for name in ("legacy_beta", "mid_attention"):
+        for name in ("legacy_beta", "mid_attention", "shading"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
 

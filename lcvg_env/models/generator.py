@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from lcvg_env import compositing
 from lcvg_env.checkpoint import (
     CheckpointError,
     find_checkpoint,
@@ -35,6 +36,7 @@ from lcvg_env.device import resolve_device
 from lcvg_env.models.config import ModelConfig
 from lcvg_env.models.decoder import Decoder
 from lcvg_env.models.encoder import Encoder
+from lcvg_env.models.light import LightEstimator, light_field
 from lcvg_env.models.mask_net import MaskNet
 from lcvg_env.models.quantizer import VectorQuantizer
 
@@ -119,6 +121,7 @@ class LayeredGenerator(nn.Module):
         )
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
         self.decoder = Decoder(config)
+        self.light = LightEstimator() if config.shading else None
 
     # --- public API -------------------------------------------------------------------------
     def mask(self, frames: torch.Tensor) -> torch.Tensor:
@@ -184,6 +187,21 @@ class LayeredGenerator(nn.Module):
         """``generate(frames, masks).frames``: (B, 3, H, W), (B, 1, H, W) -> (B, 3, H, W)."""
         return self.generate(frames, masks).frames
 
+    @torch.no_grad()
+    def illumination(self, canvas: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Relative illumination (B, 1, H, W) of a canvas (B, 3, H, W), known where (B, 1, H, W).
+
+        The light estimator's log-linear field (``lcvg_env.models.light``) with unknown pixels
+        filled from the known ones; all ones for a model without one (``ModelConfig.shading``
+        off): nothing then changes an object's colours as it moves. No gradient flows (the
+        estimator is trained apart, by ``training.light``).
+        """
+        b, _, h, w = canvas.shape
+        if self.light is None:
+            return canvas.new_ones(b, 1, h, w)
+        filled = compositing.fill_holes(canvas, known)
+        return light_field(self.light(filled, known).float(), h, w)
+
     def forward(self, frames: torch.Tensor, masks: torch.Tensor | None = None) -> LayeredOutput:
         """Masks (M's soft masks when ``masks`` is None) and the predicted next frames.
 
@@ -219,6 +237,8 @@ class LayeredGenerator(nn.Module):
             "post_quant_conv": self.post_quant_conv,
             "decoder": self.decoder,
         }
+        if self.light is not None:
+            parts["light"] = self.light
         counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
