@@ -136,6 +136,9 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
         frames: (B, 3, H, W) the frame the objects were drawn in, in [-1, 1], or
             (B, K, 3, H, W) one per object.
         objects: (B, K, H, W) {0, 1} the objects' masks in them.
+
+    Returns:
+        :class:`Layers` (B, K, 3, H, W) and (B, K, 1, H, W), both 0 away from the objects.
     """
     b, k, h, w = objects.shape
     if frames.dim() == 4:

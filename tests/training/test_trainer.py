@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from lcvg_env.configs import describe_fields
+from lcvg_env.models import LayeredGenerator
 from training import cli
 from training.config import TrainConfig, apply_ablation, preset
 from training.loop import Trainer, train
@@ -283,3 +284,24 @@ def test_composite_stage2_starts_from_no_correction(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="future_mask"):
         tiny_config(tiny_data, control_source="future_mask",
                     model=model.replace(prediction="composite"))
+
+
+def test_composite_stage2_trains_through_the_light_estimator_without_changing_it(tiny_data,
+                                                                                  tmp_path):
+    # a shaded model's stage II composites are relit by its estimator, which it does not train
+    model_config = tiny_config(tiny_data).model.replace(prediction="composite", shading=True)
+    torch.manual_seed(0)
+    start = LayeredGenerator(model_config)
+    assert start.light is not None
+    with torch.no_grad():  # a strong, known light: left to right, exp(+-0.5)
+        start.light.head[-1].weight.zero_()
+        start.light.head[-1].bias.copy_(torch.tensor([0.5, 0.0]))
+    init = start.save(tmp_path / "shaded.safetensors")
+    cfg = tiny_config(tiny_data, stage1_steps=0, stage2_steps=2, init=str(init),
+                      model=model_config, stage="2")
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.fit()
+    light = trainer.generator.light
+    assert light is not None
+    for name, value in start.light.state_dict().items():
+        assert torch.equal(light.state_dict()[name], value), name
