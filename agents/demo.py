@@ -35,7 +35,7 @@ import numpy as np
 from agents.rl.envs import reset_with_twins
 from agents.rl.policies import load_policy
 from lcvg_env import render as rnd
-from lcvg_env.configs import check_choices, parse_config
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.env import CheckpointNotFoundError
 from lcvg_env.registration import SPRITES_CHECKPOINT, register_envs
 from lcvg_env.tracking import Tracking
@@ -77,11 +77,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
         check_choices(self)
-        for name in ("episodes", "max_steps", "scale"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"DemoConfig.{name} must be an int >= 1, got {value!r}")
+        check_ints(self, {"episodes": 1, "max_steps": 1, "scale": 1})
 
 
 def _border(frame: np.ndarray, color: tuple[int, int, int], width: int = 2) -> np.ndarray:

@@ -41,6 +41,7 @@ __all__ = [
     "add_config_arguments",
     "apply_overrides",
     "check_choices",
+    "check_ints",
     "config_from_args",
     "config_json",
     "config_overrides",
@@ -146,6 +147,27 @@ def check_choices(config: Any) -> None:
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
             either = " or None" if optional else ""
             raise ValueError(f"{cls.__name__}.{name} must be one of {choices!r}{either}, "
+                             f"got {value!r}")
+
+
+def check_ints(config: Any, minimums: Mapping[str, int]) -> None:
+    """Check that each named field of the dataclass instance ``config`` is an int >= its minimum.
+
+    Bools are refused; None passes where the field's annotation allows it (``int | None``).
+    Call it from ``__post_init__``.
+
+    Raises:
+        ValueError: naming the field, the minimum and the value received.
+    """
+    cls: type = type(config)
+    types_ = field_types(cls)
+    for name, low in minimums.items():
+        value = getattr(config, name)
+        if value is None and _unwrap_optional(types_[name])[1]:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            either = " or None" if _unwrap_optional(types_[name])[1] else ""
+            raise ValueError(f"{cls.__name__}.{name} must be an int >= {low}{either}, "
                              f"got {value!r}")
 
 

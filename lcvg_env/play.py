@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from lcvg_env.configs import check_choices, parse_config
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.render import import_pygame, save_video
 from lcvg_env.spaces import PARAMS_PER_OBJECT, Control
 from lcvg_env.tracking import Tracking
@@ -97,11 +97,7 @@ class PlayConfig:
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
         check_choices(self)
-        for name in ("scale", "max_frames"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise ValueError(f"PlayConfig.{name} must be an int >= 1, got {value!r}")
+        check_ints(self, {"scale": 1, "max_frames": 1})
         if not self.fps > 0:
             raise ValueError(f"PlayConfig.fps must be > 0, got {self.fps!r}")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from lcvg_env.configs import parse_config
+from lcvg_env.configs import check_ints, parse_config
 from lcvg_env.models import LayeredGenerator
 from training import metrics
 from training.evaluate import list_clips, load_clip, module_modes, restore_modes
@@ -88,10 +88,7 @@ class DiagnosticsConfig:
 
     def __post_init__(self) -> None:
         """Validate the counts, naming the offending value."""
-        for name in ("eval_clips", "frames", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"DiagnosticsConfig.{name} must be an int >= 1, got {value!r}")
+        check_ints(self, {"eval_clips": 1, "frames": 1, "threads": 1})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from lcvg_env.configs import (
     add_config_arguments,
     apply_overrides,
     check_choices,
+    check_ints,
     config_from_args,
     config_json,
     config_overrides,
@@ -133,11 +134,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
         check_choices(self)
-        for name, low in (("eval_clips", 1), ("eval_horizon", 1), ("fit_iterations", 1),
-                          ("gif_clips", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"EvalConfig.{name} must be an int >= {low}, got {value!r}")
+        check_ints(self, {"eval_clips": 1, "eval_horizon": 1, "fit_iterations": 1,
+                          "gif_clips": 0})
 
 
 _SHARED = ("device", "seed", "tracking")

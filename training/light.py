@@ -27,7 +27,7 @@ import torch
 from lcvg_env import compositing
 from lcvg_env import tracking as track
 from lcvg_env.checkpoint import find_checkpoint, load_checkpoint
-from lcvg_env.configs import check_choices, parse_config
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.models.light import LightEstimator, plane_coordinates
 from lcvg_env.world.scene import SceneConfig, Style, render, sample_scene
@@ -69,12 +69,7 @@ class LightConfig:
         if not self.styles or any(style not in known for style in self.styles):
             raise ValueError(f"LightConfig.styles must be one or more of {known}, "
                              f"got {self.styles!r}")
-        for name in ("scenes", "test_scenes", "batch", "threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LightConfig.{name} must be an int >= 1, got {value!r}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
-            raise ValueError(f"LightConfig.steps must be an int >= 0, got {self.steps!r}")
+        check_ints(self, {"scenes": 1, "test_scenes": 1, "steps": 0, "batch": 1, "threads": 1})
         if not self.lr > 0:
             raise ValueError(f"LightConfig.lr must be > 0, got {self.lr!r}")
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from lcvg_env.configs import check_choices
+from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.tracking import Tracking
 from lcvg_env.world.scene import STYLES, SceneConfig, Style
 from lcvg_env.world.twin import SpritesRealEnv
@@ -134,12 +134,7 @@ class PairedConfig:
     def __post_init__(self) -> None:
         """Validate every field; errors name what was received and the choices."""
         check_choices(self)
-        for name, low in (("episodes", 1), ("steps", 1), ("show", 0), ("batch", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        check_ints(self, {"episodes": 1, "steps": 1, "show": 0, "batch": 1, "seed": 0})
         objects = tuple(self.objects) if isinstance(self.objects, Sequence) else None
         if (not objects or len(set(objects)) != len(objects) or any(
                 isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 6

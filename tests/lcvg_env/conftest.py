@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_STARTS, register_envs
 
@@ -20,6 +21,12 @@ ASSETS = Path(__file__).resolve().parents[2] / "lcvg_env" / "assets"
 BUNDLED = (ASSETS / SPRITES_CHECKPOINT).is_file() and (ASSETS / SPRITES_STARTS).is_file()
 
 TINY = ModelConfig.tiny().replace(resolution=(48, 48))
+
+
+def shift_theta(dx_px: float, dy_px: float, size: int, batch: int = 1) -> torch.Tensor:
+    """(batch, 1, 2, 3) input_from_output matrices of a forward translation in pixels."""
+    params = torch.tensor([[2 * dx_px / size, 2 * dy_px / size]]).repeat(batch, 1)
+    return ctl.params_to_matrix(params, size=(size, size)).view(batch, 1, 2, 3)
 
 
 def tiny_frames(count: int = 6, size: int = 48, seed: int = 0) -> np.ndarray:

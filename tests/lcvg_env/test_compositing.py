@@ -9,13 +9,7 @@ from lcvg_env import control as ctl
 from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.simulator import Simulator
-from tests.lcvg_env.conftest import TINY, tiny_frames
-
-
-def _shift(dx_px: float, dy_px: float, size: int, batch: int = 1) -> torch.Tensor:
-    """(batch, 1, 2, 3) input_from_output matrices of a forward translation in pixels."""
-    params = torch.tensor([[2 * dx_px / size, 2 * dy_px / size]]).repeat(batch, 1)
-    return ctl.params_to_matrix(params, size=(size, size)).view(batch, 1, 2, 3)
+from tests.lcvg_env.conftest import TINY, shift_theta, tiny_frames
 
 
 def _textured_object(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +30,7 @@ def _textured_object(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_whole_pixel_translation_keeps_the_objects_pixels_exactly():
     frame, mask = _textured_object()
-    theta = _shift(3, -2, 32)
+    theta = shift_theta(3, -2, 32)
     moved = ctl.warp_nearest(mask, theta[:, 0])
     comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
                                1 - mask, 2, mask)
@@ -68,7 +62,7 @@ def _antialiased_disc(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch
 
 def test_an_antialiased_rim_blends_with_the_background_it_lands_on():
     frame, mask, coverage = _antialiased_disc()
-    theta = _shift(14, 0, 32)  # from the dark half onto the light half
+    theta = shift_theta(14, 0, 32)  # from the dark half onto the light half
     moved = ctl.warp_nearest(mask, theta[:, 0])
     comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
                                1 - mask, 2, mask)

@@ -12,12 +12,7 @@ from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.models.light import LightEstimator, light_field, plane_coordinates
 from lcvg_env.simulator import Simulator
-from tests.lcvg_env.conftest import ASSETS, BUNDLED, TINY, tiny_frames
-
-
-def _shift(dx_px: float, dy_px: float, size: int, batch: int = 1) -> torch.Tensor:
-    params = torch.tensor([[2 * dx_px / size, 2 * dy_px / size]]).repeat(batch, 1)
-    return ctl.params_to_matrix(params, size=(size, size)).view(batch, 1, 2, 3)
+from tests.lcvg_env.conftest import ASSETS, BUNDLED, TINY, shift_theta, tiny_frames
 
 
 def test_light_field_is_log_linear_in_pixel_centre_coordinates():
@@ -34,7 +29,7 @@ def test_shading_gain_is_the_light_ratio_between_where_pixels_land_and_were_take
     light = light_field(torch.tensor([[0.3, 0.0], [0.0, 0.0]]), size, size)
     moved = torch.zeros(2, 1, size, size)
     moved[:, :, 10:16, 12:18] = 1
-    theta = _shift(4, 0, size, batch=2)  # the pixels came from 4 px to the left
+    theta = shift_theta(4, 0, size, batch=2)  # the pixels came from 4 px to the left
     gain = compositing.shading_gain(light, theta, moved)
     # exp(0.3 x) over x in [-1, 1]: 4 px of 32 is 0.25 in x
     assert gain[0, 0].item() == pytest.approx(math.exp(0.3 * 0.25), rel=1e-5)
@@ -50,7 +45,7 @@ def test_gain_scales_an_objects_intensity_and_nothing_else():
     mask[..., 8:16, 8:16] = 1
     colour = torch.tensor([0.6, -0.2, 0.1]).view(1, 3, 1, 1)
     frame = torch.where(mask > 0, colour, frame)
-    theta = _shift(6, 0, size)
+    theta = shift_theta(6, 0, size)
     moved = ctl.warp_nearest(mask, theta[:, 0])
     layers = compositing.matte(frame, mask)
     plain = compositing.compose(layers, theta, moved, frame, 1 - mask, 2, mask)
