@@ -14,8 +14,9 @@ frame of the same step by ``training.paired_metrics`` (objects found by their tr
 1, 16, 50 and 100 (those <= T) as ``<metric>@<step>`` and over all steps 1..T as
 ``<metric>@mean``. Object metrics pool every (episode, object) whose true object has visible
 pixels at that step (``objects_unscored`` counts the others; position RMSEs pool the hits,
-``position_rmse_px_apart`` the hits of objects apart from every other); frame metrics are
-means over episodes.
+``position_rmse_px_apart`` the hits of objects apart from every other, ``colour_error_apart``
+every visible object apart from every other: what overlaps, whose depth order a first frame
+with the objects apart cannot tell, is left out); frame metrics are means over episodes.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ SUMMARY_METRICS = (
     "sim_position_rmse_px",
     "shape_iou",
     "colour_error",
+    "colour_error_apart",
     "size_ratio",
     "psnr",
     "ssim",
@@ -403,6 +405,8 @@ def _pooled(arrays: dict[str, np.ndarray], select: Any) -> dict[str, float]:
                             ("colour_error", "colour_error"), ("size_ratio", "size_ratio")):
             values = take(source)[visible]
             out[key] = float(values.mean()) if values.size else math.nan
+        colour = take("colour_error")[visible & (take("apart") == 1)]
+        out["colour_error_apart"] = float(colour.mean()) if colour.size else math.nan
         hit = (take("hit") == 1) & visible
         err = take("position_error_px")
         apart = hit & (take("apart") == 1)
@@ -608,7 +612,8 @@ def _run_batch(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
     # pairing (lcvg_env.world.pairing.paired_reset, batched): the twin re-chooses and
     # re-orders its controlled objects so that its object k is the learned env's k
     for i, twin in enumerate(twins):
-        twin.match_objects(np.asarray(info["centroids"][i]))
+        twin.match_objects(np.asarray(info["centroids"][i]),
+                           present=np.asarray(info["present"][i], bool))
     outcome.lost_at_reset[rows, :k] = ~np.asarray(info["present"], bool)
     starts = np.stack([np.asarray(twin.observe()[1]["centroids_px"], np.float64)
                        for twin in twins])  # (n, K, 2) true pixel centroids

@@ -185,5 +185,6 @@ def reset_with_twins(env: gym.vector.VectorEnv, twins: Sequence[Any], seed: int
         twin.reset(seed=seed + i)
     obs, info = env.reset(seed=seed, options={"frame": np.stack([twin.frame for twin in twins])})
     for i, twin in enumerate(twins):  # object k and its target are the same in both worlds
-        twin.match_objects(info["centroids"][i], targets=info["target"][i])
+        twin.match_objects(info["centroids"][i], targets=info["target"][i],
+                           present=np.asarray(info["present"][i], bool))
     return obs, info

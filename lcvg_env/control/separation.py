@@ -23,19 +23,23 @@ class ColourSplit:
 
     The component's pixel colours are split by 2-means, started from the sign of their
     projection on the principal colour axis (robust to a few outlying edge pixels). The cut is
-    kept only if the two clusters' mean colours are far apart, both clusters are big, and
-    each is mostly one connected piece: a textured object (patches of a second colour
-    scattered over it) or a thin rim of edge pixels fails these tests and stays whole.
+    kept only if both clusters are big and each is coherent enough for how far apart their
+    mean colours are (:attr:`coherence`): a textured object (patches of a second colour
+    scattered over it) or a thin rim of edge pixels fails these tests and stays whole, while
+    an object cut into pieces by another one in front of it still comes apart when the two
+    colours differ clearly.
     """
 
     min_pixels: int = 16
     """Smallest piece, in pixels."""
     min_fraction: float = 0.12
     """Smallest piece, as a fraction of the component being cut."""
-    min_distance: float = 0.25
-    """Smallest distance between the two clusters' mean colours (RGB scaled to [0, 1])."""
-    coherence: float = 0.6
-    """Fraction of each cluster's pixels that its largest connected piece must hold."""
+    coherence: tuple[tuple[float, float], ...] = ((0.22, 0.95), (0.25, 0.6), (0.4, 0.4))
+    """(distance, fraction) pairs: clusters whose mean colours (RGB in [0, 1]) are at least
+    ``distance`` apart are cut when each cluster's largest connected piece holds at least
+    ``fraction`` of it (the least fraction among the distances reached applies). Below the
+    smallest distance nothing is cut. Close colours must each be one piece (two shades of one
+    textured object rarely are); far colours may be in pieces (an object behind another)."""
     depth: int = 2
     """Levels of cutting (2: one component gives at most four objects)."""
 
@@ -46,12 +50,21 @@ class ColourSplit:
         if not (isinstance(self.depth, int) and not isinstance(self.depth, bool)
                 and self.depth >= 0):
             raise ValueError(f"ColourSplit.depth must be an int >= 0, got {self.depth!r}")
-        for name in ("min_fraction", "coherence"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"ColourSplit.{name} must be in [0, 1], got {value!r}")
-        if not self.min_distance >= 0.0:
-            raise ValueError(f"ColourSplit.min_distance must be >= 0, got {self.min_distance!r}")
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ValueError(
+                f"ColourSplit.min_fraction must be in [0, 1], got {self.min_fraction!r}")
+        pairs = self.coherence
+        if not (isinstance(pairs, tuple) and pairs and all(
+                isinstance(pair, tuple) and len(pair) == 2 and pair[0] >= 0.0
+                and 0.0 <= pair[1] <= 1.0 for pair in pairs)):
+            raise ValueError(
+                "ColourSplit.coherence must be a non-empty tuple of (distance >= 0, fraction "
+                f"in [0, 1]) pairs, got {pairs!r}")
+
+    def needed_coherence(self, distance: float) -> float | None:
+        """Return the coherence a cut between clusters ``distance`` apart needs (None: no cut)."""
+        reached = [fraction for least, fraction in self.coherence if distance >= least]
+        return min(reached) if reached else None
 
 
 def _two_means(colours: Tensor, iterations: int = 10) -> tuple[Tensor, Tensor]:
@@ -84,7 +97,8 @@ def _cut(colours: Tensor, component: Tensor, rule: ColourSplit, depth: int) -> l
     if depth == 0 or n < 2 * rule.min_pixels:
         return [component]
     side, centres = _two_means(colours[component])
-    if float((centres[0] - centres[1]).norm()) < rule.min_distance:
+    coherence = rule.needed_coherence(float((centres[0] - centres[1]).norm()))
+    if coherence is None:
         return [component]
     pieces = []
     for chosen in (~side, side):
@@ -93,7 +107,7 @@ def _cut(colours: Tensor, component: Tensor, rule: ColourSplit, depth: int) -> l
         size = int(chosen.sum())
         if size < max(rule.min_pixels, rule.min_fraction * n):
             return [component]
-        if _largest_piece(piece) < rule.coherence * size:
+        if _largest_piece(piece) < coherence * size:
             return [component]
         pieces.append(piece)
     return [part for piece in pieces for part in _cut(colours, piece, rule, depth - 1)]

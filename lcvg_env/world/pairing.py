@@ -64,6 +64,7 @@ def paired_reset(
         learned_options["target"] = np.asarray(twin_info["target"], dtype=np.float32)
     learned_obs, learned_info = learned.reset(seed=seed, options=learned_options)
     targets = learned_info.get("target") if reach else None
-    real.match_objects(learned_info["centroids"], targets=targets)
+    real.match_objects(learned_info["centroids"], targets=targets,
+                       present=np.asarray(learned_info["present"], bool))
     twin_obs, twin_info = real.observe()
     return (learned_obs, learned_info), (twin_obs, twin_info)

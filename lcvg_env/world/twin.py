@@ -26,6 +26,7 @@ from lcvg_env.spaces import (
     validate_actions,
 )
 from lcvg_env.tasks import Task
+from lcvg_env.world.locate import describe
 from lcvg_env.world.scene import (
     MAX_OBJECTS,
     STYLES,
@@ -425,12 +426,16 @@ class SpritesRealEnv(gym.Env):
         """uint8 (S, S, 3): the object-free lit background (no shadows, no noise)."""
         return render_background(self._require_started()[0])
 
-    def match_objects(self, centroids: Any, targets: Any = None) -> np.ndarray:
+    def match_objects(self, centroids: Any, targets: Any = None, present: Any = None
+                      ) -> np.ndarray:
         """Choose and order the controlled objects to match another environment's objects.
 
         Picks the K scene objects and their order that minimise the summed distance between
         ``centroids[k]`` and controlled object k's visible centroid (exact over all orders for
         K <= 6, greedy beyond), so that object k means the same object in both environments.
+        Objects the other environment did not find (``present[k]`` False) do not steer the
+        choice: they take what the found ones leave, so a lost object never pulls a found one
+        onto the wrong scene object.
         The task restarts from the new objects' centroids: reach targets stay with the slots
         (object k keeps target k) unless ``targets`` (K, 2) gives new ones. Call it right after
         reset.
@@ -439,6 +444,8 @@ class SpritesRealEnv(gym.Env):
             centroids: (K, 2) or (2K,) normalised (x, y), e.g. the learned environment's
                 ``info["centroids"]`` at reset.
             targets: optional (K, 2) normalised reach targets for the new order.
+            present: optional bool (K,), which of ``centroids`` are objects the other
+                environment found (e.g. its ``info["present"]``); None: all of them.
 
         Returns:
             int64 (K,): the scene index of each controlled object (also :attr:`controlled`).
@@ -452,10 +459,14 @@ class SpritesRealEnv(gym.Env):
                 f"{points.shape}"
             )
         points = points.reshape(k, 2)
+        found = np.ones(k, dtype=bool) if present is None else np.asarray(present)
+        if found.shape != (k,) or found.dtype != np.bool_:
+            raise ValueError(f"present must be a bool array ({k},), got {describe(present)}")
         m = rendered.visible.shape[0]
-        cent, present = _centroids(rendered.visible, self._coords)
+        cent, visible = _centroids(rendered.visible, self._coords)
         cost = np.linalg.norm(points[:, None] - cent[None], axis=-1)  # (K, M)
-        cost[:, ~present] += _MISSING_COST
+        cost[~found] = 0.0
+        cost[:, ~visible] += _MISSING_COST
         if k <= _MAX_EXACT:
             orders = np.array(list(itertools.permutations(range(m), k)), dtype=np.int64)
             totals = cost[np.arange(k)[None], orders].sum(axis=1)

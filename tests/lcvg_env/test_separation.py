@@ -58,6 +58,30 @@ def test_similar_colours_or_a_small_piece_stay_whole():
     assert separate_objects(frame, mask, 2, ColourSplit(depth=0))[0, 1].sum() == 0
 
 
+def test_an_object_split_in_two_by_one_in_front_comes_apart():
+    # a blue bar behind a red one: the blue shows in two pieces of half its pixels each
+    frame, mask = _scene((12, 20, 2, 30, BLUE), (4, 28, 12, 20, RED))
+    objects = separate_objects(frame, mask, 2)
+    red = (frame[0, 0] > 0.5) & mask[0, 0].bool()
+    assert torch.equal(objects[0, 0].bool(), red)
+    assert torch.equal(objects[0, 1].bool(), mask[0, 0].bool() & ~red)
+    # the same far colours in pieces smaller than the least coherence stay whole
+    strict = ColourSplit(coherence=((0.25, 0.6),))
+    assert separate_objects(frame, mask, 2, strict)[0, 1].sum() == 0
+
+
+def test_close_colours_are_cut_only_in_one_piece_each():
+    rose = (0.9, -0.8, -0.33)  # 0.235 from RED in [0, 1] RGB
+    frame, mask = _scene((4, 16, 4, 14, RED), (6, 20, 14, 26, rose))
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 0].sum() == 14 * 12 and objects[0, 1].sum() == 12 * 10
+    frame, mask = _scene((4, 24, 4, 24, RED))
+    frame[0, :, 4:24:4, 4:24] = torch.tensor(rose)[:, None, None]  # stripes of the close colour
+    frame[0, :, 5:24:4, 4:24] = torch.tensor(rose)[:, None, None]
+    objects = separate_objects(frame, mask, 2)
+    assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
+
+
 def test_bad_inputs_are_named():
     frame, mask = _scene((4, 16, 4, 14, RED))
     with pytest.raises(ValueError, match="frames must be"):
@@ -66,6 +90,8 @@ def test_bad_inputs_are_named():
         separate_objects(frame, mask, 0)
     with pytest.raises(ValueError, match="min_pixels"):
         ColourSplit(min_pixels=0)
+    with pytest.raises(ValueError, match=r"coherence must be .* got \(\(0.3, 1.5\),\)"):
+        ColourSplit(coherence=((0.3, 1.5),))
 
 
 @pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint missing")

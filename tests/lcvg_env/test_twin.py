@@ -242,6 +242,22 @@ def test_match_objects_reorders() -> None:
         env.match_objects(np.zeros(3))
 
 
+def test_match_objects_lost_object_does_not_steer() -> None:
+    # scene object 1 lies between the frame centre and object 0: a lost object's centroid
+    # (the centre, (0, 0)) is as close to object 0 through object 1 as directly, so only
+    # `present` keeps the found object on object 1
+    env = SpritesRealEnv(num_objects=2, noise=False)
+    scene, _ = sample_scene(SceneConfig(objects=(2, 2), shapes=("disc", "disc")),
+                            np.random.default_rng(0))
+    poses = Poses.from_angles([[10.0, 10.0], [21.0, 21.0]], [0.0, 0.0], [4.0, 5.0])
+    env.reset(seed=0, options={"scene": (scene, poses)})
+    found = np.stack([(2 * poses.centers[1] + 1) / 64 - 1, np.zeros(2)])
+    assert env.match_objects(found, present=np.array([True, False])).tolist() == [1, 0]
+    assert env.match_objects(found[::-1].copy(), present=np.array([False, True])).tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"present must be a bool array \(2,\)"):
+        env.match_objects(found, present=[1, 0])
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [

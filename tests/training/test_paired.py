@@ -183,8 +183,12 @@ def test_summary_keys_and_pooling():
             arrays[key][:, :, 1] = np.nan
     for key in pm.FRAME_METRICS:
         arrays[key] = np.full((e, t), 30.0)
+    arrays["colour_error"][0, :, 0] = 40.0  # episode 0's object overlaps another
+    arrays["apart"][0, :, 0] = 0
     out = summarize_arrays(arrays, "model")
     assert out["model/position_rmse_px@16"] == pytest.approx(3.0)
+    assert out["model/colour_error@16"] == pytest.approx(20.5)
+    assert out["model/colour_error_apart@16"] == pytest.approx(1.0)
     assert out["model/hit_rate@mean"] == 1.0
     assert "model/psnr@1" in out and "model/psnr@50" not in out
 
