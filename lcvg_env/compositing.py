@@ -213,11 +213,13 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         for G to refine.
     """
     b, k, h, w = moved.shape
-    # bilinear on premultiplied pixels: sub-pixel placement, no background bleeding into the
-    # object's colour; a whole-pixel move returns the pixels themselves
+    # bicubic on premultiplied pixels: sub-pixel placement that keeps texture (bilinear
+    # blurs it), no background bleeding into the object's colour; a whole-pixel move returns
+    # the pixels themselves. Its overshoot is clamped to a valid premultiplied pair.
     flat = torch.cat([layers.premultiplied, layers.alpha], 2).reshape(b * k, 4, h, w)
-    warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3)).view(b, k, 4, h, w)
-    warped = warped * dilate(moved, MATTE_PX).unsqueeze(2)  # lands only where it was moved
+    warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3), mode="bicubic").view(b, k, 4, h, w)
+    alpha = warped[:, :, 3:].clamp(0.0, 1.0) * dilate(moved, MATTE_PX).unsqueeze(2)
+    warped = torch.cat([torch.maximum(torch.minimum(warped[:, :, :3], alpha), -alpha), alpha], 2)
     if gain is not None:  # intensity (c + 1) / 2 scaled, on premultiplied colour
         alpha = warped[:, :, 3:]
         scaled = gain.to(warped.dtype)[:, :, None, None, None] * (warped[:, :, :3] + alpha) - alpha

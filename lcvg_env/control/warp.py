@@ -34,7 +34,8 @@ def warp_masks(
         masks: (B, C, H, W); bool/integer masks are converted to float32.
         theta: (B, 2, 3) or (1, 2, 3) ``input_from_output`` (the ``lcvg_env.control``
             convention); cast to the masks' dtype, must be on their device.
-        mode: ``grid_sample`` interpolation, ``"bilinear"`` or ``"nearest"``.
+        mode: ``grid_sample`` interpolation, ``"bilinear"``, ``"bicubic"`` (sharper; may
+            overshoot the input's range) or ``"nearest"``.
         padding_mode: what lies outside the input frame (``"zeros"``: background).
 
     Returns:
@@ -45,8 +46,8 @@ def warp_masks(
     theta = _require_theta("theta", theta, masks.shape[0])
     if theta.device != masks.device:
         raise ValueError(f"theta is on {theta.device} but masks are on {masks.device}")
-    if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+    if mode not in ("bilinear", "bicubic", "nearest"):
+        raise ValueError(f"mode must be 'bilinear', 'bicubic' or 'nearest', got {mode!r}")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"padding_mode must be zeros/border/reflection, got {padding_mode!r}")
     return _warp(masks, theta.to(masks.dtype).expand(masks.shape[0], 2, 3), mode, padding_mode)
