@@ -47,11 +47,11 @@ class LightConfig:
     """Take the estimator of this checkpoint (with ``shading`` on) instead of training one."""
     styles: tuple[str, ...] = ("varied", "classic")
     """Scene styles rendered for training, in turn."""
-    scenes: int = 20000
+    scenes: int = 40000
     """Training scenes (rendered on the CPU, about 15 ms each)."""
     test_scenes: int = 600
     """Held-out scenes the errors are reported on."""
-    steps: int = 6000
+    steps: int = 12000
     """Adam steps."""
     batch: int = 64
     """Scenes per step."""

@@ -12,6 +12,7 @@ from lcvg_env import control as ctl
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.models.light import LightEstimator, light_field, plane_coordinates
 from lcvg_env.simulator import Simulator
+from lcvg_env.world.twin import SpritesRealEnv
 from tests.lcvg_env.conftest import ASSETS, BUNDLED, TINY, shift_theta, tiny_frames
 
 
@@ -107,6 +108,10 @@ def test_the_bundled_models_relight_what_they_move():
     for name in ("sprites_small.safetensors", "sprites_fast.safetensors"):
         model = LayeredGenerator.from_checkpoint(ASSETS / name, device="cpu")
         assert model.config.prediction == "composite" and model.config.shading
-        # an evenly lit, flat canvas reads as (nearly) flat light
-        flat = model.illumination(torch.zeros(1, 3, 64, 64), torch.ones(1, 1, 64, 64))
-        assert float((flat.max() - flat.min()) / flat.mean()) < 0.1
+        # the twin's classic backgrounds are evenly lit: they read as (nearly) flat light
+        for seed in range(4):
+            twin = SpritesRealEnv(style="classic")
+            twin.reset(seed=seed)
+            canvas = torch.from_numpy(twin.background()).permute(2, 0, 1)[None] / 127.5 - 1.0
+            flat = model.illumination(canvas, torch.ones(1, 1, 64, 64))
+            assert float((flat.max() - flat.min()) / flat.mean()) < 0.1
