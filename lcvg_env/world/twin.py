@@ -465,7 +465,7 @@ class SpritesRealEnv(gym.Env):
         m = rendered.visible.shape[0]
         cent, visible = _centroids(rendered.visible, self._coords)
         cost = np.linalg.norm(points[:, None] - cent[None], axis=-1)  # (K, M)
-        cost[~found] = 0.0
+        cost[~found] = _MISSING_COST  # one cost for every object: lost ones choose last
         cost[:, ~visible] += _MISSING_COST
         if k <= _MAX_EXACT:
             orders = np.array(list(itertools.permutations(range(m), k)), dtype=np.int64)
