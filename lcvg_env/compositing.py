@@ -219,17 +219,15 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     flat = torch.cat([layers.premultiplied, layers.alpha], 2).reshape(b * k, 4, h, w)
     warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3), mode="bicubic").view(b, k, 4, h, w)
     alpha = warped[:, :, 3:].clamp(0.0, 1.0) * dilate(moved, MATTE_PX).unsqueeze(2)
-    warped = torch.cat([torch.maximum(torch.minimum(warped[:, :, :3], alpha), -alpha), alpha], 2)
+    colour = torch.maximum(torch.minimum(warped[:, :, :3], alpha), -alpha)
     if gain is not None:  # intensity (c + 1) / 2 scaled, on premultiplied colour
-        alpha = warped[:, :, 3:]
-        scaled = gain.to(warped.dtype)[:, :, None, None, None] * (warped[:, :, :3] + alpha) - alpha
-        warped = torch.cat([scaled, alpha], dim=2)
-    cover = (warped[:, :, 3:] > 0.5).any(dim=1).to(canvas.dtype)  # (B, 1, H, W)
+        colour = gain.to(colour.dtype)[:, :, None, None, None] * (colour + alpha) - alpha
+    cover = (alpha > 0.5).any(dim=1).to(canvas.dtype)  # (B, 1, H, W)
     moved_union = moved.amax(dim=1, keepdim=True)
     # the background behind everything, its unknown parts filled from the known ones around
     image = fill_holes(canvas, known)
     for j in reversed(range(k)):  # object 0 ends on top
-        image = warped[:, j, :3] + (1.0 - warped[:, j, 3:]) * image
+        image = colour[:, j] + (1.0 - alpha[:, j]) * image
     hole = torch.maximum((1.0 - cover) * (1.0 - known), moved_union * (1.0 - cover))
     changed = torch.maximum(torch.maximum(moved_union, before), hole)
     return Composite(image, dilate(changed, band_px), moved_union)

@@ -405,12 +405,12 @@ def _pooled(arrays: dict[str, np.ndarray], select: Any) -> dict[str, float]:
                             ("colour_error", "colour_error"), ("size_ratio", "size_ratio")):
             values = take(source)[visible]
             out[key] = float(values.mean()) if values.size else math.nan
-        colour = take("colour_error")[visible & (take("apart") == 1)]
+        apart = (take("apart") == 1) & visible
+        colour = take("colour_error")[apart]
         out["colour_error_apart"] = float(colour.mean()) if colour.size else math.nan
         hit = (take("hit") == 1) & visible
         err = take("position_error_px")
-        apart = hit & (take("apart") == 1)
-        for key, chosen in (("position_rmse_px", hit), ("position_rmse_px_apart", apart)):
+        for key, chosen in (("position_rmse_px", hit), ("position_rmse_px_apart", hit & apart)):
             out[key] = float(np.sqrt(np.mean(err[chosen] ** 2))) if chosen.any() else math.nan
         sim = take("sim_position_error_px")[visible]
         sim = sim[np.isfinite(sim)]
@@ -611,10 +611,10 @@ def _run_batch(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
     outcome.model_seconds += time.perf_counter() - t0
     # pairing (lcvg_env.world.pairing.paired_reset, batched): the twin re-chooses and
     # re-orders its controlled objects so that its object k is the learned env's k
+    present = np.asarray(info["present"], bool)  # (n, K)
     for i, twin in enumerate(twins):
-        twin.match_objects(np.asarray(info["centroids"][i]),
-                           present=np.asarray(info["present"][i], bool))
-    outcome.lost_at_reset[rows, :k] = ~np.asarray(info["present"], bool)
+        twin.match_objects(np.asarray(info["centroids"][i]), present=present[i])
+    outcome.lost_at_reset[rows, :k] = ~present
     starts = np.stack([np.asarray(twin.observe()[1]["centroids_px"], np.float64)
                        for twin in twins])  # (n, K, 2) true pixel centroids
     copies = [CopyPaste(twin.frame, twin.true_masks(), max_translation) for twin in twins]
