@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,10 +103,13 @@ def save_checkpoint(
         raise TypeError(f"config, metadata and training_state must be JSON-safe: {error}") from None
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # the mode open() gives (0666 less the umask); safetensors writes 0600, too private to share
+    os.close(os.open(tmp_name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    mode = stat.S_IMODE(os.stat(tmp_name).st_mode)
     try:
         save_file(tensors, tmp_name, metadata={FORMAT_NAME: header_json})
+        os.chmod(tmp_name, mode)
         with open(tmp_name, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

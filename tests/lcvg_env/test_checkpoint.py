@@ -1,4 +1,6 @@
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -110,6 +112,15 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
         save_checkpoint(path, _model().state_dict(), {"v": 2}, training_state={"bad": object()})
     assert load_checkpoint(path).config == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+
+
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "c.safetensors", _model().state_dict(), {"v": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by others, as open() makes it
 
 
 def test_find_checkpoint_search_order(tmp_path, monkeypatch):
