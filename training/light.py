@@ -23,6 +23,7 @@ from typing import Any, get_args
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lcvg_env import compositing
 from lcvg_env import tracking as track
@@ -61,6 +62,8 @@ class LightConfig:
     """Seed of the scenes (held-out ones use seed + 1) and of the training."""
     threads: int = 2
     """Torch CPU threads."""
+    progress: bool = True
+    """Show tqdm progress bars (rendering, then training) on stderr."""
 
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
@@ -83,16 +86,18 @@ def light_slopes(light: np.ndarray) -> np.ndarray:
     return coef[1:].astype(np.float32)
 
 
-def rendered_canvases(n: int, styles: Sequence[str], seed: int, size: int
+def rendered_canvases(n: int, styles: Sequence[str], seed: int, size: int,
+                      progress: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
     """Render n scenes (styles in turn): canvases, known masks, true slopes (n, 2), styles.
 
     Canvases (n, 3, S, S) in [-1, 1] have their unknown pixels (the objects grown by
     ``START_MARGIN_PX``) filled from around, as ``LayeredGenerator.illumination`` fills them.
+    ``progress`` shows a bar on stderr.
     """
     rng = np.random.default_rng(seed)
     frames, objects, slopes = [], [], []
-    for i in range(n):
+    for i in tqdm(range(n), desc="render", disable=not progress):
         style = styles[i % len(styles)]
         config = SceneConfig(size=size, objects=(1, 3), style=style)  # type: ignore[arg-type]
         scene, poses = sample_scene(config, rng)
@@ -118,7 +123,7 @@ def train_estimator(config: LightConfig, canvas: torch.Tensor, known: torch.Tens
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, config.lr,
                                                    total_steps=max(config.steps, 1))
     mirror = torch.tensor([-1.0, 1.0])  # a left-right flip negates the x slope
-    for _ in range(config.steps):
+    for _ in tqdm(range(config.steps), desc="train", disable=not config.progress):
         pick = torch.randint(0, canvas.shape[0], (config.batch,))
         x, k, y = canvas[pick], known[pick], slopes[pick]
         if bool(torch.rand(()) < 0.5):
@@ -160,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "model; the light estimator serves composite models")
     size = model.config.resolution[0]
     started = time.perf_counter()
-    test = rendered_canvases(config.test_scenes, config.styles, config.seed + 1, size)
+    test = rendered_canvases(config.test_scenes, config.styles, config.seed + 1, size,
+                             config.progress)
     if config.estimator_from is not None:
         source = LayeredGenerator.from_checkpoint(config.estimator_from, device="cpu")
         if source.light is None:
@@ -168,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         net = source.light
     else:
         canvas, known, slopes, _ = rendered_canvases(config.scenes, config.styles, config.seed,
-                                                     size)
+                                                     size, config.progress)
         net = train_estimator(config, canvas, known, slopes)
     shaded = LayeredGenerator(model.config.replace(shading=True))
     state = model.state_dict()

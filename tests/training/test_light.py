@@ -41,7 +41,9 @@ def test_training_run_writes_a_shaded_copy_of_the_checkpoint(tmp_path, capsys):
     out = tmp_path / "shaded.safetensors"
     assert light.main(["--init", init_path, "--out", str(out), "--scenes", "16",
                        "--test-scenes", "4", "--steps", "3", "--batch", "4"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "render" in captured.err and "train" in captured.err  # progress bars, on stderr
     assert set(report["held_out"]) == {"classic", "varied"}
     shaded = LayeredGenerator.from_checkpoint(out, device="cpu")
     init = LayeredGenerator.from_checkpoint(init_path, device="cpu")
@@ -52,7 +54,8 @@ def test_training_run_writes_a_shaded_copy_of_the_checkpoint(tmp_path, capsys):
     # the estimator of one checkpoint can be given to another without training
     again = tmp_path / "again.safetensors"
     assert light.main(["--init", init_path, "--out", str(again), "--estimator-from", str(out),
-                       "--steps", "0", "--test-scenes", "2"]) == 0
+                       "--steps", "0", "--test-scenes", "2", "--progress", "false"]) == 0
+    assert capsys.readouterr().err == ""
     reloaded = LayeredGenerator.from_checkpoint(again, device="cpu")
     assert reloaded.light is not None and shaded.light is not None
     assert all(torch.equal(a, b) for a, b in zip(reloaded.light.state_dict().values(),
