@@ -32,6 +32,7 @@ from lcvg_env.configs import (
 )
 from lcvg_env.tracking import Tracking
 from training.config import PRESETS, preset
+from training.jsonable import json_safe
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -199,7 +200,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         parser.error("the following arguments are required: --data (or give --world for the "
                      "paired evaluation)")
     from lcvg_env.models import LayeredGenerator
-    from training.evaluate import _json_safe, evaluate, summarize
+    from training.evaluate import evaluate, summarize
 
     torch.manual_seed(config.seed)
     try:
@@ -211,7 +212,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(_json_safe(summarize(result)), indent=2))
+    print(json.dumps(json_safe(summarize(result)), indent=2))
     print(f"lcvg-eval: wrote {Path(args.out) / 'eval.json'}")
     return 0
 
@@ -225,7 +226,7 @@ def _require_io(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def _paired_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
                  given: dict[str, Any]) -> int:
     """``lcvg-eval --world ...``: the paired evaluation; prints the flat JSON summary."""
-    from training.paired import PairedConfig, _json_safe, run_paired
+    from training.paired import PairedConfig, run_paired
 
     data_only = sorted(set(given) & (_names(EvalConfig) - _names(PairedConfig)))
     if data_only:
@@ -243,7 +244,7 @@ def _paired_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
     except (FileNotFoundError, ValueError) as err:
         print(f"lcvg-eval: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(_json_safe(result["summary"]), indent=2))
+    print(json.dumps(json_safe(result["summary"]), indent=2))
     print(f"lcvg-eval: wrote {', '.join(result['files'].values())}", file=sys.stderr)
     return 0
 

@@ -63,6 +63,7 @@ from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
 from training import metrics
 from training.data.ground_truth import GROUND_TRUTH_FILE, load_ground_truth, locate_objects
+from training.jsonable import json_safe
 from training.run_dir import to_uint8
 
 PROTOCOLS = ("translation", "affine", "nonparametric")
@@ -585,7 +586,7 @@ def _write_outputs(result: dict[str, Any], out: Path, gif_rows: Sequence[np.ndar
     if gif_rows:
         save_gif(gif_rows, out / "rollouts.gif")
         result["gif"] = str(out / "rollouts.gif")
-    (out / "eval.json").write_text(json.dumps(_json_safe(result), indent=2))
+    (out / "eval.json").write_text(json.dumps(json_safe(result), indent=2))
 
 
 @torch.no_grad()
@@ -661,16 +662,6 @@ def summarize(result: dict[str, Any]) -> dict[str, float]:
         for group in ("isolated", "after_contact"):
             flat[f"{name}_{group}_rmse"] = entry[group]["rmse"]
     return flat
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def plot_errors(result: dict[str, Any], path: Path) -> str:

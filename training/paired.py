@@ -36,6 +36,7 @@ from lcvg_env.tracking import Tracking
 from lcvg_env.world.scene import STYLES, SceneConfig, Style
 from lcvg_env.world.twin import SpritesRealEnv
 from training import paired_metrics as pm
+from training.jsonable import json_safe
 
 __all__ = [
     "PROGRAMS",
@@ -755,18 +756,6 @@ def _other_masks(twins: Sequence[Any]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(key): _json_safe(value) for key, value in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(value) for value in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_outputs(result: dict[str, Any], out: str | Path) -> dict[str, str]:
     """Write eval.json, contact_sheet.png, side_by_side.gif and errors.png into ``out``.
 
@@ -782,7 +771,7 @@ def write_outputs(result: dict[str, Any], out: str | Path) -> dict[str, str]:
     payload = {"summary": result["summary"], "per_step": result["per_step"],
                "config": result["config"],
                "objects_per_episode": result["objects"].tolist()}
-    path.write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    path.write_text(json.dumps(json_safe(payload), indent=2) + "\n")
     files["eval.json"] = str(path)
     shown = result["shown"]
     if shown["true"]:
