@@ -104,10 +104,10 @@ def save_checkpoint(
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
-    # the mode open() gives (0666 less the umask); safetensors writes 0600, too private to share
-    os.close(os.open(tmp_name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    mode = stat.S_IMODE(os.stat(tmp_name).st_mode)
     try:
+        # the mode open() gives (0666 less the umask); safetensors writes 0600, too private
+        os.close(os.open(tmp_name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        mode = stat.S_IMODE(os.stat(tmp_name).st_mode)
         save_file(tensors, tmp_name, metadata={FORMAT_NAME: header_json})
         os.chmod(tmp_name, mode)
         with open(tmp_name, "rb") as handle:
