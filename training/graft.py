@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lcvg_env.checkpoint import (
-    Checkpoint,
     CheckpointError,
     find_checkpoint,
     load_checkpoint,
@@ -28,7 +27,7 @@ from lcvg_env.checkpoint import (
     save_checkpoint,
 )
 from lcvg_env.configs import parse_config
-from lcvg_env.models import LayeredGenerator, ModelConfig
+from lcvg_env.models import LayeredGenerator, stored_model_config
 
 __all__ = ["GraftConfig", "graft_mask_net", "main"]
 
@@ -65,7 +64,7 @@ def graft_mask_net(init: str, mask_from: str, out: str | Path) -> dict[str, obje
     """
     kept, source = (load_checkpoint(find_checkpoint(path), map_location="cpu")
                     for path in (init, mask_from))
-    kept_model, source_model = (_model_config(c, path)
+    kept_model, source_model = (stored_model_config(c, path)
                                 for c, path in ((kept, init), (source, mask_from)))
     differ = {name: (getattr(kept_model, name), getattr(source_model, name))
               for name in MASK_FIELDS if getattr(kept_model, name) != getattr(source_model, name)}
@@ -86,14 +85,6 @@ def graft_mask_net(init: str, mask_from: str, out: str | Path) -> dict[str, obje
             "tensors_changed": changed}
 
 
-def _model_config(checkpoint: Checkpoint, path: str) -> ModelConfig:
-    """Return the checkpoint's model config; a CheckpointError names ``path`` if it has none."""
-    stored = checkpoint.config.get("model") if isinstance(checkpoint.config, dict) else None
-    if not isinstance(stored, dict):
-        raise CheckpointError(f"{path!r} holds no model config")
-    return ModelConfig.from_dict(stored)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Graft, print the report as JSON."""
     parser = argparse.ArgumentParser(prog="python -m training.graft",
@@ -103,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         report = graft_mask_net(config.init, config.mask_from, config.out)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, FileNotFoundError) as error:
         parser.error(str(error))
     print(json.dumps(report))
     return 0

@@ -159,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:  # --print-config
         return 0
     torch.set_num_threads(config.threads)
-    model = LayeredGenerator.from_checkpoint(config.init, device="cpu")
+    file = find_checkpoint(config.init)
+    kept = load_checkpoint(file, map_location="cpu")  # read once: weights and the config kept
+    model = LayeredGenerator.from_loaded(kept, file, device="cpu")
     if model.config.prediction != "composite":
         parser.error(f"--init {config.init!r} is a prediction={model.config.prediction!r} "
                      "model; the light estimator serves composite models")
@@ -180,8 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = model.state_dict()
     state.update({f"light.{name}": value for name, value in net.state_dict().items()})
     shaded.load_state_dict(state)
-    kept = load_checkpoint(find_checkpoint(config.init), map_location="cpu").config
-    extra = {key: value for key, value in dict(kept or {}).items() if key != "model"}
+    extra = {key: value for key, value in dict(kept.config or {}).items() if key != "model"}
     extra["light"] = {"styles": list(config.styles), "scenes": config.scenes,
                       "steps": config.steps, "seed": config.seed,
                       "estimator_from": config.estimator_from}

@@ -14,6 +14,7 @@ from lcvg_env.models.generator import (
     LayeredGenerator,
     LayeredOutput,
     LayerLatents,
+    stored_model_config,
 )
 from lcvg_env.models.mask_net import MaskNet
 from lcvg_env.models.quantizer import QuantizerOutput, VectorQuantizer
@@ -31,4 +32,5 @@ __all__ = [
     "QuantizerOutput",
     "VectorQuantizer",
     "resolve_device",
+    "stored_model_config",
 ]

@@ -25,6 +25,7 @@ from torch import nn
 
 from lcvg_env import compositing
 from lcvg_env.checkpoint import (
+    Checkpoint,
     CheckpointError,
     find_checkpoint,
     load_checkpoint,
@@ -258,21 +259,19 @@ class LayeredGenerator(nn.Module):
             FileNotFoundError: no such checkpoint (every place looked is named).
             CheckpointError: unreadable file, no model config, or weights that do not fit.
         """
-        target = resolve_device(device)
         file = find_checkpoint(path)
-        checkpoint = load_checkpoint(file, map_location="cpu")
-        stored = checkpoint.config if isinstance(checkpoint.config, dict) else {}
-        model_config = stored.get("model")
-        if not isinstance(model_config, Mapping):
-            keys = sorted(stored)
-            raise CheckpointError(
-                f"{str(file)!r} holds no model config: its config has keys {keys}, no 'model'"
-            )
-        try:
-            config = ModelConfig.from_dict(model_config)
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{str(file)!r} has an invalid model config: {error}") from None
-        model = cls(config)
+        return cls.from_loaded(load_checkpoint(file, map_location="cpu"), file, device)
+
+    @classmethod
+    def from_loaded(cls, checkpoint: Checkpoint, file: str | os.PathLike[str],
+                    device: str | torch.device = "auto") -> LayeredGenerator:
+        """Build the generator of an already loaded checkpoint (read from ``file``), in eval mode.
+
+        Raises:
+            CheckpointError: no model config, or weights that do not fit (``file`` is named).
+        """
+        target = resolve_device(device)
+        model = cls(stored_model_config(checkpoint, file))
         load_weights_strict(model, checkpoint.weights)
         return model.to(target).eval()
 
@@ -351,3 +350,22 @@ def _finite_min_max(x: torch.Tensor) -> tuple[bool, float, float]:
     low, high = torch.aminmax(flat)
     stats = torch.stack([torch.isfinite(flat).all().to(low.dtype), low, high]).float().tolist()
     return bool(stats[0]), stats[1], stats[2]
+
+
+def stored_model_config(checkpoint: Checkpoint, file: str | os.PathLike[str]) -> ModelConfig:
+    """Return the ``ModelConfig`` a loaded checkpoint was saved with.
+
+    Raises:
+        CheckpointError: its config has no valid ``"model"`` entry (``file`` is named).
+    """
+    stored = checkpoint.config if isinstance(checkpoint.config, dict) else {}
+    model_config = stored.get("model")
+    if not isinstance(model_config, Mapping):
+        keys = sorted(stored)
+        raise CheckpointError(
+            f"{str(file)!r} holds no model config: its config has keys {keys}, no 'model'"
+        )
+    try:
+        return ModelConfig.from_dict(model_config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{str(file)!r} has an invalid model config: {error}") from None
