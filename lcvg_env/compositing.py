@@ -8,10 +8,13 @@ move implies and lets G correct it only where something changed:
 
     colour_k, alpha_k = matte(f_t, object_k)    # premultiplied, soft coverage of the rim
     layer_k = gain_k * warp((colour_k, alpha_k), theta_k)  # own pixels, moved, relit
-    composite = layer_0 over ... over layer_K-1 over the canvas  # holes filled around them
+    composite = layer_d0 over ... over layer_dK-1 over the canvas  # holes filled around them
     band = dilate(moved | objects before | holes, band_px)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
+``d`` is the objects' depth order, front first (index order unless the caller knows better:
+``lcvg_env.control.infer_occlusion``); an object partly hidden at the start may bring the
+hidden part too (:func:`fill_hidden`).
 ``gain_k`` (1 unless the model estimates the scene's light: ``shading_gain``) is how much
 brighter the object's new place is lit than the place its pixels were taken from.
 ``canvas`` is the background behind the objects (the simulator's: the real first frame, the
@@ -41,6 +44,7 @@ __all__ = [
     "Layers",
     "compose",
     "dilate",
+    "fill_hidden",
     "fill_holes",
     "matte",
     "predict",
@@ -164,6 +168,31 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     return Layers(premultiplied.view(b, k, 3, h, w), alpha.view(b, k, 1, h, w))
 
 
+def fill_hidden(layers: Layers, frames: Tensor, visible: Tensor, hidden: Tensor) -> Layers:
+    """Add the hidden parts of objects to their layers, in their own colour.
+
+    Args:
+        layers: the objects as :func:`matte` took them from ``frames`` with masks ``visible``.
+        frames: (B, 3, H, W) that frame, in [-1, 1].
+        visible: (B, K, H, W) {0, 1} the objects' visible masks in it.
+        hidden: (B, K, H, W) {0, 1} the parts of each object hidden behind others
+            (``lcvg_env.control.infer_occlusion``), disjoint from ``visible``.
+
+    Returns:
+        The layers with coverage 1 on the hidden parts, whose colour is the object's inner
+        pixels carried into them (:func:`fill_holes`: the nearest colours weigh most).
+    """
+    b, k, h, w = visible.shape
+    source = frames.unsqueeze(1).expand(b, k, 3, h, w).reshape(b * k, 3, h, w)
+    mask = visible.reshape(b * k, 1, h, w)
+    inner = 1.0 - dilate(1.0 - mask, 1)  # the rim is a blend with what lies around it
+    body = torch.where(inner.amax(dim=(1, 2, 3), keepdim=True) > 0, inner, mask)
+    colour = fill_holes(source, body).view(b, k, 3, h, w)
+    covered = hidden.unsqueeze(2) > 0.5
+    return Layers(torch.where(covered, colour, layers.premultiplied),
+                  torch.where(covered, 1.0, layers.alpha))
+
+
 def shading_gain(light: Tensor, theta: Tensor, moved: Tensor) -> Tensor:
     """How much brighter each moved object should be where it lands than where it was taken.
 
@@ -188,7 +217,8 @@ def shading_gain(light: Tensor, theta: Tensor, moved: Tensor) -> Tensor:
 
 
 def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known: Tensor,
-            band_px: int, before: Tensor, gain: Tensor | None = None) -> Composite:
+            band_px: int, before: Tensor, gain: Tensor | None = None,
+            depth: Tensor | None = None) -> Composite:
     """Move each object's pixels with its transform and lay them over the canvas.
 
     Args:
@@ -205,12 +235,13 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         band_px: width of the band around what changed where G's correction applies.
         before: (B, 1, H, W) {0, 1} where the objects stood in f_t.
         gain: optional (B, K) brightness factor of each object's pixels (:func:`shading_gain`).
+        depth: optional (B, K) int64 object indices from front to back; None: index order.
 
     Returns:
         A :class:`Composite`. Each object's rim blends with what it lands on; objects earlier
-        in K are drawn over later ones. Holes (pixels of a moved mask no object pixel reached,
-        and canvas pixels never known) are filled from their surroundings (:func:`fill_holes`)
-        for G to refine.
+        in ``depth`` (without it: in K) are drawn over later ones. Holes (pixels of a moved
+        mask no object pixel reached, and canvas pixels never known) are filled from their
+        surroundings (:func:`fill_holes`) for G to refine.
     """
     b, k, h, w = moved.shape
     # bicubic on premultiplied pixels: sub-pixel placement that keeps texture (bilinear
@@ -224,9 +255,12 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         colour = gain.to(colour.dtype)[:, :, None, None, None] * (colour + alpha) - alpha
     cover = (alpha > 0.5).any(dim=1).to(canvas.dtype)  # (B, 1, H, W)
     moved_union = moved.amax(dim=1, keepdim=True)
+    if depth is not None:  # front first
+        colour = colour.gather(1, depth[:, :, None, None, None].expand_as(colour))
+        alpha = alpha.gather(1, depth[:, :, None, None, None].expand_as(alpha))
     # the background behind everything, its unknown parts filled from the known ones around
     image = fill_holes(canvas, known)
-    for j in reversed(range(k)):  # object 0 ends on top
+    for j in reversed(range(k)):  # the front object ends on top
         image = colour[:, j] + (1.0 - alpha[:, j]) * image
     hole = torch.maximum((1.0 - cover) * (1.0 - known), moved_union * (1.0 - cover))
     changed = torch.maximum(torch.maximum(moved_union, before), hole)
@@ -235,13 +269,14 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
 
 def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Tensor,
             canvas: Tensor, known: Tensor, band_px: int, before: Tensor,
-            gain: Tensor | None = None) -> tuple[Tensor, Composite]:
+            gain: Tensor | None = None, depth: Tensor | None = None
+            ) -> tuple[Tensor, Composite]:
     """One composite step: ``composite + band * g(composite, edited)``, not clamped.
 
     Arguments as for :func:`compose`; ``g`` is G's call (``LayeredGenerator.predict_next``)
     and ``edited`` (B, 1, H, W) the control mask m_c it is given (the moved objects and the
     foreground that is not controlled). Returns the next frames (B, 3, H, W) and the composite.
     """
-    comp = compose(layers, theta, moved, canvas, known, band_px, before, gain)
+    comp = compose(layers, theta, moved, canvas, known, band_px, before, gain, depth)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp

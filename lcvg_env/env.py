@@ -251,6 +251,7 @@ class LCVGCore:
         autocast: bool = False,
         compile: bool | str = False,
         separate: bool = False,
+        occlusion: bool = False,
         expected_resolution: Sequence[int] | None = None,
         render_scale: int | None = None,
         render_overlay: bool = True,
@@ -272,6 +273,7 @@ class LCVGCore:
             autocast=autocast,
             compile=compile,
             separate=separate,
+            occlusion=occlusion,
         )
         self.device = self.sim.device
         (
@@ -565,6 +567,9 @@ class LCVGEnv(gym.Env):
       of the generated frame confirms them); see ``lcvg_env.simulator``.
     - ``separate``: at reset, cut apart touching objects that M's mask joins, by their
       colours (``lcvg_env.control.separate_objects``); on for the sprites ids.
+    - ``occlusion``: at reset, infer which touching objects hide which: a composite model
+      draws them in that depth order, and carried objects partly hidden behind others are
+      completed (``lcvg_env.control.infer_occlusion``); on for the sprites ids.
     - ``render_mode`` (None, "rgb_array", "human"), ``render_scale`` (default: up to 256 px),
       ``render_overlay`` (mask tint, centroids, targets).
 

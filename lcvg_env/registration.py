@@ -85,7 +85,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "vector_entry_point": VECTOR_ENTRY_POINT,
         "max_episode_steps": 100,
         "kwargs": {"checkpoint": SPRITES_CHECKPOINT, "start_frames": SPRITES_STARTS,
-                   "tracking": SPRITES_TRACKING, "separate": True},
+                   "tracking": SPRITES_TRACKING, "separate": True, "occlusion": True},
     },
     "LCVG-Sprites-Reach-v0": {
         "entry_point": ENTRY_POINT,
@@ -98,6 +98,7 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "observation_keys": ("frame", "centroids", "target"),
             "tracking": SPRITES_TRACKING,
             "separate": True,
+            "occlusion": True,
         },
     },
     "LCVG-BAIR-v0": {

@@ -44,6 +44,10 @@ bring their template's pixels through their pose, so they are sampled once howev
 episode; segmented ones the current frame's), they are laid over a background canvas (the
 real first frame, filled from around where the objects stood at the start), and G's output
 is a correction added inside a band around what moved. "mask" control needs a "frame" model.
+With ``occlusion=True`` the simulator reads at reset which touching objects hide which
+(``lcvg_env.control.infer_occlusion``): a composite model draws the objects in that depth
+order, and carried objects partly hidden behind others bring their hidden part (completed by
+its convex hull where that is safe) when they move out.
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
@@ -100,7 +104,9 @@ class Simulator:
       are laid over: the first frame, unknown where the controlled objects stood
       (``lcvg_env.tracking.start_canvas``); it does not change during an episode;
     - ``light`` (N, 1, H, W): the scene's relative illumination read from the canvas at reset
-      (``LayeredGenerator.illumination``; all ones unless ``ModelConfig.shading``).
+      (``LayeredGenerator.illumination``; all ones unless ``ModelConfig.shading``);
+    - ``depth`` (N, K) int64: the objects' indices from front to back (index order unless
+      ``occlusion``), read at reset.
 
     Args:
         model: a trained ``LayeredGenerator``; it is put in eval mode. Its device is the
@@ -146,6 +152,7 @@ class Simulator:
         channels_last: bool | None = None,
         compile: bool | str = False,
         separate: bool = False,
+        occlusion: bool = False,
     ) -> None:
         if not isinstance(model, LayeredGenerator):
             raise TypeError(f"model must be a LayeredGenerator, got {type(model).__name__}")
@@ -167,10 +174,12 @@ class Simulator:
         if not (isinstance(compile, bool) or compile in COMPILE_MODES):
             raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got "
                              f"{compile!r}")
-        if not isinstance(separate, bool):
-            raise TypeError(f"separate must be a bool, got {separate!r}")
+        for name, flag in (("separate", separate), ("occlusion", occlusion)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         self.tracking = tracking
         self.separate = separate
+        self.occlusion = occlusion
         device = next(model.parameters()).device
         if channels_last is None:
             channels_last = device.type == "cpu"
@@ -225,6 +234,7 @@ class Simulator:
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.present = torch.zeros(n, k, dtype=torch.bool, device=self.device)
             self.seen = torch.zeros(n, k, dtype=torch.bool, device=self.device)
+            self.depth = torch.arange(k, device=self.device).repeat(n, 1)
 
     @property
     def params_per_object(self) -> int:
@@ -254,7 +264,13 @@ class Simulator:
                 f"got {x.shape[0]} frames for {idx.numel()} environment indices {idx.tolist()}"
             )
         with torch.inference_mode(), self._amp(), ctl.trusted_values():
-            masks, objects = self._segment(x, separate=self.separate)
+            masks, visible = self._segment(x, separate=self.separate)
+            objects, hidden = visible, None
+            if self.occlusion:
+                occlusion = ctl.infer_occlusion(visible)
+                self.depth[idx] = occlusion.depth
+                if self.tracking != "segment" and self.control != "mask":
+                    objects, hidden = occlusion.objects, occlusion.hidden
             centroids, present = track.locate(objects)  # (n, K, 2), (n, K)
             self.frames[idx] = x
             self.masks[idx] = masks
@@ -262,10 +278,10 @@ class Simulator:
             self.uncontrolled[idx] = track.uncontrolled(masks, objects)
             self.objects[idx] = objects
             self.templates[idx] = objects
-            self.poses[idx], layers = track.start_carrying(objects, x)
+            self.poses[idx], layers = track.start_carrying(objects, x, hidden)
             self.template_layers.premultiplied[idx] = layers.premultiplied
             self.template_layers.alpha[idx] = layers.alpha
-            self.canvas[idx], self.known[idx] = track.start_canvas(x, objects)
+            self.canvas[idx], self.known[idx] = track.start_canvas(x, visible)
             self.light[idx] = self.model.illumination(self.canvas[idx], self.known[idx])
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
@@ -388,7 +404,7 @@ class Simulator:
         return track.predict_composite(
             self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
             self.known, self.config.band_px, carried,
-            self.light if self.config.shading else None)
+            self.light if self.config.shading else None, self.depth if self.occlusion else None)
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
                      present: torch.Tensor | None = None) -> None:

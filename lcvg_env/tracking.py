@@ -65,15 +65,23 @@ def check_tracking(tracking: str) -> str:
 
 
 # --- carried objects ---------------------------------------------------------------------------
-def start_carrying(objects: Tensor, frames: Tensor) -> tuple[Tensor, compositing.Layers]:
+def start_carrying(objects: Tensor, frames: Tensor, hidden: Tensor | None = None
+                   ) -> tuple[Tensor, compositing.Layers]:
     """Identity poses (B, K, 2, 3) and template layers of objects (B, K, H, W).
 
     The objects' masks themselves are the templates; their layers (``compositing.matte``)
     hold their pixels as ``frames`` (B, 3, H, W), the frame they were taken in, shows them.
+    ``hidden`` (B, K, H, W): the parts of ``objects`` that ``frames`` does not show (hidden
+    behind other objects: ``lcvg_env.control.infer_occlusion``), filled in the object's own
+    colour (``compositing.fill_hidden``); None: every pixel of the objects is seen.
     """
     b, k = objects.shape[:2]
     poses = ctl.identity_matrix(b * k, device=frames.device, dtype=frames.dtype)
-    return poses.view(b, k, 2, 3), compositing.matte(frames, objects)
+    if hidden is None:
+        return poses.view(b, k, 2, 3), compositing.matte(frames, objects)
+    visible = objects * (1.0 - hidden)
+    layers = compositing.fill_hidden(compositing.matte(frames, visible), frames, visible, hidden)
+    return poses.view(b, k, 2, 3), layers
 
 
 def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.5
@@ -305,7 +313,7 @@ def predict_composite(
     g: compositing.Predict, frames: Tensor, objects: Tensor, theta: Tensor, moved: Tensor,
     edited: Tensor, canvas: Tensor, known: Tensor, band_px: int,
     carried: tuple[Tensor, compositing.Layers] | None = None,
-    light: Tensor | None = None,
+    light: Tensor | None = None, depth: Tensor | None = None,
 ) -> Tensor:
     """One composite step (``lcvg_env.compositing.predict``) over the episode's canvas.
 
@@ -328,6 +336,8 @@ def predict_composite(
         light: (B, 1, H, W) the scene's relative illumination (``LayeredGenerator.
             illumination``), or None: each object is relit by ``compositing.shading_gain``
             from where its pixels were taken to where it lands.
+        depth: (B, K) object indices from front to back (``lcvg_env.control.
+            infer_occlusion``), or None: object 0 in front, then 1, and so on.
 
     Returns:
         The next frames, float32 (B, 3, H, W) clamped to [-1, 1].
@@ -338,5 +348,5 @@ def predict_composite(
         pose, layers = carried
     gain = None if light is None else compositing.shading_gain(light, pose, moved)
     out, _ = compositing.predict(g, layers, pose, moved, edited, canvas, known, band_px,
-                                 objects.amax(dim=1, keepdim=True), gain)
+                                 objects.amax(dim=1, keepdim=True), gain, depth)
     return out.float().clamp(-1.0, 1.0)

@@ -121,6 +121,9 @@ class PairedConfig:
     separate: bool | None = None
     """Learned env's ``separate`` (cut touching objects apart by colour at reset); None: the
     env's default."""
+    occlusion: bool | None = None
+    """Learned env's ``occlusion`` (depth order and hidden parts of touching objects, read at
+    reset); None: the env's default."""
     device: str = "auto"
     """Torch device of the learned env."""
     threads: int | None = None
@@ -671,8 +674,9 @@ def _reset_learned(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarr
     env_kwargs: dict[str, Any] = {"control": config.control, "device": config.device}
     if config.tracking is not None:
         env_kwargs["tracking"] = config.tracking
-    if config.separate is not None:
-        env_kwargs["separate"] = config.separate
+    for key in ("separate", "occlusion"):
+        if getattr(config, key) is not None:
+            env_kwargs[key] = getattr(config, key)
     learned = gym.make_vec(
         "LCVG-Sprites-v0", num_envs=len(rows), vectorization_mode="vector_entry_point",
         checkpoint=checkpoint, num_objects=k, autoreset_mode="Disabled",

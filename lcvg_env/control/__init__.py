@@ -44,7 +44,9 @@ Every public name is importable from here (``lcvg_env.control.X``); the modules 
 - ``components``: connected components and per-object measurements;
 - ``fit``: fitting the transform that moves one mask onto another (:func:`fit_control`);
 - ``separation``: objects of a mask with touching objects cut apart by colour
-  (:func:`separate_objects`).
+  (:func:`separate_objects`);
+- ``occlusion``: which touching objects hide which, and the hidden parts of convex objects
+  behind others (:func:`infer_occlusion`).
 """
 
 from lcvg_env.control.checks import trusted_values, values_checked
@@ -66,6 +68,7 @@ from lcvg_env.control.geometry import (
     params_to_matrix,
     pixel_to_normalized,
 )
+from lcvg_env.control.occlusion import Occlusion, convex_hulls, infer_occlusion
 from lcvg_env.control.separation import ColourSplit, separate_objects
 from lcvg_env.control.warp import (
     binarize,
@@ -83,12 +86,15 @@ __all__ = [
     "PARAM_NAMES",
     "ColourSplit",
     "ControlFit",
+    "Occlusion",
     "binarize",
     "carry_masks",
     "compose_affine",
     "connected_components",
+    "convex_hulls",
     "fit_control",
     "identity_matrix",
+    "infer_occlusion",
     "invert_affine",
     "mask_areas",
     "mask_boxes",

@@ -3,7 +3,9 @@
 M's foreground mask joins objects that touch or overlap into one connected component, and
 ``object_masks`` then hands the pair out as one object: a command meant for one moves both.
 ``separate_objects`` cuts such a component where its pixels fall into two clearly different
-colours that each form one piece, and tries each piece again.
+colours that each form one piece, and tries each piece again; a lone pixel the cut gives one
+object inside or on the edge of another (an antialiased rim pixel whose blend with the
+background is nearer the first object's colour) goes back to the object it touches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks, _require_tensor
@@ -152,4 +155,24 @@ def separate_objects(frames: Tensor, masks: Tensor, k: int,
         pieces.sort(key=lambda p: (-int(p.sum()), int(raster[p].min())))
         for j, piece in enumerate(pieces[:k]):
             out[i, j] = piece.to(dtype)
-    return out
+    return _absorb_lone_pixels(out)
+
+
+def _absorb_lone_pixels(objects: Tensor) -> Tensor:
+    """Give each pixel of an object with no 8-neighbour in it to the object it touches most.
+
+    (B, K, H, W) {0, 1} disjoint masks in, the same out; a lone pixel touching no other object
+    stays (ties: the lowest index).
+    """
+    b, k, h, w = objects.shape
+    ones = torch.ones(1, 1, 3, 3, dtype=objects.dtype, device=objects.device)
+    around = F.conv2d(objects.reshape(b * k, 1, h, w), ones, padding=1).view(b, k, h, w)
+    around = around - objects  # neighbours in each object, the pixel itself left out
+    lone = ((objects > 0.5) & (around < 0.5)).any(dim=1, keepdim=True)  # (B, 1, H, W)
+    others = around.masked_fill(objects > 0.5, 0.0)
+    most, target = others.max(dim=1, keepdim=True)
+    move = lone & (most > 0.5)
+    if not bool(move.any()):
+        return objects
+    new = torch.zeros_like(objects).scatter_(1, target, 1.0)
+    return torch.where(move, new, objects)

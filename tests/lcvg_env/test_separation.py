@@ -40,6 +40,14 @@ def test_touching_objects_of_different_colours_are_cut_apart():
     assert torch.equal(objects[0, 1].bool(), red & mask[0, 0].bool())
 
 
+def test_a_lone_pixel_of_one_colour_on_the_other_objects_rim_goes_to_that_object():
+    frame, mask = _scene((4, 16, 4, 14, RED), (6, 20, 14, 26, BLUE))
+    frame[0, :, 19, 25] = torch.tensor(RED)  # far from the red box, on the blue one's corner
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 0].sum() == 14 * 12 and objects[0, 0, 19, 25] == 1  # blue, with it
+    assert objects[0, 1].sum() == 12 * 10
+
+
 def test_a_textured_object_stays_whole():
     frame, mask = _scene((4, 24, 4, 24, RED))
     stripes = torch.zeros(32, 32, dtype=torch.bool)

@@ -1,0 +1,127 @@
+"""Depth order and hidden parts of touching objects (lcvg_env.control.infer_occlusion)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from lcvg_env import compositing
+from lcvg_env import control as ctl
+from lcvg_env.registration import register_envs
+from tests.lcvg_env.conftest import BUNDLED
+
+
+def _boxes(*boxes: tuple[int, int, int, int], size: int = 32) -> torch.Tensor:
+    """(1, K, H, W) visible masks of boxes (y0, y1, x0, x1), later boxes drawn in front."""
+    full = torch.zeros(len(boxes), size, size)
+    for j, (y0, y1, x0, x1) in enumerate(boxes):
+        full[j, y0:y1, x0:x1] = 1.0
+    visible = full.clone()
+    for j in range(len(boxes) - 1):
+        visible[j] *= 1.0 - full[j + 1:].amax(dim=0)
+    return visible[None]
+
+
+def test_convex_hulls():
+    masks = torch.zeros(1, 3, 16, 16)
+    masks[0, 0, 2:8, 3:9] = 1.0  # a box: its own hull
+    masks[0, 1, 2:12, 2:4] = 1.0  # an L: the hull fills the triangle between its arms
+    masks[0, 1, 10:12, 2:12] = 1.0
+    hulls = ctl.convex_hulls(masks)
+    assert torch.equal(hulls[0, 0], masks[0, 0])
+    assert bool((hulls[0, 1] >= masks[0, 1]).all())
+    assert hulls[0, 1, 9, 9] == 1 and hulls[0, 1, 3, 9] == 0  # inside / outside the diagonal
+    assert hulls[0, 2].sum() == 0  # empty mask, empty hull
+    with pytest.raises(ValueError, match="directions must be an int >= 2, got 1"):
+        ctl.convex_hulls(masks, directions=1)
+
+
+def test_a_box_behind_another_is_put_behind_and_completed():
+    # a wide box (index 0, the larger) hidden in its middle by a small one in front
+    visible = _boxes((8, 16, 2, 30), (4, 20, 12, 18))
+    occlusion = ctl.infer_occlusion(visible)
+    assert occlusion.depth.tolist() == [[1, 0]]  # the small box in front
+    assert torch.equal(occlusion.objects[0, 0], _boxes((8, 16, 2, 30))[0, 0])  # whole again
+    assert torch.equal(occlusion.hidden[0, 0], visible[0, 1] * occlusion.objects[0, 0])
+    assert torch.equal(occlusion.objects[0, 1], visible[0, 1]) and occlusion.hidden[0, 1].sum() == 0
+
+
+def test_objects_apart_or_alone_keep_index_order_and_their_masks():
+    visible = _boxes((2, 8, 2, 8), (20, 30, 20, 30))
+    occlusion = ctl.infer_occlusion(visible)
+    assert occlusion.depth.tolist() == [[0, 1]]
+    assert torch.equal(occlusion.objects, visible) and occlusion.hidden.sum() == 0
+    single = ctl.infer_occlusion(visible[:, :1])
+    assert torch.equal(single.objects, visible[:, :1]) and single.depth.tolist() == [[0]]
+
+
+def test_an_object_with_dents_of_its_own_is_ordered_but_not_completed():
+    # a cross behind a box: its hull would add the corners between its arms
+    full = torch.zeros(1, 2, 32, 32)
+    full[0, 0, 4:28, 13:19] = 1.0
+    full[0, 0, 13:19, 4:28] = 1.0
+    full[0, 1, 17:30, 10:22] = 1.0  # covers the lower arm and a strip of the bar
+    visible = full.clone()
+    visible[0, 0] *= 1.0 - full[0, 1]
+    occlusion = ctl.infer_occlusion(visible)
+    assert occlusion.depth.tolist() == [[1, 0]]
+    assert torch.equal(occlusion.objects, visible)
+
+
+def test_fill_hidden_gives_the_hidden_part_the_objects_colour():
+    visible = _boxes((8, 16, 2, 30), (4, 20, 12, 18))
+    frame = torch.full((1, 3, 32, 32), -0.5)
+    frame[:, :, visible[0, 0] > 0] = torch.tensor([0.8, -0.2, 0.1])[None, :, None]
+    frame[:, :, visible[0, 1] > 0] = torch.tensor([-0.9, 0.7, 0.3])[None, :, None]
+    occlusion = ctl.infer_occlusion(visible)
+    layers = compositing.fill_hidden(compositing.matte(frame, visible), frame, visible,
+                                     occlusion.hidden)
+    hidden = occlusion.hidden[0, 0] > 0
+    assert bool((layers.alpha[0, 0, 0][hidden] == 1).all())
+    colour = layers.premultiplied[0, 0][:, hidden]
+    assert torch.allclose(colour, torch.tensor([0.8, -0.2, 0.1])[:, None], atol=1e-5)
+
+
+def test_compose_draws_objects_in_the_given_depth_order():
+    masks = _boxes((4, 16, 4, 16), (10, 22, 10, 22))
+    masks[0, 0] = _boxes((4, 16, 4, 16))[0, 0]  # both whole: they overlap in 10:16
+    frame = torch.zeros(1, 2, 3, 32, 32)
+    frame[0, 0, 0] = 1.0  # object 0 red, object 1 green
+    frame[0, 1, 1] = 1.0
+    layers = compositing.Layers(frame * masks.unsqueeze(2), masks.unsqueeze(2))
+    theta = ctl.identity_matrix(2).view(1, 2, 2, 3)
+    canvas, known = torch.zeros(1, 3, 32, 32), torch.ones(1, 1, 32, 32)
+    before = masks.amax(1, keepdim=True)
+    front = {}
+    for order in ([0, 1], [1, 0]):
+        comp = compositing.compose(layers, theta, masks, canvas, known, 0, before,
+                                   depth=torch.tensor([order]))
+        front[order[0]] = comp.image[0, :, 12, 12].argmax().item()
+    assert front == {0: 0, 1: 1}
+
+
+@pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint missing")
+def test_sprites_env_completes_a_box_hidden_behind_another():
+    """A blue box whose corner a red box hides, moved out: with ``occlusion`` it comes whole."""
+    register_envs()
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:] = (120, 130, 110)
+    frame[20:36, 14:30] = (40, 60, 220)
+    frame[26:42, 24:40] = (220, 50, 40)
+    blue_pixels, areas = {}, {}
+    for occlusion in (False, True):
+        env = gym.make("LCVG-Sprites-v0", device="cpu", num_objects=2, occlusion=occlusion)
+        env.reset(seed=0, options={"frame": frame})
+        sim = env.unwrapped.core.sim
+        blue = int(sim.objects[0, :, 20:26, 14:20].sum(dim=(1, 2)).argmax())
+        areas[occlusion] = float(sim.objects[0, blue].sum())
+        action = np.zeros((2, 2), np.float32)
+        action[blue] = (-0.1, -0.1)  # 3.2 px up and left a step, out from behind
+        for _ in range(4):
+            obs, *_ = env.step(action.reshape(-1))
+        blue_pixels[occlusion] = int(((obs[..., 2] > 160) & (obs[..., 0] < 100)).sum())
+        env.close()
+    assert areas[True] > areas[False] + 15, areas
+    assert blue_pixels[True] > blue_pixels[False] + 15, blue_pixels
