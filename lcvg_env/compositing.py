@@ -120,6 +120,17 @@ def fill_holes(image: Tensor, valid: Tensor, levels: int = 6) -> Tensor:
     return torch.where(valid > 0.5, image, filled)
 
 
+def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
+    """Inner pixels (one pixel or more inside) and own-colour pixels of (B, 1, H, W) masks.
+
+    The own-colour pixels are the inner ones, or the whole mask of an object too thin to have
+    any (a rim pixel is a blend with what lies around it).
+    """
+    inner = 1.0 - dilate(1.0 - masks, 1)
+    has_inner = inner.amax(dim=(1, 2, 3), keepdim=True) > 0
+    return inner, torch.where(has_inner, inner, masks)
+
+
 def matte(frames: Tensor, objects: Tensor) -> Layers:
     """Each object's premultiplied colour and soft coverage in the frame it was drawn in.
 
@@ -150,9 +161,7 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     source = frames.reshape(b * k, 3, h, w)
     union = objects.amax(dim=1, keepdim=True)
     mask = objects.reshape(b * k, 1, h, w)
-    inner = 1.0 - dilate(1.0 - mask, 1)
-    has_inner = inner.amax(dim=(1, 2, 3), keepdim=True) > 0
-    body = torch.where(has_inner, inner, mask)
+    inner, body = _inner_and_body(mask)
     mean = (source * body).sum(dim=(2, 3), keepdim=True) / body.sum(dim=(2, 3), keepdim=True
                                                                      ).clamp_min(1.0)
     behind = fill_holes(source, (1.0 - dilate(union, MATTE_PX + 1)).repeat_interleave(k, 0))
@@ -185,9 +194,7 @@ def fill_hidden(layers: Layers, frames: Tensor, visible: Tensor, hidden: Tensor)
     b, k, h, w = visible.shape
     source = frames.unsqueeze(1).expand(b, k, 3, h, w).reshape(b * k, 3, h, w)
     mask = visible.reshape(b * k, 1, h, w)
-    inner = 1.0 - dilate(1.0 - mask, 1)  # the rim is a blend with what lies around it
-    body = torch.where(inner.amax(dim=(1, 2, 3), keepdim=True) > 0, inner, mask)
-    colour = fill_holes(source, body).view(b, k, 3, h, w)
+    colour = fill_holes(source, _inner_and_body(mask)[1]).view(b, k, 3, h, w)
     covered = hidden.unsqueeze(2) > 0.5
     return Layers(torch.where(covered, colour, layers.premultiplied),
                   torch.where(covered, 1.0, layers.alpha))
