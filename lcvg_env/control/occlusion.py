@@ -6,11 +6,15 @@ largest colour errors of the learned sprites world were such objects, and the ob
 the other depth order where two meet). :func:`infer_occlusion` reads both from the objects'
 masks alone. An object B hidden behind A is cut by A: A fills a dent of B's outline, so A's
 pixels lie inside B's convex hull, while B's pixels hardly reach into A's. The object with more
-of the other inside its hull is behind. A hidden object whose outline away from the objects in
-front of it is convex (its visible pieces fill their hull there) is completed by its hull
-where the objects in front cover it: for a convex object that is part of what is hidden and
-never more. Objects with dents of their own (stars, crosses, rings) are left as they are seen,
-since their hull would add what is not there.
+of the other inside its hull is behind. A hidden object that looks convex where it is seen
+whole (its visible pieces fill their hull away from the objects in front) is completed where
+those objects cover it, up to every line that bounds the outline it shows itself: the largest
+convex object that outline allows (a box hidden at a corner gets the corner back; where all
+of its outermost pixels along a direction touch the front object, nothing of its own bounds it
+there and the front object's far edge does). Objects with dents of their own (stars, crosses,
+rings) are left as they are seen, since no convex completion fits them. An object that shows
+no dent (a tip sticking out from behind another, or one hidden whole) cannot be told from one
+that merely touches the other, and stays as it is seen.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ __all__ = ["CONVEX_TOLERANCE", "DEPTH_MARGIN_PX", "HULL_DIRECTIONS", "Occlusion"
 
 HULL_DIRECTIONS = 16
 """Directions (over half a turn) whose extents bound :func:`convex_hulls`' polygons: a hull
-with 32 sides, within 0.5 % of a circle's radius."""
+with 32 sides, within 0.5 % of a circle's radius; the completion of a hidden part is bounded
+along the same 32 directions."""
 DEPTH_MARGIN_PX = 2
 """Pixels by which one object's share of the other's hull must exceed the reverse for it to
 count as in front (rim pixels on both sides of a mere contact cancel)."""
@@ -88,7 +93,8 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     they are behind (ties, and objects that touch nothing, keep their index order: index 0 in
     front). An object behind others whose hull, one pixel or more away from every other
     object, adds less than ``tolerance`` of its area (it looks convex where it can be seen
-    whole) gets the part of its hull that the objects in front of it cover.
+    whole) gets the pixels of the objects in front of it that lie inside every bound of its
+    own outline (:func:`_outline_bounds`).
 
     Args:
         objects: (B, K, H, W) {0, 1} disjoint visible masks of K objects (empty: absent).
@@ -115,5 +121,38 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     area = objects.sum(dim=(2, 3))
     convex = dents.sum(dim=(2, 3)) < tolerance * area
     in_front = torch.einsum("bkj,bjhw->bkhw", behind.to(objects.dtype), objects).clamp(max=1.0)
-    hidden = hulls * in_front * convex[:, :, None, None].to(objects.dtype)
+    hidden = in_front * _outline_bounds(objects, in_front) * convex[:, :, None, None]
     return Occlusion(torch.maximum(objects, hidden), hidden, depth)
+
+
+def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:
+    """Pixels on the inner side of every line that bounds an object's outline by itself.
+
+    Along each of ``2 * HULL_DIRECTIONS`` directions (a full turn) the object's outermost
+    pixels give a supporting line; it bounds the object only where one of those pixels lies
+    more than a pixel from ``in_front`` (else that stretch of the outline is the front
+    object's edge, and the object may go on behind it).
+
+    Args:
+        objects: (B, K, H, W) {0, 1} visible masks.
+        in_front: (B, K, H, W) {0, 1} for each object, the objects in front of it.
+
+    Returns:
+        (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
+    """
+    b, k, h, w = objects.shape
+    ys = torch.arange(h, device=objects.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=objects.device, dtype=torch.float32)[None, :]
+    on = objects > 0.5
+    near = F.max_pool2d(in_front.reshape(b * k, 1, h, w), 3, stride=1, padding=1)
+    free = on & (near.view(b, k, h, w) < 0.5)
+    inside = torch.ones_like(on)
+    turn = 2 * HULL_DIRECTIONS
+    for d in range(turn):
+        angle = 2.0 * math.pi * d / turn
+        along = math.cos(angle) * xs + math.sin(angle) * ys  # (H, W)
+        high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
+        outermost = along >= high - 0.05  # ties only: the edge of an axis-aligned side
+        bounds = (free & outermost).any(dim=(-2, -1), keepdim=True)
+        inside &= (along <= high + 1e-3) | ~bounds
+    return inside.to(objects.dtype)

@@ -48,6 +48,14 @@ def test_a_box_behind_another_is_put_behind_and_completed():
     assert torch.equal(occlusion.objects[0, 1], visible[0, 1]) and occlusion.hidden[0, 1].sum() == 0
 
 
+def test_a_box_hidden_at_a_corner_gets_the_corner_back():
+    # the hull of the visible L would stop at the diagonal; the box's own sides bound it
+    visible = _boxes((20, 36, 14, 30), (26, 42, 24, 40), size=64)
+    occlusion = ctl.infer_occlusion(visible)
+    assert occlusion.depth.tolist() == [[1, 0]]
+    assert torch.equal(occlusion.objects[0, 0], _boxes((20, 36, 14, 30), size=64)[0, 0])
+
+
 def test_objects_apart_or_alone_keep_index_order_and_their_masks():
     visible = _boxes((2, 8, 2, 8), (20, 30, 20, 30))
     occlusion = ctl.infer_occlusion(visible)
