@@ -70,18 +70,22 @@ def convex_hulls(masks: Tensor, directions: int = HULL_DIRECTIONS) -> Tensor:
     masks = _require_masks("masks", masks)
     if isinstance(directions, bool) or not isinstance(directions, int) or directions < 2:
         raise ValueError(f"directions must be an int >= 2, got {directions!r}")
-    h, w = masks.shape[-2:]
-    ys = torch.arange(h, device=masks.device, dtype=torch.float32)[:, None]
-    xs = torch.arange(w, device=masks.device, dtype=torch.float32)[None, :]
     on = masks > 0.5
     inside = on.any(dim=(-2, -1), keepdim=True).expand_as(on).clone()
     for d in range(directions):  # one direction at a time: (B, K, H, W) at most in memory
-        angle = math.pi * d / directions
-        along = math.cos(angle) * xs + math.sin(angle) * ys  # (H, W)
+        along = _along(math.pi * d / directions, masks)
         low = torch.where(on, along, torch.inf).amin(dim=(-2, -1), keepdim=True)
         high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
         inside &= (along >= low - 1e-3) & (along <= high + 1e-3)
     return inside.to(masks.dtype)
+
+
+def _along(angle: float, masks: Tensor) -> Tensor:
+    """(H, W) each pixel centre's coordinate along the direction ``angle`` (radians from x)."""
+    h, w = masks.shape[-2:]
+    ys = torch.arange(h, device=masks.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=masks.device, dtype=torch.float32)[None, :]
+    return math.cos(angle) * xs + math.sin(angle) * ys
 
 
 def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
@@ -141,16 +145,13 @@ def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:
         (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
     """
     b, k, h, w = objects.shape
-    ys = torch.arange(h, device=objects.device, dtype=torch.float32)[:, None]
-    xs = torch.arange(w, device=objects.device, dtype=torch.float32)[None, :]
     on = objects > 0.5
     near = F.max_pool2d(in_front.reshape(b * k, 1, h, w), 3, stride=1, padding=1)
     free = on & (near.view(b, k, h, w) < 0.5)
     inside = torch.ones_like(on)
     turn = 2 * HULL_DIRECTIONS
     for d in range(turn):
-        angle = 2.0 * math.pi * d / turn
-        along = math.cos(angle) * xs + math.sin(angle) * ys  # (H, W)
+        along = _along(2.0 * math.pi * d / turn, objects)
         high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
         outermost = along >= high - 0.05  # ties only: the edge of an axis-aligned side
         bounds = (free & outermost).any(dim=(-2, -1), keepdim=True)
