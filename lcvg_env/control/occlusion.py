@@ -88,6 +88,11 @@ def _along(angle: float, masks: Tensor) -> Tensor:
     return math.cos(angle) * xs + math.sin(angle) * ys
 
 
+def _grown(masks: Tensor) -> Tensor:
+    """(B, K, H, W) masks grown by one pixel (3x3 neighbourhood), each channel on its own."""
+    return F.max_pool2d(masks, 3, stride=1, padding=1)
+
+
 def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
                     tolerance: float = CONVEX_TOLERANCE) -> Occlusion:
     """Depth order of touching objects and the hidden parts of convex objects behind others.
@@ -109,7 +114,7 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
         An :class:`Occlusion`. With K = 1 the objects come back as they are.
     """
     objects = _require_masks("objects", objects)
-    b, k, h, w = objects.shape
+    b, k = objects.shape[:2]
     order = torch.arange(k, device=objects.device).expand(b, k)
     if k == 1:
         return Occlusion(objects, torch.zeros_like(objects), order.clone())
@@ -120,8 +125,7 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     fronts = behind.sum(dim=2)  # how many objects each is behind
     depth = (fronts * k + order).argsort(dim=1)
     others = objects.sum(dim=1, keepdim=True) - objects
-    near_others = F.max_pool2d(others.reshape(b * k, 1, h, w), 3, stride=1, padding=1)
-    dents = hulls * (1.0 - objects) * (1.0 - near_others.view(b, k, h, w))
+    dents = hulls * (1.0 - objects) * (1.0 - _grown(others))
     area = objects.sum(dim=(2, 3))
     convex = dents.sum(dim=(2, 3)) < tolerance * area
     in_front = torch.einsum("bkj,bjhw->bkhw", behind.to(objects.dtype), objects).clamp(max=1.0)
@@ -144,10 +148,8 @@ def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:
     Returns:
         (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
     """
-    b, k, h, w = objects.shape
     on = objects > 0.5
-    near = F.max_pool2d(in_front.reshape(b * k, 1, h, w), 3, stride=1, padding=1)
-    free = on & (near.view(b, k, h, w) < 0.5)
+    free = on & (_grown(in_front) < 0.5)
     inside = torch.ones_like(on)
     turn = 2 * HULL_DIRECTIONS
     for d in range(turn):
