@@ -3,9 +3,10 @@
 M's foreground mask joins objects that touch or overlap into one connected component, and
 ``object_masks`` then hands the pair out as one object: a command meant for one moves both.
 ``separate_objects`` cuts such a component where its pixels fall into two clearly different
-colours that each form one piece, and tries each piece again; a lone pixel the cut gives one
-object inside or on the edge of another (an antialiased rim pixel whose blend with the
-background is nearer the first object's colour) goes back to the object it touches.
+colours that each form one piece, and tries each piece again. Colours are read away from the
+component's outer rim where it has an inside (the rim blends with the background) and the rim
+then goes to the piece it touches; a lone pixel the cut still gives one object inside or on the
+edge of another goes back to the object it touches.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from lcvg_env.control.components import connected_components
 class ColourSplit:
     """When a connected component is cut in two by colour.
 
-    The component's pixel colours are split by 2-means, started from the sign of their
-    projection on the principal colour axis (robust to a few outlying edge pixels). The cut is
+    The colours of the component's interior (all its pixels if it has too little, or if the
+    interior does not cut) are split by 2-means, started from the sign of their projection on
+    the principal colour axis (robust to a few outlying pixels). The cut is
     kept only if both clusters are big and each is coherent enough for how far apart their
     mean colours are (:attr:`coherence`): a textured object (patches of a second colour
     scattered over it) or a thin rim of edge pixels fails these tests and stays whole, while
@@ -94,26 +96,75 @@ def _largest_piece(mask: Tensor) -> int:
     return int(torch.bincount(labels.flatten())[1:].max())
 
 
+def _interior(mask: Tensor) -> Tensor:
+    """Pixels of a (H, W) bool mask whose eight neighbours are all in it."""
+    outside = (~mask).float()[None, None]
+    return mask & (F.max_pool2d(outside, 3, stride=1, padding=1)[0, 0] < 0.5)
+
+
 def _cut(colours: Tensor, component: Tensor, rule: ColourSplit, depth: int) -> list[Tensor]:
-    """Pieces (H, W) bool of one component of a frame whose (H, W, 3) colours are in [0, 1]."""
+    """Pieces (H, W) bool of one component of a frame whose (H, W, 3) colours are in [0, 1].
+
+    The colours are clustered and judged first on the component's interior: its outer rim
+    blends with the background, and those pixels pull the clusters towards light and dark and
+    fall into either in specks; the rim then goes to the piece it touches. An object seen only
+    in slivers behind another has almost no interior, so all pixels are tried next.
+    """
     n = int(component.sum())
     if depth == 0 or n < 2 * rule.min_pixels:
         return [component]
-    side, centres = _two_means(colours[component])
+    inner = _interior(component)
+    tries = [inner, component] if int(inner.sum()) >= 2 * rule.min_pixels else [component]
+    for core in tries:
+        pieces = _split(colours, component, core, rule)
+        if pieces is not None:
+            return [part for piece in pieces for part in _cut(colours, piece, rule, depth - 1)]
+    return [component]
+
+
+def _split(colours: Tensor, component: Tensor, core: Tensor, rule: ColourSplit
+           ) -> list[Tensor] | None:
+    """Two pieces of ``component`` by the colours of its pixels in ``core`` (None: no cut)."""
+    side, centres = _two_means(colours[core])
     coherence = rule.needed_coherence(float((centres[0] - centres[1]).norm()))
     if coherence is None:
-        return [component]
-    pieces = []
+        return None
+    cores = []
     for chosen in (~side, side):
         piece = torch.zeros_like(component)
-        piece[component] = chosen
-        size = int(chosen.sum())
-        if size < max(rule.min_pixels, rule.min_fraction * n):
-            return [component]
-        if _largest_piece(piece) < coherence * size:
-            return [component]
-        pieces.append(piece)
-    return [part for piece in pieces for part in _cut(colours, piece, rule, depth - 1)]
+        piece[core] = chosen
+        if not bool(chosen.any()) or _largest_piece(piece) < coherence * int(chosen.sum()):
+            return None
+        cores.append(piece)
+    pieces = _grow(torch.stack(cores), component, colours, centres)
+    least = max(rule.min_pixels, rule.min_fraction * int(component.sum()))
+    if any(int(piece.sum()) < least for piece in pieces):
+        return None
+    return pieces
+
+
+def _grow(cores: Tensor, component: Tensor, colours: Tensor, centres: Tensor) -> list[Tensor]:
+    """Grow (2, H, W) bool cores over the rest of ``component`` one ring of pixels at a time.
+
+    A pixel both reach in the same ring goes to the core whose mean colour (``centres`` (2, 3))
+    is nearer; a pixel neither reaches (a loose part of the component) goes by colour alone.
+    """
+    owner = torch.full(component.shape, -1, dtype=torch.long, device=component.device)
+    owner[cores[0]] = 0
+    owner[cores[1]] = 1
+    while True:
+        free = component & (owner < 0)
+        taken = torch.stack([owner == 0, owner == 1]).float()[None]
+        reach = (F.max_pool2d(taken, 3, stride=1, padding=1)[0] > 0.5) & free  # (2, H, W)
+        if not bool(reach.any()):
+            break
+        both = reach[0] & reach[1]
+        owner[reach[0] & ~both] = 0
+        owner[reach[1] & ~both] = 1
+        owner[both] = torch.cdist(colours[both], centres).argmin(1)
+    free = component & (owner < 0)
+    owner[free] = torch.cdist(colours[free], centres).argmin(1)
+    return [owner == 0, owner == 1]
 
 
 def separate_objects(frames: Tensor, masks: Tensor, k: int,

@@ -90,6 +90,29 @@ def test_close_colours_are_cut_only_in_one_piece_each():
     assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
 
 
+def test_close_colours_are_cut_where_the_rim_around_them_is_speckled():
+    # M's mask takes a rim of pixels blended with the background around the objects; some
+    # come out nearer the other object's colour, and as specks in the wrong colour cluster
+    # they would break the coherence that close colours need
+    rose = (0.9, -0.8, -0.33)  # 0.235 from RED in [0, 1] RGB
+    frame, body = _scene((6, 16, 6, 14, RED), (8, 20, 14, 24, rose))
+    inside = body[0, 0].bool()
+    mask = torch.nn.functional.max_pool2d(body, 3, stride=1, padding=1)
+    rim = mask[0, 0].bool() & ~inside
+    red = torch.zeros(32, 32, dtype=torch.bool)
+    red[6:16, 6:14] = True
+    near_red = torch.nn.functional.max_pool2d(red.float()[None, None], 3, 1, 1)[0, 0].bool()
+    speck = torch.arange(32 * 32).view(32, 32) % 3 == 0
+    for pixels, rgb in ((rim & near_red & ~speck, RED), (rim & near_red & speck, rose),
+                        (rim & ~near_red & ~speck, rose), (rim & ~near_red & speck, RED)):
+        frame[0, :, pixels] = torch.tensor(rgb)[:, None]
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 1].sum() > 0, "the two objects stayed one"
+    found_red = objects[0, 1].bool()  # the smaller
+    assert torch.equal(found_red & inside, red)  # exactly the red box inside
+    assert torch.equal(objects[0, 0].bool() | found_red, mask[0, 0].bool())  # rim shared out
+
+
 def test_bad_inputs_are_named():
     frame, mask = _scene((4, 16, 4, 14, RED))
     with pytest.raises(ValueError, match="frames must be"):
