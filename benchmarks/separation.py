@@ -44,15 +44,21 @@ def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(ious), np.array(offsets)
 
 
-def measure(style: str, scenes: int, seed: int, checkpoint: str) -> dict[str, object]:
-    """The scores of both splittings on ``scenes`` twin scenes of ``style``."""
-    model = load_model(checkpoint, "cpu")
-    twins = [SpritesRealEnv(style=style, size=int(model.config.resolution[0]))
-             for _ in range(scenes)]
+def first_frames(style: str, scenes: int, seed: int, size: int
+                 ) -> tuple[list[SpritesRealEnv], torch.Tensor]:
+    """Twins reset with seeds ``seed``, ``seed + 1``, ... and their first frames (n, 3, S, S)
+    in [-1, 1]."""
+    twins = [SpritesRealEnv(style=style, size=size) for _ in range(scenes)]
     for i, twin in enumerate(twins):
         twin.reset(seed=seed + i)
     frames = torch.from_numpy(np.stack([t.frame for t in twins])).permute(0, 3, 1, 2)
-    frames = frames.float() / 127.5 - 1.0
+    return twins, frames.float() / 127.5 - 1.0
+
+
+def measure(style: str, scenes: int, seed: int, checkpoint: str) -> dict[str, object]:
+    """The scores of both splittings on ``scenes`` twin scenes of ``style``."""
+    model = load_model(checkpoint, "cpu")
+    twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]))
     with torch.inference_mode():
         masks = ctl.binarize(model.mask(frames).float())
         found = {"components": ctl.object_masks(masks, MAX_OBJECTS),

@@ -417,6 +417,10 @@ class SpritesRealEnv(gym.Env):
         """Return bool (M, S, S): every scene object's visible mask in the current frame."""
         return self._require_started()[2].visible.copy()
 
+    def full_masks(self) -> np.ndarray:
+        """Return bool (M, S, S): every scene object's whole mask, hidden parts included."""
+        return self._require_started()[2].full.copy()
+
     def other_masks(self) -> np.ndarray:
         """Return bool (M - K, S, S): the visible masks of the scene objects not controlled."""
         visible = self._require_started()[2].visible

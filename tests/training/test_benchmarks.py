@@ -1,10 +1,13 @@
-"""The training benchmark runs and reports what it measured (it never asserts a time)."""
+"""Benchmarks run and report what they measured (they never assert a time)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import train_step
+from tests.lcvg_env.conftest import BUNDLED
 
 
 def test_train_step_benchmark_reports_both_stages(capsys):
@@ -36,3 +39,34 @@ def test_soak_benchmark_reports_memory_slope_bad_values_and_speed(capsys, tmp_pa
     assert report["rss_mib"]["samples"] == 7 and report["rss_mib"]["max"] > 0
     assert report["nan"] == {"observations": 0, "rewards": 0}
     assert report["inf"] == {"observations": 0, "rewards": 0}
+
+
+@pytest.mark.skipif(not BUNDLED, reason="bundled sprites checkpoint missing")
+def test_occlusion_benchmark_scores_the_depth_order_of_hidden_pairs(capsys):
+    from benchmarks import occlusion
+
+    occlusion.main(["--scenes", "60", "--seed", "30000", "--styles", "classic"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["objects"] for row in rows] == ["separated", "true_masks"]
+    found, true = rows
+    assert found["cases"] == true["cases"] > 0
+    assert true["matched"] == true["cases"]  # a true mask always matches itself
+    assert 0 < found["matched"] <= found["cases"]
+    for row in rows:
+        assert 0.0 <= row["index_order_right"] <= 1.0 and 0.0 < row["depth_right"] <= 1.0
+
+
+def test_twin_full_masks_add_the_hidden_parts():
+    from lcvg_env.world.twin import SpritesRealEnv
+
+    twin = SpritesRealEnv(style="classic", size=64)
+    hiding = 0
+    for seed in range(30000, 30040):
+        twin.reset(seed=seed)
+        visible, full = twin.all_masks(), twin.full_masks()
+        assert full.shape == visible.shape and not (visible & ~full).any()
+        hidden = full & ~visible
+        # a hidden pixel of one object is a visible pixel of another
+        assert not (hidden & ~visible.any(axis=0)).any()
+        hiding += int(hidden.any())
+    assert hiding > 0

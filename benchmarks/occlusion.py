@@ -1,0 +1,110 @@
+"""How often the depth order read at reset is right, for twin objects that hide one another.
+
+For twin scenes (``lcvg_env.world``), every pair of objects of which one hides at least
+``--min-hidden`` pixels of the other in the first frame (both showing at least 16 pixels) is
+a case. Its objects are matched with objects found in the frame (best IoU above 0.5, two
+different ones), either M's separated objects (``lcvg_env.control.separate_objects``, what the
+simulator uses) or the true visible masks (the depth cue alone, without M's errors), and
+``lcvg_env.control.infer_occlusion`` orders the found objects. Prints one JSON object per style
+and source: the cases, how many were matched, the fraction of matched cases put in the right
+order, and the same fraction for index order (larger visible area in front, the order without
+occlusion).
+
+    python -m benchmarks.occlusion [--scenes 2000] [--seed 30000] [--styles varied classic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from benchmarks.separation import MAX_OBJECTS, first_frames
+from lcvg_env import control as ctl
+from lcvg_env.env import load_model
+from lcvg_env.registration import SPRITES_CHECKPOINT
+
+MIN_VISIBLE = 16
+"""Pixels an object of a case must show."""
+
+
+def _cases(visible: np.ndarray, full: np.ndarray, min_hidden: int) -> list[tuple[int, int]]:
+    """(front, back) indices of the pairs in which one object hides ``min_hidden`` px of the
+    other (visible, full: bool (K, H, W))."""
+    shown = visible.sum(axis=(1, 2)) >= MIN_VISIBLE
+    cases = []
+    for a in range(len(visible)):
+        for b in range(a + 1, len(visible)):
+            if not (shown[a] and shown[b]):
+                continue
+            a_hidden_by_b = int((full[a] & visible[b]).sum())
+            b_hidden_by_a = int((full[b] & visible[a]).sum())
+            if max(a_hidden_by_b, b_hidden_by_a) >= min_hidden:
+                cases.append((b, a) if a_hidden_by_b > b_hidden_by_a else (a, b))
+    return cases
+
+
+def _match(mask: np.ndarray, found: np.ndarray) -> int | None:
+    """Index of the found (K, H, W) object of best IoU with ``mask`` (None: none above 0.5)."""
+    inter = (found & mask).sum(axis=(1, 2))
+    union = (found | mask).sum(axis=(1, 2))
+    iou = inter / np.maximum(union, 1)
+    best = int(iou.argmax())
+    return best if iou[best] > 0.5 else None
+
+
+def measure(style: str, scenes: int, seed: int, checkpoint: str, min_hidden: int
+            ) -> list[dict[str, object]]:
+    """The scores of M's objects and of the true visible masks on ``scenes`` twin scenes."""
+    model = load_model(checkpoint, "cpu")
+    twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]))
+    masks_of = [(twin.all_masks(), twin.full_masks()) for twin in twins]
+    truth = np.zeros((scenes, MAX_OBJECTS, *frames.shape[2:]), dtype=np.float32)
+    for i, (visible, _) in enumerate(masks_of):
+        largest_first = np.argsort(-visible.sum(axis=(1, 2)), kind="stable")
+        truth[i, : len(visible)] = visible[largest_first]  # M's objects come in that order
+    with torch.inference_mode():
+        masks = ctl.binarize(model.mask(frames).float())
+        found = {"separated": ctl.separate_objects(frames, masks, MAX_OBJECTS),
+                 "true_masks": torch.from_numpy(truth)}
+        depth = {name: ctl.infer_occlusion(objects).depth for name, objects in found.items()}
+    results = []
+    for name, objects in found.items():
+        cases = matched = right = by_index = 0
+        for i, (visible, full) in enumerate(masks_of):
+            found_i = objects[i].numpy() > 0.5
+            rank = depth[name][i].argsort().numpy()  # rank[object]: 0 front
+            for front, back in _cases(visible, full, min_hidden):
+                cases += 1
+                f, b = _match(visible[front], found_i), _match(visible[back], found_i)
+                if f is None or b is None or f == b:
+                    continue
+                matched += 1
+                right += int(rank[f] < rank[b])
+                by_index += int(f < b)
+        results.append({"style": style, "objects": name, "scenes": scenes, "seed": seed,
+                        "cases": cases, "matched": matched,
+                        "depth_right": round(right / max(matched, 1), 3),
+                        "index_order_right": round(by_index / max(matched, 1), 3)})
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print one JSON object per style and source of objects."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=2000, help="twin scenes per style")
+    parser.add_argument("--seed", type=int, default=30000, help="seed of the first scene")
+    parser.add_argument("--styles", nargs="+", default=["varied", "classic"], help="styles")
+    parser.add_argument("--min-hidden", type=int, default=3,
+                        help="pixels one object of a case must hide of the other")
+    parser.add_argument("--checkpoint", default=SPRITES_CHECKPOINT, help="whose mask network")
+    args = parser.parse_args(argv)
+    for style in args.styles:
+        for result in measure(style, args.scenes, args.seed, args.checkpoint, args.min_hidden):
+            print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
