@@ -78,6 +78,21 @@ def test_an_object_with_dents_of_its_own_is_ordered_but_not_completed():
     assert torch.equal(occlusion.objects, visible)
 
 
+def test_a_box_between_the_arms_of_a_cross_in_front_is_put_behind():
+    # the cross's arm covers a strip of the box, which lies in the wedge between two arms:
+    # the cross's hull takes in more of the box (20 px) than the box's hull of the cross (18)
+    cross = torch.zeros(32, 32)
+    cross[0:17, 11:14] = 1.0
+    cross[7:10, 4:21] = 1.0
+    box = torch.zeros(32, 32)
+    box[11:20, 10:19] = 1.0
+    for order in ((0, 1), (1, 0)):
+        visible = torch.stack([box * (1.0 - cross), cross])[list(order)][None]
+        occlusion = ctl.infer_occlusion(visible)
+        assert occlusion.depth[0].tolist() == [order.index(1), order.index(0)]  # cross first
+        assert torch.equal(occlusion.hidden[0, order.index(0)].bool(), (box * cross).bool())
+
+
 def test_fill_hidden_gives_the_hidden_part_the_objects_colour():
     visible = _boxes((8, 16, 2, 30), (4, 20, 12, 18))
     frame = torch.full((1, 3, 32, 32), -0.5)
