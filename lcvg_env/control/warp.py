@@ -53,6 +53,28 @@ def warp_masks(
     return _warp(masks, theta.to(masks.dtype).expand(masks.shape[0], 2, 3), mode, padding_mode)
 
 
+def subpixel_spread(theta: Tensor, h: int, w: int) -> Tensor:
+    """How far from an input pixel centre each output pixel of a warp samples.
+
+    Interpolating between two pixels halfway blurs an edge the most and on a centre not at
+    all; ``4 f (1 - f)`` of the fractional part f of the source coordinate measures it.
+
+    Args:
+        theta: (B, 2, 3) ``input_from_output`` matrices.
+        h: output (and input) height.
+        w: output (and input) width.
+
+    Returns:
+        (B, 1, h, w) in [0, 1]: the larger of the x and y measures (0: on a pixel centre, 1:
+        halfway between two).
+    """
+    grid = _sampling_grid(theta, h, w)  # normalised, align_corners=False
+    size = torch.tensor([w, h], device=grid.device, dtype=grid.dtype)
+    source = ((grid + 1.0) * size - 1.0) / 2.0  # pixel coordinates
+    frac = source - source.floor()
+    return (4.0 * frac * (1.0 - frac)).amax(dim=-1).unsqueeze(1)
+
+
 def _sampling_grid(theta: Tensor, h: int, w: int) -> Tensor:
     """(B, h, w, 2) input coordinates ``theta @ [x; y; 1]`` of the output pixel centres.
 

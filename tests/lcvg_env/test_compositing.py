@@ -45,15 +45,17 @@ def test_whole_pixel_translation_keeps_the_objects_pixels_exactly():
     assert bool((comp.band[0, 0][left] == 1).all())
 
 
-def _antialiased_disc(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A red disc drawn with exact pixel coverage over a background dark on the left half and
-    light on the right; returns the frame, the disc's mask (coverage > 0.5) and its coverage."""
+def _antialiased_disc(size: int = 32, cx: float = 8.3, cy: float = 15.6
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A red disc centred at (cx, cy) drawn with exact pixel coverage over a background dark on
+    the left half and light on the right; returns the frame, the disc's mask (coverage > 0.5)
+    and its coverage."""
     ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     fine = 8  # coverage by supersampling
     offs = (torch.arange(fine) + 0.5) / fine - 0.5
     sub_y = ys[..., None, None] + offs[:, None]
     sub_x = xs[..., None, None] + offs[None, :]
-    coverage = (((sub_x - 8.3) ** 2 + (sub_y - 15.6) ** 2) < 4.4**2).float().mean((-2, -1))
+    coverage = (((sub_x - cx) ** 2 + (sub_y - cy) ** 2) < 4.4**2).float().mean((-2, -1))
     background = torch.where(xs < size / 2, -0.8, 0.6).expand(3, size, size)
     red = torch.tensor([0.9, -0.7, -0.7]).view(3, 1, 1)
     frame = coverage * red + (1 - coverage) * background
@@ -76,6 +78,26 @@ def test_an_antialiased_rim_blends_with_the_background_it_lands_on():
     assert float(error[rim].mean()) < 0.1
     inside = truth == 1  # the disc's own pixels, moved whole pixels: exact
     assert float(error[inside].max()) < 1e-5
+
+
+def test_a_sub_pixel_move_keeps_the_rim_sharp(monkeypatch):
+    frame, mask, _ = _antialiased_disc()
+    light, red = torch.tensor([0.6, 0.6, 0.6]).view(3, 1, 1), torch.tensor([0.9, -0.7, -0.7])
+    errors = {}
+    for dx, dy in ((13.5, 0.5), (12.5, -1.5), (14.25, 0.75)):  # onto the light half
+        _, _, truth = _antialiased_disc(cx=8.3 + dx, cy=15.6 + dy)
+        want = truth * red.view(3, 1, 1) + (1 - truth) * light
+        rim = (truth > 0.05) & (truth < 0.95)
+        theta = shift_theta(dx, dy, 32)
+        moved = ctl.warp_nearest(mask, theta[:, 0])
+        for resharpen in (0.0, compositing.EDGE_RESHARPEN):
+            monkeypatch.setattr(compositing, "EDGE_RESHARPEN", resharpen)
+            comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
+                                       1 - mask, 2, mask)
+            error = float((comp.image[0] - want).abs().mean(0)[rim].mean())
+            errors.setdefault(resharpen, []).append(error)
+    plain, steepened = (sum(v) / len(v) for v in errors.values())
+    assert steepened < 0.85 * plain, errors  # interpolation alone smears the edge
 
 
 def test_canvas_keeps_the_first_frame_where_no_object_has_been():

@@ -29,6 +29,7 @@ from lcvg_env.control import (
     object_masks,
     params_to_matrix,
     pixel_to_normalized,
+    subpixel_spread,
     trusted_values,
     union_masks,
     values_checked,
@@ -201,6 +202,21 @@ def test_warp_gradcheck() -> None:
     theta = (torch.eye(2, 3, dtype=torch.float64).repeat(2, 1, 1)
              + 0.1 * torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)).requires_grad_(True)
     assert torch.autograd.gradcheck(warp_masks, (masks, theta), eps=1e-6, atol=1e-5)
+
+
+def test_subpixel_spread_is_zero_on_pixel_centres_and_one_halfway() -> None:
+    size = 16
+    def shift(dx: float, dy: float) -> torch.Tensor:
+        params = torch.tensor([[2 * dx / size, 2 * dy / size]])
+        return params_to_matrix(params, size=(size, size))
+
+    assert torch.allclose(subpixel_spread(shift(3.0, -2.0), size, size), torch.zeros(1, 1, 16, 16),
+                          atol=1e-5)
+    assert torch.allclose(subpixel_spread(shift(0.5, 0.0), size, size), torch.ones(1, 1, 16, 16),
+                          atol=1e-5)
+    quarter = subpixel_spread(shift(0.25, 1.0), size, size)  # 4 * 0.25 * 0.75 in x
+    assert quarter.shape == (1, 1, 16, 16) and torch.allclose(quarter, torch.tensor(0.75),
+                                                              atol=1e-5)
 
 
 def test_warp_objects_moves_each_object() -> None:
