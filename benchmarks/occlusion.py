@@ -5,10 +5,12 @@ For twin scenes (``lcvg_env.world``), every pair of objects of which one hides a
 a case. Its objects are matched with objects found in the frame (best IoU above 0.5, two
 different ones), either M's separated objects (``lcvg_env.control.separate_objects``, what the
 simulator uses) or the true visible masks (the depth cue alone, without M's errors), and
-``lcvg_env.control.infer_occlusion`` orders the found objects. Prints one JSON object per style
-and source: the cases, how many were matched, the fraction of matched cases put in the right
-order, and the same fraction for index order (larger visible area in front, the order without
-occlusion).
+``lcvg_env.control.infer_occlusion`` orders the found objects and completes those behind.
+Prints one JSON object per style and source: the cases, how many were matched, the fraction of
+matched cases put in the right order, the same fraction for index order (larger visible area
+in front, the order without occlusion), and for the back objects given a hidden part
+(``completed``) the mean IoU with the true whole object of what was seen and of the
+completed object.
 
     python -m benchmarks.occlusion [--scenes 2000] [--seed 30000] [--styles varied classic]
 """
@@ -69,13 +71,15 @@ def measure(style: str, scenes: int, seed: int, checkpoint: str, min_hidden: int
         masks = ctl.binarize(model.mask(frames).float())
         found = {"separated": ctl.separate_objects(frames, masks, MAX_OBJECTS),
                  "true_masks": torch.from_numpy(truth)}
-        depth = {name: ctl.infer_occlusion(objects).depth for name, objects in found.items()}
+        occlusion = {name: ctl.infer_occlusion(objects) for name, objects in found.items()}
     results = []
     for name, objects in found.items():
         cases = matched = right = by_index = 0
+        seen_iou, completed_iou = [], []
         for i, (visible, full) in enumerate(masks_of):
             found_i = objects[i].numpy() > 0.5
-            rank = depth[name][i].argsort().numpy()  # rank[object]: 0 front
+            hidden_i = occlusion[name].hidden[i].numpy() > 0.5
+            rank = occlusion[name].depth[i].argsort().numpy()  # rank[object]: 0 front
             for front, back in _cases(visible, full, min_hidden):
                 cases += 1
                 f, b = _match(visible[front], found_i), _match(visible[back], found_i)
@@ -84,11 +88,21 @@ def measure(style: str, scenes: int, seed: int, checkpoint: str, min_hidden: int
                 matched += 1
                 right += int(rank[f] < rank[b])
                 by_index += int(f < b)
+                if hidden_i[b].any():
+                    seen_iou.append(_iou(found_i[b], full[back]))
+                    completed_iou.append(_iou(found_i[b] | hidden_i[b], full[back]))
         results.append({"style": style, "objects": name, "scenes": scenes, "seed": seed,
                         "cases": cases, "matched": matched,
                         "depth_right": round(right / max(matched, 1), 3),
-                        "index_order_right": round(by_index / max(matched, 1), 3)})
+                        "index_order_right": round(by_index / max(matched, 1), 3),
+                        "completed": len(seen_iou),
+                        "whole_iou_seen": round(float(np.mean(seen_iou or [0.0])), 3),
+                        "whole_iou_completed": round(float(np.mean(completed_iou or [0.0])), 3)})
     return results
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(int((a | b).sum()), 1))
 
 
 def main(argv: list[str] | None = None) -> None:

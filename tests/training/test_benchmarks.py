@@ -54,6 +54,8 @@ def test_occlusion_benchmark_scores_the_depth_order_of_hidden_pairs(capsys):
     assert 0 < found["matched"] <= found["cases"]
     for row in rows:
         assert 0.0 <= row["index_order_right"] <= 1.0 and 0.0 < row["depth_right"] <= 1.0
+    # completing the objects behind brings them closer to the true whole objects
+    assert true["completed"] > 0 and true["whole_iou_completed"] > true["whole_iou_seen"]
 
 
 def test_twin_full_masks_add_the_hidden_parts():
