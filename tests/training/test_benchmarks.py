@@ -45,7 +45,7 @@ def test_soak_benchmark_reports_memory_slope_bad_values_and_speed(capsys, tmp_pa
 def test_occlusion_benchmark_scores_the_depth_order_of_hidden_pairs(capsys):
     from benchmarks import occlusion
 
-    occlusion.main(["--scenes", "60", "--seed", "30000", "--styles", "classic"])
+    occlusion.main(["--scenes", "200", "--seed", "30000", "--styles", "classic"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["objects"] for row in rows] == ["separated", "true_masks"]
     found, true = rows
