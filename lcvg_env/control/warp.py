@@ -67,7 +67,14 @@ def subpixel_spread(theta: Tensor, h: int, w: int) -> Tensor:
     Returns:
         (B, 1, h, w) in [0, 1]: the larger of the x and y measures (0: on a pixel centre, 1:
         halfway between two).
+
+    Raises:
+        ValueError: a bad ``theta`` or a size that is not a positive int, quoting it.
     """
+    theta = _require_theta("theta", theta)
+    for name, n in (("h", h), ("w", w)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {n!r}")
     grid = _sampling_grid(theta, h, w)  # normalised, align_corners=False
     size = torch.tensor([w, h], device=grid.device, dtype=grid.dtype)
     source = ((grid + 1.0) * size - 1.0) / 2.0  # pixel coordinates

@@ -217,6 +217,10 @@ def test_subpixel_spread_is_zero_on_pixel_centres_and_one_halfway() -> None:
     quarter = subpixel_spread(shift(0.25, 1.0), size, size)  # 4 * 0.25 * 0.75 in x
     assert quarter.shape == (1, 1, 16, 16) and torch.allclose(quarter, torch.tensor(0.75),
                                                               atol=1e-5)
+    with pytest.raises(ValueError, match="h must be an int >= 1, got 0"):
+        subpixel_spread(shift(0.5, 0.0), 0, size)
+    with pytest.raises(ValueError, match="theta must have shape"):
+        subpixel_spread(torch.zeros(1, 3, 3), size, size)
 
 
 def test_warp_objects_moves_each_object() -> None:
