@@ -42,6 +42,12 @@ CONVEX_TOLERANCE = 0.1
 """An object behind others is completed only if its hull, away from them (1 px margin), holds
 less than this fraction of its area outside its own mask (rasterised convex shapes and M's
 ragged rims stay well below it; stars and crosses are far above)."""
+COMPLETION_REACH = 1.0
+"""A completed pixel lies no farther from any pixel of its object than this many times the
+object's visible width. On M's objects in 4,000 unseen twin scenes (``benchmarks.occlusion``,
+seeds 30000 and 50000) the completed back objects' IoU with the true whole objects rises from
+0.742 / 0.749 (varied) and 0.776 / 0.772 (classic) without it to 0.816 / 0.831 and 0.840 /
+0.840; 1.5 gives 0.750 and 0.789, 0.9 0.812 (varied), on seed 30000."""
 NONCONVEX_SHARE = 0.5
 """Weight of the share of a convex object inside the hull of one that is not (a star's hull
 holds the wedges between its arms, whatever lies there): on M's objects in 4,000 unseen twin
@@ -109,7 +115,8 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     keep their index order: index 0 in front). An object behind others whose hull, one pixel
     or more away from every other object, adds less than ``tolerance`` of its area (it looks
     convex where it can be seen whole) gets the pixels of the objects in front of it that lie
-    inside every bound of its own outline (:func:`_outline_bounds`).
+    inside every bound of its own outline (:func:`_outline_bounds`) and no farther from any of
+    its pixels than it is wide (:func:`_within_reach`).
 
     Args:
         objects: (B, K, H, W) {0, 1} disjoint visible masks of K objects (empty: absent).
@@ -138,8 +145,35 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     fronts = behind.sum(dim=2)  # how many objects each is behind
     depth = (fronts * k + order).argsort(dim=1)
     in_front = torch.einsum("bkj,bjhw->bkhw", behind.to(objects.dtype), objects).clamp(max=1.0)
-    hidden = in_front * _outline_bounds(objects, in_front) * convex[:, :, None, None]
+    bounded = _outline_bounds(objects, in_front) * _within_reach(objects)
+    hidden = in_front * bounded * convex[:, :, None, None]
     return Occlusion(torch.maximum(objects, hidden), hidden, depth)
+
+
+def _within_reach(objects: Tensor) -> Tensor:
+    """Pixels within :data:`COMPLETION_REACH` widths of every pixel of an object.
+
+    The width is the object's largest extent over ``2 * HULL_DIRECTIONS`` directions, with
+    half a pixel to spare. A completion inside it is no wider than what is seen: an object
+    that shows a sliver is not grown across the whole object in front of it.
+
+    Args:
+        objects: (B, K, H, W) {0, 1} visible masks.
+
+    Returns:
+        (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
+    """
+    on = objects > 0.5
+    farthest = torch.full_like(objects, -torch.inf)
+    width = torch.zeros_like(objects[:, :, :1, :1])
+    turn = 2 * HULL_DIRECTIONS
+    for d in range(turn):
+        along = _along(2.0 * math.pi * d / turn, objects)
+        high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
+        low = torch.where(on, along, torch.inf).amin(dim=(-2, -1), keepdim=True)
+        farthest = torch.maximum(farthest, high - along)
+        width = torch.maximum(width, (high - low).nan_to_num(0.0, posinf=0.0, neginf=0.0))
+    return (farthest <= COMPLETION_REACH * width + 0.5).to(objects.dtype)
 
 
 def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 from lcvg_env import compositing
 from lcvg_env import control as ctl
+from lcvg_env.control import occlusion as occlusion_module
 from lcvg_env.registration import register_envs
 from tests.lcvg_env.conftest import BUNDLED
 
@@ -91,6 +94,26 @@ def test_a_box_between_the_arms_of_a_cross_in_front_is_put_behind():
         occlusion = ctl.infer_occlusion(visible)
         assert occlusion.depth[0].tolist() == [order.index(1), order.index(0)]  # cross first
         assert torch.equal(occlusion.hidden[0, order.index(0)].bool(), (box * cross).bool())
+
+
+def test_a_completion_is_no_wider_than_the_object_seen(monkeypatch):
+    # a box behind the edge of a large disc: nothing of its own outline bounds it on the
+    # disc's side, so only its width keeps it from taking the whole disc
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disc = (((xs - 13) ** 2 + (ys - 16) ** 2) <= 11**2).float()
+    box = torch.zeros(32, 32)
+    box[10:23, 21:30] = 1.0
+    visible = torch.stack([disc, box * (1.0 - disc)])[None]
+
+    def iou_with_box() -> float:
+        whole = ctl.infer_occlusion(visible).objects[0, 1] > 0.5
+        return float((whole & (box > 0)).sum() / (whole | (box > 0)).sum())
+
+    assert ctl.infer_occlusion(visible).depth.tolist() == [[0, 1]]
+    reached = iou_with_box()
+    monkeypatch.setattr(occlusion_module, "COMPLETION_REACH", math.inf)
+    unbounded = iou_with_box()
+    assert reached > 0.8 and unbounded < 0.4
 
 
 def test_fill_hidden_gives_the_hidden_part_the_objects_colour():
