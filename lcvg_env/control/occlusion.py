@@ -11,8 +11,9 @@ whole (its visible pieces fill their hull away from the objects in front) is com
 those objects cover it, up to every line that bounds the outline it shows itself: the largest
 convex object that outline allows (a box hidden at a corner gets the corner back; where all
 of its outermost pixels along a direction touch the front object, nothing of its own bounds it
-there and the front object's far edge does). Objects with dents of their own (stars, crosses,
-rings) are left as they are seen, since no convex completion fits them. An object that shows
+there), and no wider than what is seen of it (a sliver is not grown across the object in
+front). Objects with dents of their own (stars, crosses, rings) are left as they are seen,
+since no convex completion fits them. An object that shows
 no dent (a tip sticking out from behind another, or one hidden whole) cannot be told from one
 that merely touches the other, and stays as it is seen.
 """
