@@ -13,9 +13,9 @@ convex object that outline allows (a box hidden at a corner gets the corner back
 of its outermost pixels along a direction touch the front object, nothing of its own bounds it
 there), and no wider than what is seen of it (a sliver is not grown across the object in
 front). Objects with dents of their own (stars, crosses, rings) are left as they are seen,
-since no convex completion fits them. An object that shows
-no dent (a tip sticking out from behind another, or one hidden whole) cannot be told from one
-that merely touches the other, and stays as it is seen.
+since no convex completion fits them. An object that shows no dent (a tip sticking out from
+behind another, or one hidden whole) cannot be told from one that merely touches the other,
+and stays as it is seen.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks
 
-__all__ = ["CONVEX_TOLERANCE", "DEPTH_MARGIN_PX", "HULL_DIRECTIONS", "NONCONVEX_SHARE",
-           "Occlusion", "convex_hulls", "infer_occlusion"]
+__all__ = ["COMPLETION_REACH", "CONVEX_TOLERANCE", "DEPTH_MARGIN_PX", "HULL_DIRECTIONS",
+           "NONCONVEX_SHARE", "Occlusion", "convex_hulls", "infer_occlusion"]
 
 HULL_DIRECTIONS = 16
 """Directions (over half a turn) whose extents bound :func:`convex_hulls`' polygons: a hull
