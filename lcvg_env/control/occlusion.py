@@ -146,48 +146,65 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     fronts = behind.sum(dim=2)  # how many objects each is behind
     depth = (fronts * k + order).argsort(dim=1)
     in_front = torch.einsum("bkj,bjhw->bkhw", behind.to(objects.dtype), objects).clamp(max=1.0)
-    bounded = _outline_bounds(objects, in_front) * _within_reach(objects)
+    extents = _full_turn(objects)
+    bounded = _outline_bounds(objects, in_front, extents) * _within_reach(objects, extents)
     hidden = in_front * bounded * convex[:, :, None, None]
     return Occlusion(torch.maximum(objects, hidden), hidden, depth)
 
 
-def _within_reach(objects: Tensor) -> Tensor:
+def _full_turn(objects: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Coordinates along each of ``2 * HULL_DIRECTIONS`` directions over a full turn.
+
+    Returns:
+        One (along, high) pair per direction: each pixel centre's coordinate (H, W) and each
+        object's largest (B, K, 1, 1; -inf for an empty mask).
+    """
+    on = objects > 0.5
+    turn = 2 * HULL_DIRECTIONS
+    extents = []
+    for d in range(turn):
+        along = _along(2.0 * math.pi * d / turn, objects)
+        extents.append((along, torch.where(on, along, -torch.inf).amax(dim=(-2, -1),
+                                                                           keepdim=True)))
+    return extents
+
+
+def _within_reach(objects: Tensor, extents: list[tuple[Tensor, Tensor]]) -> Tensor:
     """Pixels within :data:`COMPLETION_REACH` widths of every pixel of an object.
 
-    The width is the object's largest extent over ``2 * HULL_DIRECTIONS`` directions, with
-    half a pixel to spare. A completion inside it is no wider than what is seen: an object
-    that shows a sliver is not grown across the whole object in front of it.
+    The width is the object's largest extent over the directions of ``extents``
+    (:func:`_full_turn`), with half a pixel to spare. A completion inside it is no wider than
+    what is seen: an object that shows a sliver is not grown across the whole object in front
+    of it.
 
     Args:
         objects: (B, K, H, W) {0, 1} visible masks.
+        extents: :func:`_full_turn` of ``objects``.
 
     Returns:
         (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
     """
-    on = objects > 0.5
-    farthest = torch.full_like(objects, -torch.inf)
-    width = torch.zeros_like(objects[:, :, :1, :1])
-    turn = 2 * HULL_DIRECTIONS
-    for d in range(turn):
-        along = _along(2.0 * math.pi * d / turn, objects)
-        high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
-        low = torch.where(on, along, torch.inf).amin(dim=(-2, -1), keepdim=True)
+    farthest = torch.full_like(objects, -torch.inf)  # to the farthest pixel of the object
+    for along, high in extents:
         farthest = torch.maximum(farthest, high - along)
-        width = torch.maximum(width, (high - low).nan_to_num(0.0, posinf=0.0, neginf=0.0))
+    # the farthest any two of its pixels lie apart
+    width = torch.where(objects > 0.5, farthest, -torch.inf).amax(dim=(-2, -1), keepdim=True)
     return (farthest <= COMPLETION_REACH * width + 0.5).to(objects.dtype)
 
 
-def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:
+def _outline_bounds(objects: Tensor, in_front: Tensor,
+                    extents: list[tuple[Tensor, Tensor]]) -> Tensor:
     """Pixels on the inner side of every line that bounds an object's outline by itself.
 
-    Along each of ``2 * HULL_DIRECTIONS`` directions (a full turn) the object's outermost
-    pixels give a supporting line; it bounds the object only where one of those pixels lies
-    more than a pixel from ``in_front`` (else that stretch of the outline is the front
-    object's edge, and the object may go on behind it).
+    Along each direction of ``extents`` (:func:`_full_turn`) the object's outermost pixels give
+    a supporting line; it bounds the object only where one of those pixels lies more than a
+    pixel from ``in_front`` (else that stretch of the outline is the front object's edge, and
+    the object may go on behind it).
 
     Args:
         objects: (B, K, H, W) {0, 1} visible masks.
         in_front: (B, K, H, W) {0, 1} for each object, the objects in front of it.
+        extents: :func:`_full_turn` of ``objects``.
 
     Returns:
         (B, K, H, W) {0, 1} in the masks' dtype (every pixel for an empty mask).
@@ -195,10 +212,7 @@ def _outline_bounds(objects: Tensor, in_front: Tensor) -> Tensor:
     on = objects > 0.5
     free = on & (_grown(in_front) < 0.5)
     inside = torch.ones_like(on)
-    turn = 2 * HULL_DIRECTIONS
-    for d in range(turn):
-        along = _along(2.0 * math.pi * d / turn, objects)
-        high = torch.where(on, along, -torch.inf).amax(dim=(-2, -1), keepdim=True)
+    for along, high in extents:
         outermost = along >= high - 0.05  # ties only: the edge of an axis-aligned side
         bounds = (free & outermost).any(dim=(-2, -1), keepdim=True)
         inside &= (along <= high + 1e-3) | ~bounds
