@@ -46,8 +46,8 @@ real first frame, filled from around where the objects stood at the start), and 
 is a correction added inside a band around what moved. "mask" control needs a "frame" model.
 With ``occlusion=True`` the simulator reads at reset which touching objects hide which
 (``lcvg_env.control.infer_occlusion``): a composite model draws the objects in that depth
-order, and carried objects partly hidden behind others bring their hidden part (completed by
-its convex hull where that is safe) when they move out.
+order, and carried objects partly hidden behind others bring their hidden part (a convex
+completion no wider than what is seen) when they move out.
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in

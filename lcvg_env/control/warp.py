@@ -75,11 +75,16 @@ def subpixel_spread(theta: Tensor, h: int, w: int) -> Tensor:
     for name, n in (("h", h), ("w", w)):
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"{name} must be an int >= 1, got {n!r}")
-    grid = _sampling_grid(theta, h, w)  # normalised, align_corners=False
-    size = torch.tensor([w, h], device=grid.device, dtype=grid.dtype)
-    source = ((grid + 1.0) * size - 1.0) / 2.0  # pixel coordinates
-    frac = source - source.floor()
-    return (4.0 * frac * (1.0 - frac)).amax(dim=-1).unsqueeze(1)
+    xs = _pixel_centres(w, theta).view(1, 1, w)
+    ys = _pixel_centres(h, theta).view(1, h, 1)
+    t = theta.unsqueeze(-1).unsqueeze(-1)  # (B, 2, 3, 1, 1)
+    offsets = []
+    for row, n in ((0, w), (1, h)):  # source pixel coordinate: (normalised + 1) * n / 2 - 1/2
+        scale = t[:, row] * (n / 2.0)
+        source = scale[:, 0] * xs + (scale[:, 1] * ys + (scale[:, 2] + (n - 1) / 2.0))
+        offsets.append((source - source.round()).abs())  # in [0, 1/2], rising with 4 f (1 - f)
+    off = torch.maximum(*offsets)
+    return (4.0 * off * (1.0 - off)).unsqueeze(1)
 
 
 def _sampling_grid(theta: Tensor, h: int, w: int) -> Tensor:
