@@ -24,10 +24,10 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks
+from lcvg_env.control.components import _neighbour_max
 
 __all__ = ["COMPLETION_REACH", "CONVEX_TOLERANCE", "DEPTH_MARGIN_PX", "HULL_DIRECTIONS",
            "NONCONVEX_SHARE", "Occlusion", "convex_hulls", "infer_occlusion"]
@@ -102,7 +102,7 @@ def _along(angle: float, masks: Tensor) -> Tensor:
 
 def _grown(masks: Tensor) -> Tensor:
     """(B, K, H, W) masks grown by one pixel (3x3 neighbourhood), each channel on its own."""
-    return F.max_pool2d(masks, 3, stride=1, padding=1)
+    return _neighbour_max(masks, 8)
 
 
 def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,

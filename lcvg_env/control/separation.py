@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks, _require_tensor
-from lcvg_env.control.components import connected_components
+from lcvg_env.control.components import _neighbour_max, connected_components
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,7 @@ def _largest_piece(mask: Tensor) -> int:
 
 def _interior(mask: Tensor) -> Tensor:
     """Pixels of a (H, W) bool mask whose eight neighbours are all in it."""
-    outside = (~mask).float()[None, None]
-    return mask & (F.max_pool2d(outside, 3, stride=1, padding=1)[0, 0] < 0.5)
+    return mask & (_neighbour_max((~mask).float(), 8) < 0.5)
 
 
 def _cut(colours: Tensor, component: Tensor, rule: ColourSplit, depth: int) -> list[Tensor]:
@@ -154,8 +153,8 @@ def _grow(cores: Tensor, component: Tensor, colours: Tensor, centres: Tensor) ->
     owner[cores[1]] = 1
     while True:
         free = component & (owner < 0)
-        taken = torch.stack([owner == 0, owner == 1]).float()[None]
-        reach = (F.max_pool2d(taken, 3, stride=1, padding=1)[0] > 0.5) & free  # (2, H, W)
+        taken = torch.stack([owner == 0, owner == 1]).float()
+        reach = (_neighbour_max(taken, 8) > 0.5) & free  # (2, H, W)
         if not bool(reach.any()):
             break
         both = reach[0] & reach[1]
