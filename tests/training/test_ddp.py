@@ -50,9 +50,15 @@ def test_two_processes_match_one(tiny_data, tmp_path):
     assert a.keys() == b.keys()
     # The attention key bias has a mathematically zero gradient (softmax is invariant to adding
     # q.b to a whole row), so Adam turns float round-off there into lr-sized steps: skip it.
-    diffs = sorted(((a[k].float() - b[k].float()).abs().max().item(), k) for k in a
-                   if not k.endswith(".k.bias"))
-    assert diffs[-1][0] < 1e-5, diffs[-3:]
+    # Elsewhere, too, Adam divides a gradient near zero by its own size: the summation order
+    # (which differs between CPUs' kernels) moves a few such weights by a fraction of a step.
+    # Unsynchronised gradients would move most weights apart.
+    diffs = {k: (a[k].float() - b[k].float()).abs() for k in a if not k.endswith(".k.bias")}
+    total = sum(d.numel() for d in diffs.values())
+    apart = {k: int((d > 1e-5).sum()) for k, d in diffs.items() if (d > 1e-5).any()}
+    assert sum(apart.values()) <= 1e-3 * total, apart
+    worst = max(d.max().item() for d in diffs.values())
+    assert worst < 0.25 * cfg.learning_rate, (worst, apart)
     # and the runs really moved the weights (the comparison is not vacuous)
     init_cfg = replace(cfg, stage1_steps=0, stage2_steps=0)
     init = train(init_cfg, tmp_path / "zero")
