@@ -34,6 +34,8 @@ FORMAT_NAME = "lcvg"
 FORMAT_VERSION = 1
 CHECKPOINT_DIR_ENV = "LCVG_CHECKPOINT_DIR"
 """Environment variable naming a folder of checkpoints, searched after an explicit path."""
+CHECKPOINT_SUFFIX = ".safetensors"
+"""File suffix of checkpoints; a name given without a suffix is also looked up with it."""
 
 _MODEL_PREFIX = "model/"
 _STATE_PREFIX = "state/"
@@ -294,16 +296,22 @@ def checkpoint_search_dirs() -> list[Path]:
 def find_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     """Resolve a checkpoint given as a path or as a file name in the search folders.
 
+    A name without a suffix is also tried with ``.safetensors`` (``"sprites_small"`` finds the
+    bundled ``sprites_small.safetensors``), after the name as given.
+
     Raises:
         FileNotFoundError: naming every place that was looked at.
     """
-    candidate = Path(name_or_path).expanduser()
-    if candidate.is_file():
-        return candidate
-    looked = [str(candidate)]
-    if not candidate.is_absolute():
-        for folder in checkpoint_search_dirs():
-            path = folder / candidate
+    given = Path(name_or_path).expanduser()
+    names = [given]
+    if not given.suffix:
+        names.append(given.with_name(given.name + CHECKPOINT_SUFFIX))
+    looked = []
+    for candidate in names:
+        places = [candidate]
+        if not candidate.is_absolute():
+            places += [folder / candidate for folder in checkpoint_search_dirs()]
+        for path in places:
             if path.is_file():
                 return path
             looked.append(str(path))

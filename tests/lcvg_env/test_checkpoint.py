@@ -136,6 +136,20 @@ def test_find_checkpoint_search_order(tmp_path, monkeypatch):
     assert find_checkpoint("bair.safetensors") == env_dir / "bair.safetensors"
 
 
+def test_a_name_without_suffix_finds_its_safetensors_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("LCVG_CHECKPOINT_DIR", str(tmp_path))
+    assert find_checkpoint("sprites_small").name == "sprites_small.safetensors"  # bundled
+    save_checkpoint(tmp_path / "mine.safetensors", {}, {})
+    assert find_checkpoint("mine") == tmp_path / "mine.safetensors"
+    (tmp_path / "mine").write_bytes(b"")  # the name as given comes first
+    assert find_checkpoint("mine") == tmp_path / "mine"
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
+        find_checkpoint("nothing")
+    with pytest.raises(FileNotFoundError) as info:
+        find_checkpoint("nothing.pt")  # a suffix given is kept
+    assert "nothing.pt.safetensors" not in str(info.value)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_weights_are_refused_naming_tensor_and_file(tmp_path, bad):
     weights = _model().state_dict()
