@@ -47,14 +47,19 @@ class ColourSplit:
     textured object rarely are); far colours may be in pieces (an object behind another)."""
     depth: int = 2
     """Levels of cutting (2: one component gives at most four objects)."""
+    shell_px: int = 3
+    """A piece lying wholly within this many pixels of the component's edge around the other
+    piece, which reaches the edge nowhere, is an outline of one object (a fill and its
+    border), not a second object: no cut. 0 turns the test off."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_pixels, int) and not isinstance(self.min_pixels, bool)
                 and self.min_pixels >= 1):
             raise ValueError(f"ColourSplit.min_pixels must be an int >= 1, got {self.min_pixels!r}")
-        if not (isinstance(self.depth, int) and not isinstance(self.depth, bool)
-                and self.depth >= 0):
-            raise ValueError(f"ColourSplit.depth must be an int >= 0, got {self.depth!r}")
+        for name in ("depth", "shell_px"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise ValueError(f"ColourSplit.{name} must be an int >= 0, got {value!r}")
         if not 0.0 <= self.min_fraction <= 1.0:
             raise ValueError(
                 f"ColourSplit.min_fraction must be in [0, 1], got {self.min_fraction!r}")
@@ -139,7 +144,28 @@ def _split(colours: Tensor, component: Tensor, core: Tensor, rule: ColourSplit
     least = max(rule.min_pixels, rule.min_fraction * int(component.sum()))
     if any(int(piece.sum()) < least for piece in pieces):
         return None
+    if rule.shell_px and _outlined(component, pieces, rule.shell_px):
+        return None
     return pieces
+
+
+def _outlined(component: Tensor, pieces: list[Tensor], shell_px: int) -> bool:
+    """Whether one of two (H, W) bool pieces of ``component`` is a thin border of the other.
+
+    The border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel outside
+    the component, and the other piece has no outside pixel among its 4 neighbours (a border
+    one pixel wide leaves diagonal gaps).
+    """
+    outside = (~component).float()[None, None]
+    near = outside
+    for _ in range(shell_px):
+        near = _neighbour_max(near, 8)
+    touches_outside = _neighbour_max(outside, 4)[0, 0] > 0.5
+    near_edge = near[0, 0] > 0.5
+    for border, inner in ((pieces[0], pieces[1]), (pieces[1], pieces[0])):
+        if bool(near_edge[border].all()) and not bool(touches_outside[inner].any()):
+            return True
+    return False
 
 
 def _grow(cores: Tensor, component: Tensor, colours: Tensor, centres: Tensor) -> list[Tensor]:

@@ -113,6 +113,19 @@ def test_close_colours_are_cut_where_the_rim_around_them_is_speckled():
     assert torch.equal(objects[0, 0].bool() | found_red, mask[0, 0].bool())  # rim shared out
 
 
+@pytest.mark.parametrize("border", [1, 2, 3])
+def test_an_outlined_object_stays_whole_while_a_small_object_on_a_large_one_comes_apart(border):
+    frame, mask = _scene((6, 24, 6, 24, BLUE))
+    frame[0, :, 6 + border:24 - border, 6 + border:24 - border] = torch.tensor(RED)[:, None, None]
+    objects = separate_objects(frame, mask, 2)  # a red fill in a blue border: one object
+    assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
+    cut = separate_objects(frame, mask, 2, ColourSplit(shell_px=0))
+    assert cut[0, 1].sum() > 0  # what the border test prevents
+    frame, mask = _scene((4, 28, 4, 28, BLUE), (11, 21, 10, 20, RED))  # enclosed, not a border
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 1].sum() == 10 * 10 and bool(objects[0, 1, 11:21, 10:20].all())
+
+
 def test_bad_inputs_are_named():
     frame, mask = _scene((4, 16, 4, 14, RED))
     with pytest.raises(ValueError, match="frames must be"):
@@ -121,6 +134,8 @@ def test_bad_inputs_are_named():
         separate_objects(frame, mask, 0)
     with pytest.raises(ValueError, match="min_pixels"):
         ColourSplit(min_pixels=0)
+    with pytest.raises(ValueError, match="shell_px must be an int >= 0, got -1"):
+        ColourSplit(shell_px=-1)
     with pytest.raises(ValueError, match=r"coherence must be .* got \(\(0.3, 1.5\),\)"):
         ColourSplit(coherence=((0.3, 1.5),))
 
