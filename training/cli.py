@@ -148,7 +148,7 @@ def _names(cls: type) -> set[str]:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    from training.paired import PairedConfig
+    from training.paired import SCENE_SET_BY_EVALUATION, PairedConfig
 
     parser = argparse.ArgumentParser(
         prog="lcvg-eval",
@@ -168,7 +168,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser, EvalConfig, title="dataset evaluation (--data)",
                          aliases={"eval_split": ["--split"], "eval_clips": ["--clips"],
                                   "eval_horizon": ["--horizon"]})
-    add_config_arguments(parser, PairedConfig, exclude=_SHARED,
+    add_config_arguments(parser, PairedConfig,
+                         exclude=(*_SHARED, *(f"scene.{name}" for name in SCENE_SET_BY_EVALUATION)),
                          title="paired evaluation (--world)")
     return parser
 
@@ -187,7 +188,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     given = config_overrides(args)
     if "world" in given:
         return _paired_main(parser, args, given)
-    paired_only = sorted(set(given) & (_names(PairedConfig) - _names(EvalConfig)))
+    heads = {name.partition(".")[0]: name for name in given}  # scene.texture -> scene
+    paired_only = sorted(heads[head] for head in set(heads) & (_names(PairedConfig)
+                                                              - _names(EvalConfig)))
     if paired_only:
         parser.error(f"{', '.join(map(flag_name, paired_only))} belong to the paired "
                      "evaluation: give --world (or drop them)")

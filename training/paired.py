@@ -25,7 +25,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -61,6 +61,9 @@ PROGRAMS: tuple[Program, ...] = get_args(Program)
 PairedControl = Literal["position"]
 """Control modes the paired evaluation runs (the copy-paste baseline only translates)."""
 CONTROLS: tuple[PairedControl, ...] = get_args(PairedControl)
+SCENE_SET_BY_EVALUATION = ("size", "objects", "style", "shapes")
+"""``SceneConfig`` fields a paired evaluation sets itself (``PairedConfig.scene`` keeps them at
+their defaults)."""
 REPORT_STEPS = (1, 16, 50, 100)
 """Steps reported in the summary as ``<metric>@<step>`` (those <= T)."""
 SUMMARY_METRICS = (
@@ -136,6 +139,12 @@ class PairedConfig:
     """Episodes drawn in the contact sheet and the video (at most ``episodes``)."""
     batch: int = 64
     """Most episodes run at once in one batched learned env."""
+    scene: SceneConfig = SceneConfig()
+    """How the twins draw their scenes beyond the style: object sizes, texture, background
+    contrast, light, shadows, sensor noise (``lcvg_env.world.scene.SceneConfig``), for scenes
+    unlike either style. Its :data:`SCENE_SET_BY_EVALUATION` fields are the evaluation's own
+    (``style``, ``objects``, the world's size; shapes: the style's) and must keep their
+    defaults."""
 
     def __post_init__(self) -> None:
         """Validate every field; errors name what was received and the choices."""
@@ -154,6 +163,16 @@ class PairedConfig:
             raise ValueError(f"threads must be None or an int >= 1, got {self.threads!r}")
         if not isinstance(self.noise, bool):
             raise ValueError(f"noise must be a bool, got {self.noise!r}")
+        if not isinstance(self.scene, SceneConfig):
+            raise ValueError(f"scene must be a SceneConfig, got {self.scene!r}")
+        default = SceneConfig()
+        set_here = [f"scene.{name}={getattr(self.scene, name)!r}"
+                    for name in SCENE_SET_BY_EVALUATION
+                    if getattr(self.scene, name) != getattr(default, name)]
+        if set_here:
+            raise ValueError(
+                f"{', '.join(set_here)}: the paired evaluation sets scene fields "
+                f"{SCENE_SET_BY_EVALUATION} itself (give --style and --objects instead)")
 
     def episodes_per_group(self) -> list[int]:
         """Episodes of each K in ``objects`` (they add up to ``episodes``)."""
@@ -653,7 +672,9 @@ def _run_batch(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
 def _reset_twins(config: PairedConfig, k: int, rows: np.ndarray,
                  size: int) -> list[SpritesRealEnv]:
     """One twin per episode row, each reset to its scene of exactly K objects."""
-    scene_config = SceneConfig(size=size, objects=(k, k), style=config.style)
+    looks = {f.name: getattr(config.scene, f.name) for f in fields(SceneConfig)
+             if f.name not in SCENE_SET_BY_EVALUATION}
+    scene_config = SceneConfig(size=size, objects=(k, k), style=config.style, **looks)
     twins = [SpritesRealEnv(
         control=config.control, num_objects=k, task="free", style=config.style,
         size=size, noise=config.noise, scene_config=scene_config) for _ in rows]

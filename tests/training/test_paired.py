@@ -173,6 +173,24 @@ def test_config_rejects_bad_values_naming_the_choices():
     assert PairedConfig(episodes=5, objects=(1, 2)).episodes_per_group() == [3, 2]
 
 
+def test_scene_looks_reach_the_twins_and_the_evaluations_own_fields_are_refused():
+    from lcvg_env.world.scene import VARIED_SHAPES, SceneConfig
+    from training.paired import _reset_twins
+
+    with pytest.raises(ValueError, match=r"scene.style='varied'.*give --style"):
+        PairedConfig(scene=SceneConfig(style="varied"))
+    big = PairedConfig(style="varied", scene=SceneConfig(radius=(0.2, 0.22), texture=0.3))
+    areas = {}
+    for name, config in (("default", PairedConfig(style="varied")), ("big", big)):
+        twins = _reset_twins(config, 1, np.arange(4), 64)
+        scene = twins[0].scene_config
+        assert scene.style == "varied" and scene.objects == (1, 1)
+        assert scene.shapes == VARIED_SHAPES
+        areas[name] = np.mean([twin.true_masks().sum() for twin in twins])
+    assert scene.radius == (0.2, 0.22) and scene.texture == 0.3
+    assert areas["big"] > 2 * areas["default"]
+
+
 def test_summary_keys_and_pooling():
     e, t, k = 2, 20, 2
     arrays = {key: np.ones((e, t, k)) for key in pm.OBJECT_METRICS}
@@ -208,6 +226,18 @@ def test_cli_rejects_unknown_choices(tmp_path, capsys, flag, value, choices):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert value in err and choices in err
+
+
+def test_cli_takes_scene_looks_but_not_the_fields_the_evaluation_sets(tmp_path, capsys):
+    base = ["--world", "sprites", "--checkpoint", "x", "--out", str(tmp_path)]
+    assert cli.eval_main([*base, "--scene.noise-std", "5", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["scene"]["noise_std"] == 5.0
+    with pytest.raises(SystemExit):
+        cli.eval_main([*base, "--scene.style", "varied"])
+    assert "--scene.style" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a paired option without --world
+        cli.eval_main(["--checkpoint", "x", "--out", str(tmp_path), "--scene.texture", "0.3"])
+    assert "--scene.texture belong to the paired evaluation" in capsys.readouterr().err
 
 
 def test_cli_rejects_data_with_world_and_world_options_without(tmp_path, capsys):
