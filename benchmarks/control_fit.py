@@ -15,6 +15,9 @@ affine motion or a pure translation, at 64x64 and 256x256.
 Both IoUs compare the binarised (> 0.5) warped source with the target. Prints one JSON object.
 
     python -m benchmarks.control_fit --pairs 32 --official-pairs 2 --device auto
+
+The flags are the fields of :class:`ControlFitConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
@@ -26,16 +29,46 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.config_checks import check_device, check_int_tuple, resolved_device
 from benchmarks.timing import synchronize
+from lcvg_env.configs import check_ints, parse_config
 from lcvg_env.control import fit_control
 
 SHAPES = ("ellipse", "polygon", "blob", "rectangle")
 KINDS = ("affine", "translation")
+
+
+@dataclass(frozen=True)
+class ControlFitConfig:
+    """What the fitters are compared on (``python -m benchmarks.control_fit``)."""
+
+    pairs: int = 32
+    """Pairs per setting (size x kind) for our fitter (timed batched)."""
+    official_pairs: int = 2
+    """Pairs per setting for the released fitter (the first ones; 0: ours only)."""
+    official_iterations: int = 1000
+    """SGD steps of the released fitter (the release uses 1000)."""
+    sizes: tuple[int, ...] = (64, 256)
+    """Frame sizes (square)."""
+    device: str = "auto"
+    """Torch device: auto (CUDA when available), cpu, cuda, cuda:1..."""
+    threads: int = 0
+    """Torch CPU threads (0: torch's default)."""
+    seed: int = 0
+    """Seed of the random shapes."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts, sizes and device, naming the offending value."""
+        check_ints(self, {"pairs": 1, "official_pairs": 0, "official_iterations": 0,
+                          "threads": 0, "seed": 0})
+        check_int_tuple(self, "sizes", 1)
+        check_device(self)
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,10 +227,18 @@ def _batch_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 
 
-def run(pairs: int, official_pairs: int, sizes: Sequence[int], device: torch.device,
-        official_iterations: int, seed: int) -> dict:
+def run(config: ControlFitConfig, device: torch.device | None = None) -> dict:
+    """Compare both fitters on every setting of ``config``; returns the JSON report.
+
+    ``device``: where both run (default: ``config.device`` resolved).
+    """
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    device = resolved_device(config) if device is None else device
+    pairs, official_pairs, seed = config.pairs, config.official_pairs, config.seed
+    official_iterations = config.official_iterations
     settings: dict[str, dict] = {}
-    for size in sizes:
+    for size in config.sizes:
         for kind in KINDS:
             src, tgt, theta = make_pairs(pairs, size, kind,
                                          seed + size + (0 if kind == "affine" else 1))
@@ -264,29 +305,13 @@ def run(pairs: int, official_pairs: int, sizes: Sequence[int], device: torch.dev
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=32,
-                        help="pairs per setting (size x kind) for our fitter (timed batched)")
-    parser.add_argument("--official-pairs", type=int, default=2,
-                        help="pairs per setting for the released fitter (the first ones)")
-    parser.add_argument("--official-iterations", type=int, default=1000,
-                        help="SGD steps of the released fitter (the release uses 1000)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="frame sizes")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random shapes")
-    args = parser.parse_args(argv)
-    if args.pairs < 1 or args.official_pairs < 0:
-        parser.error("--pairs must be >= 1 and --official-pairs >= 0")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    name = args.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    result = run(args.pairs, args.official_pairs, args.sizes, torch.device(name),
-                 args.official_iterations, args.seed)
-    print(json.dumps(result, indent=2))
+    """Run the comparison and print its JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.control_fit",
+                                     description=__doc__.split("\n")[0])
+    config, _ = parse_config(parser, ControlFitConfig, argv)
+    if config is None:  # --print-config
+        return 0
+    print(json.dumps(run(config, resolved_device(config, parser)), indent=2))
     return 0
 
 

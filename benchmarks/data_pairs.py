@@ -7,6 +7,9 @@ process, from /proc) and the rate that CPU cost allows on idle cores, which stay
 a busy machine. Prints one JSON object.
 
     .venv/bin/python benchmarks/data_pairs.py [--workers 2] [--batch-size 64]
+
+The flags are the fields of :class:`DataPairsConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,8 +29,30 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lcvg_env.configs import check_ints, parse_config  # noqa: E402
 from training.data.pairs import FramePairDataset  # noqa: E402
 from training.data.sprites import SpritesConfig, generate_sprites  # noqa: E402
+
+
+@dataclass(frozen=True)
+class DataPairsConfig:
+    """How the pair loading is measured (``benchmarks/data_pairs.py``)."""
+
+    workers: int = 2
+    """DataLoader workers (also the workers that generate the sprites)."""
+    batch_size: int = 64
+    """Batch size."""
+    clips_64: int = 250
+    """Sprite clips at 64x64."""
+    clips_256: int = 25
+    """Sprite clips at 256x256."""
+    passes: int = 3
+    """Passes over the data (>= 2: the first is cold, the best later one warm)."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts, naming the offending value."""
+        check_ints(self, {"workers": 1, "batch_size": 1, "clips_64": 1, "clips_256": 1,
+                          "passes": 2})
 
 
 def _cpu_seconds(pids: list[int]) -> float | None:
@@ -43,7 +69,9 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     return total
 
 
-def measure(root: Path, size: int, workers: int, batch_size: int, passes: int) -> dict:
+def measure(root: Path, size: int, config: DataPairsConfig) -> dict:
+    """Pairs/s and CPU time per pair of the ``size`` pairs under ``root``, cold and warm."""
+    workers, batch_size, passes = config.workers, config.batch_size, config.passes
     start = time.perf_counter()
     ds = FramePairDataset(root, "train", gap=1, size=size, flip=True)
     build_s = time.perf_counter() - start
@@ -91,34 +119,38 @@ def measure(root: Path, size: int, workers: int, batch_size: int, passes: int) -
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size")
-    parser.add_argument("--clips-64", type=int, default=250, help="sprite clips at 64x64")
-    parser.add_argument("--clips-256", type=int, default=25, help="sprite clips at 256x256")
-    parser.add_argument("--passes", type=int, default=3, help="passes over the data (>= 2)")
-    args = parser.parse_args(argv)
+def run(config: DataPairsConfig) -> dict:
+    """Generate the sprites at both sizes in a temporary folder, measure; the JSON report."""
     torch.set_num_threads(1)
     result: dict = {
-        "workers": args.workers,
-        "batch_size": args.batch_size,
+        "workers": config.workers,
+        "batch_size": config.batch_size,
         "cpus": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
     with tempfile.TemporaryDirectory(prefix="lcvg_bench_") as tmp:
-        for size, clips in ((64, args.clips_64), (256, args.clips_256)):
+        for size, clips in ((64, config.clips_64), (256, config.clips_256)):
             root = Path(tmp) / f"sprites{size}"
             start = time.perf_counter()
             generate_sprites(
                 root, clips=clips, seed=0, config=SpritesConfig(size=size), val_fraction=0.0,
-                test_fraction=0.0, workers=args.workers,
+                test_fraction=0.0, workers=config.workers,
             )
             gen_s = time.perf_counter() - start
-            entry = measure(root, size, args.workers, args.batch_size, max(2, args.passes))
+            entry = measure(root, size, config)
             entry["generate_clips_per_s"] = round(clips / gen_s, 1)
             result[f"{size}x{size}"] = entry
-    print(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its JSON."""
+    parser = argparse.ArgumentParser(prog="benchmarks/data_pairs.py",
+                                     description=__doc__.splitlines()[0])
+    config, _ = parse_config(parser, DataPairsConfig, argv)
+    if config is None:  # --print-config
+        return 0
+    print(json.dumps(run(config), indent=2))
     return 0
 
 

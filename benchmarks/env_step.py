@@ -11,6 +11,9 @@ not fit in the time budget is skipped and listed under ``skipped``. Measures; ne
 
     python -m benchmarks.env_step [--device cpu] [--budget 30] [--sizes 1 16 64 256]
         [--checkpoint CKPT [--start-frames FRAMES]] [--precision fp32 bf16]
+
+The flags are the fields of :class:`EnvStepConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
@@ -21,20 +24,70 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
+from benchmarks.config_checks import check_device, check_each, check_int_tuple, resolved_device
 from benchmarks.timing import synchronize
-from lcvg_env.models import LayeredGenerator, ModelConfig, resolve_device
+from lcvg_env.configs import check_choices, check_ints, parse_config
+from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
-from lcvg_env.simulator import COMPILE_MODES
+from lcvg_env.simulator import CompileMode
 from lcvg_env.tracking import TRACKING_MODES
 from lcvg_env.vector import LCVGVectorEnv
 
 ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
+
+Precision = Literal["fp32", "bf16"]
+"""Network precision of a measurement: fp32, or bf16 autocast (CUDA only)."""
+Compile = Literal["off", CompileMode]
+"""``--compile``: off, or one of the simulator's ``COMPILE_MODES`` (``torch.compile`` modes)."""
+
+
+@dataclass(frozen=True)
+class EnvStepConfig:
+    """What ``python -m benchmarks.env_step`` measures."""
+
+    device: str = "cpu"
+    """Torch device: cpu, cuda, auto (CUDA when available)..."""
+    budget: float = 30.0
+    """Seconds per (model, N): an N whose first step shows it would not fit is skipped."""
+    sizes: tuple[int, ...] = (1, 16, 64, 256)
+    """Numbers of environments N stepped together, in order."""
+    threads: int | None = None
+    """Torch CPU threads (None or 0: torch's default)."""
+    checkpoint: str | None = None
+    """Sprites checkpoint to measure instead of the bundled ones."""
+    start_frames: str | None = None
+    """First frames for ``--checkpoint`` (a folder, .npz or .npy; default: random frames)."""
+    skip_paper: bool = False
+    """Only the sprites models."""
+    skip_sprites: bool = False
+    """Only the paper_bair model."""
+    tracking: tuple[str, ...] = ("segment", "carry")
+    """Simulator tracking modes to measure (segment, carry, anchored; carry skips M per step,
+    anchored costs what segment does)."""
+    precision: tuple[str, ...] = ("fp32",)
+    """Network precisions: fp32, bf16 (autocast; CUDA only)."""
+    compile: Compile = "off"
+    """torch.compile the networks (the simulator's ``compile``): off or a mode."""
+    cudnn_benchmark: bool = False
+    """Set ``torch.backends.cudnn.benchmark = True`` (autotuned convolutions)."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices, counts and device, naming the offending value."""
+        check_choices(self)
+        check_ints(self, {"threads": 0})
+        check_int_tuple(self, "sizes", 1)
+        check_each(self, "tracking", TRACKING_MODES)
+        check_each(self, "precision", get_args(Precision))
+        check_device(self)
+        if not self.budget > 0:
+            raise ValueError(f"EnvStepConfig.budget must be > 0, got {self.budget!r}")
 
 
 def sprites_model(
@@ -107,80 +160,79 @@ def measure(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print its JSON."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if "bf16" in args.precision and device.type != "cuda":
-        parser.error(f"--precision bf16 needs a CUDA device, got {device}")
-    results, skipped = _measure_models(_models(args, device), args, device)
-    report = {
+def benchmark_device(config: EnvStepConfig, parser: argparse.ArgumentParser | None = None
+                     ) -> torch.device:
+    """``config.device`` resolved; bf16 needs CUDA.
+
+    Raises:
+        ValueError: the device is not there, or bf16 is asked for on another; with
+            ``parser``, exits through ``parser.error`` instead.
+    """
+    device = resolved_device(config, parser)
+    if "bf16" in config.precision and device.type != "cuda":
+        message = f"--precision bf16 needs a CUDA device, got {device}"
+        if parser is None:
+            raise ValueError(message)
+        parser.error(message)
+    return device
+
+
+def run(config: EnvStepConfig, device: torch.device | None = None) -> dict[str, Any]:
+    """Measure every model, precision, tracking and N of ``config``; returns the JSON report.
+
+    ``device``: where the models run (default: :func:`benchmark_device`).
+    """
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = benchmark_device(config) if device is None else device
+    results, skipped = _measure_models(_models(config, device), config, device)
+    return {
         "benchmark": "env_step",
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
-        "cudnn_benchmark": args.cudnn_benchmark,
-        "compile": args.compile,
+        "cudnn_benchmark": config.cudnn_benchmark,
+        "compile": config.compile,
         "torch": torch.__version__,
         "results": results,
         "skipped": skipped,
     }
-    print(json.dumps(report, indent=1))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.env_step",
+                                     description=__doc__.split("\n")[0])
+    config, _ = parse_config(parser, EnvStepConfig, argv)
+    if config is None:  # --print-config
+        return 0
+    print(json.dumps(run(config, benchmark_device(config, parser)), indent=1))
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The command line of :func:`main`."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
-    parser.add_argument("--budget", type=float, default=30.0, help="seconds per (model, N)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64, 256])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--checkpoint", default=None, help="sprites checkpoint to measure")
-    parser.add_argument("--start-frames", default=None,
-                        help="first frames for --checkpoint (a folder, .npz or .npy; default: "
-                             "random frames)")
-    parser.add_argument("--skip-paper", action="store_true", help="only the sprites models")
-    parser.add_argument("--skip-sprites", action="store_true", help="only the paper_bair model")
-    parser.add_argument("--tracking", nargs="+", choices=TRACKING_MODES,
-                        default=["segment", "carry"],
-                        help="simulator tracking modes to measure (carry skips M per step; "
-                             "anchored costs what segment does)")
-    parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
-                        help="network precision: fp32, bf16 (autocast; CUDA only)")
-    parser.add_argument("--compile", choices=("off", *COMPILE_MODES),
-                        default="off", help="torch.compile the networks (simulator compile=)")
-    parser.add_argument("--cudnn-benchmark", action="store_true",
-                        help="torch.backends.cudnn.benchmark = True (autotuned convolutions)")
-    return parser
-
-
-def _models(args: argparse.Namespace, device: torch.device
+def _models(config: EnvStepConfig, device: torch.device
             ) -> list[tuple[str, LayeredGenerator, Any]]:
-    """(label, model, first frames or None) of every model the flags ask for, in order."""
-    models = [] if args.skip_sprites else _sprites_models(args, device)
-    if not args.skip_paper:
+    """(label, model, first frames or None) of every model the config asks for, in order."""
+    models = [] if config.skip_sprites else _sprites_models(config, device)
+    if not config.skip_paper:
         torch.manual_seed(0)
         paper = LayeredGenerator(ModelConfig.paper_bair())
         models.append(("paper_bair (random weights)", paper, random_frames((256, 256))))
     return models
 
 
-def _sprites_models(args: argparse.Namespace, device: torch.device
+def _sprites_models(config: EnvStepConfig, device: torch.device
                     ) -> list[tuple[str, LayeredGenerator, Any]]:
     """The ``--checkpoint`` model, else the bundled sprites models (see :func:`sprites_model`).
 
     When neither bundled checkpoint is present, their random stand-in is listed once.
     """
-    if args.checkpoint:
-        name, model, frames = sprites_model(device, args.checkpoint)
-        return [(name, model, args.start_frames or frames)]
+    if config.checkpoint:
+        name, model, frames = sprites_model(device, config.checkpoint)
+        return [(name, model, config.start_frames or frames)]
     models: list[tuple[str, LayeredGenerator, Any]] = []
     for bundled in (SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT):
         entry = sprites_model(device, bundled=bundled)
@@ -189,14 +241,14 @@ def _sprites_models(args: argparse.Namespace, device: torch.device
     return models
 
 
-def _measure_models(models: list[tuple[str, LayeredGenerator, Any]], args: argparse.Namespace,
+def _measure_models(models: list[tuple[str, LayeredGenerator, Any]], config: EnvStepConfig,
                     device: torch.device) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Measure every (model, precision, tracking, N); returns the result rows and the skipped.
 
     Each result row is also printed to stderr as it comes. Within one (model, precision,
     tracking) the sizes stop at the first N over the budget.
     """
-    compile: bool | str = False if args.compile == "off" else args.compile
+    compile: bool | str = False if config.compile == "off" else config.compile
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for label, net, starts in models:
@@ -204,10 +256,10 @@ def _measure_models(models: list[tuple[str, LayeredGenerator, Any]], args: argpa
         if starts is None:
             starts = random_frames(tuple(net.config.resolution))
         params = sum(p.numel() for p in net.parameters())
-        for precision in args.precision:
-            for tracking in args.tracking:
-                for n in args.sizes:
-                    row = measure(net, starts, n, device, args.budget, tracking,
+        for precision in config.precision:
+            for tracking in config.tracking:
+                for n in config.sizes:
+                    row = measure(net, starts, n, device, config.budget, tracking,
                                   autocast=precision == "bf16", compile=compile)
                     if row is None:
                         skipped.append({"model": label, "precision": precision,

@@ -13,23 +13,53 @@ in front, the order without occlusion), and for the back objects given a hidden 
 completed object.
 
     python -m benchmarks.occlusion [--scenes 2000] [--seed 30000] [--styles varied classic]
+
+The flags are the fields of :class:`OcclusionConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
 
+from benchmarks.config_checks import check_each
 from benchmarks.separation import MAX_OBJECTS, first_frames
 from lcvg_env import control as ctl
+from lcvg_env.configs import check_ints, parse_config
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
+from lcvg_env.world.scene import Style
 
 MIN_VISIBLE = 16
 """Pixels an object of a case must show."""
+
+
+@dataclass(frozen=True)
+class OcclusionConfig:
+    """What ``python -m benchmarks.occlusion`` scores."""
+
+    scenes: int = 2000
+    """Twin scenes per style."""
+    seed: int = 30000
+    """Seed of the first scene (the others follow: seed + 1, ...)."""
+    styles: tuple[str, ...] = ("varied", "classic")
+    """Scene styles, one JSON object per style and source of objects (varied, classic)."""
+    min_hidden: int = 3
+    """Pixels one object of a case must hide of the other."""
+    checkpoint: str = SPRITES_CHECKPOINT
+    """Checkpoint whose mask network M finds the objects."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts and styles, naming the offending value."""
+        check_ints(self, {"scenes": 1, "seed": 0, "min_hidden": 0})
+        check_each(self, "styles", get_args(Style))
 
 
 def _cases(visible: np.ndarray, full: np.ndarray, min_hidden: int) -> list[tuple[int, int]]:
@@ -57,10 +87,11 @@ def _match(mask: np.ndarray, found: np.ndarray) -> int | None:
     return best if iou[best] > 0.5 else None
 
 
-def measure(style: str, scenes: int, seed: int, checkpoint: str, min_hidden: int
-            ) -> list[dict[str, object]]:
-    """The scores of M's objects and of the true visible masks on ``scenes`` twin scenes."""
-    model = load_model(checkpoint, "cpu")
+def measure(config: OcclusionConfig, style: str) -> list[dict[str, object]]:
+    """The scores of M's objects and of the true visible masks on ``config.scenes`` twin
+    scenes of ``style``."""
+    scenes, seed, min_hidden = config.scenes, config.seed, config.min_hidden
+    model = load_model(config.checkpoint, "cpu")
     twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]))
     masks_of = [(twin.all_masks(), twin.full_masks()) for twin in twins]
     truth = np.zeros((scenes, MAX_OBJECTS, *frames.shape[2:]), dtype=np.float32)
@@ -105,18 +136,15 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(int((a | b).sum()), 1))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style and source of objects."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=2000, help="twin scenes per style")
-    parser.add_argument("--seed", type=int, default=30000, help="seed of the first scene")
-    parser.add_argument("--styles", nargs="+", default=["varied", "classic"], help="styles")
-    parser.add_argument("--min-hidden", type=int, default=3,
-                        help="pixels one object of a case must hide of the other")
-    parser.add_argument("--checkpoint", default=SPRITES_CHECKPOINT, help="whose mask network")
-    args = parser.parse_args(argv)
-    for style in args.styles:
-        for result in measure(style, args.scenes, args.seed, args.checkpoint, args.min_hidden):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.occlusion",
+                                     description=__doc__.splitlines()[0])
+    config, _ = parse_config(parser, OcclusionConfig, argv)
+    if config is None:  # --print-config
+        return
+    for style in config.styles:
+        for result in measure(config, style):
             print(json.dumps(result))
 
 

@@ -8,23 +8,51 @@ true objects matched with IoU > 0.7, their mean best IoU, the fraction whose cen
 within 1 px, and how many true objects separation made worse.
 
     python -m benchmarks.separation [--scenes 200] [--seed 7000] [--styles varied classic]
+
+The flags are the fields of :class:`SeparationConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
 
+from benchmarks.config_checks import check_each
 from lcvg_env import control as ctl
+from lcvg_env.configs import check_ints, parse_config
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
+from lcvg_env.world.scene import Style
 from lcvg_env.world.twin import SpritesRealEnv
 
 MAX_OBJECTS = 8
 """Objects taken from each frame (more than any scene holds)."""
+
+
+@dataclass(frozen=True)
+class SeparationConfig:
+    """What ``python -m benchmarks.separation`` scores."""
+
+    scenes: int = 200
+    """Twin scenes per style."""
+    seed: int = 7000
+    """Seed of the first scene (the others follow: seed + 1, ...)."""
+    styles: tuple[str, ...] = ("varied", "classic")
+    """Scene styles, one JSON object each (varied, classic)."""
+    checkpoint: str = SPRITES_CHECKPOINT
+    """Checkpoint whose mask network M finds the objects."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts and styles, naming the offending value."""
+        check_ints(self, {"scenes": 1, "seed": 0})
+        check_each(self, "styles", get_args(Style))
 
 
 def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +83,10 @@ def first_frames(style: str, scenes: int, seed: int, size: int
     return twins, frames.float() / 127.5 - 1.0
 
 
-def measure(style: str, scenes: int, seed: int, checkpoint: str) -> dict[str, object]:
-    """The scores of both splittings on ``scenes`` twin scenes of ``style``."""
-    model = load_model(checkpoint, "cpu")
+def measure(config: SeparationConfig, style: str) -> dict[str, object]:
+    """The scores of both splittings on ``config.scenes`` twin scenes of ``style``."""
+    scenes, seed = config.scenes, config.seed
+    model = load_model(config.checkpoint, "cpu")
     twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]))
     with torch.inference_mode():
         masks = ctl.binarize(model.mask(frames).float())
@@ -85,16 +114,15 @@ def measure(style: str, scenes: int, seed: int, checkpoint: str) -> dict[str, ob
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=int, default=200, help="twin scenes per style")
-    parser.add_argument("--seed", type=int, default=7000, help="seed of the first scene")
-    parser.add_argument("--styles", nargs="+", default=["varied", "classic"], help="styles")
-    parser.add_argument("--checkpoint", default=SPRITES_CHECKPOINT, help="whose mask network")
-    args = parser.parse_args(argv)
-    for style in args.styles:
-        print(json.dumps(measure(style, args.scenes, args.seed, args.checkpoint)))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.separation",
+                                     description=__doc__.splitlines()[0])
+    config, _ = parse_config(parser, SeparationConfig, argv)
+    if config is None:  # --print-config
+        return
+    for style in config.styles:
+        print(json.dumps(measure(config, style)))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ It measures and reports; it never asserts a time or a limit.
     python -m benchmarks.soak [--env-id LCVG-Sprites-v0] [--num-envs 1] [--steps 100000]
         [--sample-every 1000] [--warmup 50] [--device cpu] [--seed 0]
         [--checkpoint CKPT] [--start-frames FRAMES] [--threads N]
+
+The flags are the fields of :class:`SoakConfig` (``--print-config`` prints the resolved config
+and exits).
 """
 
 from __future__ import annotations
@@ -27,15 +30,57 @@ import platform
 import resource
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from benchmarks.config_checks import check_device
+from lcvg_env.configs import check_ints, parse_config
 from lcvg_env.registration import register_envs
 
 _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    """What ``python -m benchmarks.soak`` steps, and for how long."""
+
+    env_id: str = "LCVG-Sprites-v0"
+    """A registered Gymnasium id."""
+    num_envs: int = 1
+    """N environments stepped together."""
+    steps: int = 100_000
+    """Environment steps in all (N per vector step)."""
+    sample_every: int = 1000
+    """Environment steps between memory samples."""
+    warmup: int = 50
+    """Vector steps before measuring (first allocations)."""
+    seed: int = 0
+    """Seed of the first reset and of the random actions."""
+    device: str | None = None
+    """Device of a learned id (cpu, cuda, auto; None: the id's)."""
+    checkpoint: str | None = None
+    """Checkpoint of a learned id (None: the id's)."""
+    start_frames: str | None = None
+    """First frames of a learned id (None: the id's)."""
+    threads: int | None = None
+    """Torch CPU threads (None or 0: torch's default)."""
+
+    def __post_init__(self) -> None:
+        """Validate the counts and device, naming the offending value."""
+        check_ints(self, {"num_envs": 1, "steps": 1, "sample_every": 1, "warmup": 0,
+                          "seed": 0, "threads": 0})
+        check_device(self)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``gym.make_vec`` for the learned id: the fields given."""
+        return {key: value for key, value in (("device", self.device),
+                                              ("checkpoint", self.checkpoint),
+                                              ("start_frames", self.start_frames))
+                if value is not None}
 
 
 def rss_mib() -> tuple[float, str]:
@@ -86,12 +131,12 @@ def make_env(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> gym.vector.V
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
 
 
-def soak(env: gym.vector.VectorEnv, steps: int, sample_every: int, warmup: int,
-         seed: int) -> dict[str, Any]:
-    """Step ``env`` for ``steps`` environment steps after ``warmup`` vector steps; measure."""
+def soak(env: gym.vector.VectorEnv, config: SoakConfig) -> dict[str, Any]:
+    """Step ``env`` for ``config.steps`` environment steps after ``config.warmup`` vector
+    steps; measure."""
     n = env.num_envs
-    env.action_space.seed(seed)
-    observations, _ = env.reset(seed=seed)
+    env.action_space.seed(config.seed)
+    observations, _ = env.reset(seed=config.seed)
     counts = {"nan": {"observations": 0, "rewards": 0}, "inf": {"observations": 0, "rewards": 0}}
 
     def record(obs: Any, rewards: Any) -> None:
@@ -101,14 +146,14 @@ def soak(env: gym.vector.VectorEnv, steps: int, sample_every: int, warmup: int,
             counts["inf"][key] += inf
 
     record(observations, np.zeros(n))
-    for _ in range(warmup):  # first allocations, caches: not part of the slope
+    for _ in range(config.warmup):  # first allocations, caches: not part of the slope
         env.step(env.action_space.sample())
-    vector_steps = math.ceil(steps / n)
+    vector_steps = math.ceil(config.steps / n)
     samples: list[tuple[int, float]] = []
     start_mib, source = rss_mib()
     samples.append((0, start_mib))
     episodes, done_steps = 0, 0
-    next_sample = sample_every
+    next_sample = config.sample_every
     start = time.perf_counter()
     for _ in range(vector_steps):
         observations, rewards, terminated, truncated, _ = env.step(env.action_space.sample())
@@ -117,7 +162,7 @@ def soak(env: gym.vector.VectorEnv, steps: int, sample_every: int, warmup: int,
         done_steps += n
         if done_steps >= next_sample:
             samples.append((done_steps, rss_mib()[0]))
-            next_sample += sample_every
+            next_sample += config.sample_every
     seconds = time.perf_counter() - start
     if samples[-1][0] != done_steps:
         samples.append((done_steps, rss_mib()[0]))
@@ -136,51 +181,36 @@ def soak(env: gym.vector.VectorEnv, steps: int, sample_every: int, warmup: int,
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the soak test and print its JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--env-id", default="LCVG-Sprites-v0", help="a registered Gymnasium id")
-    parser.add_argument("--num-envs", type=int, default=1, help="N environments stepped together")
-    parser.add_argument("--steps", type=int, default=100_000,
-                        help="environment steps in all (N per vector step)")
-    parser.add_argument("--sample-every", type=int, default=1000,
-                        help="environment steps between memory samples")
-    parser.add_argument("--warmup", type=int, default=50,
-                        help="vector steps before measuring (first allocations)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None,
-                        help="device of a learned id (cpu, cuda, auto; default: the id's)")
-    parser.add_argument("--checkpoint", default=None, help="checkpoint of a learned id")
-    parser.add_argument("--start-frames", default=None, help="first frames of a learned id")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    for name in ("num_envs", "steps", "sample_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    kwargs = {key: value for key, value in (("device", args.device),
-                                            ("checkpoint", args.checkpoint),
-                                            ("start_frames", args.start_frames))
-              if value is not None}
-    env = make_env(args.env_id, args.num_envs, kwargs)
+def run(config: SoakConfig) -> dict[str, Any]:
+    """Make the environments of ``config``, soak them; returns the JSON report."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    kwargs = config.env_kwargs()
+    env = make_env(config.env_id, config.num_envs, kwargs)
     try:
-        result = soak(env, args.steps, args.sample_every, args.warmup, args.seed)
+        result = soak(env, config)
     finally:
         env.close()
-    report = {
+    return {
         "benchmark": "soak",
-        "config": {"env_id": args.env_id, "num_envs": args.num_envs, "steps": args.steps,
-                   "sample_every": args.sample_every, "warmup": args.warmup,
-                   "seed": args.seed, "env_kwargs": kwargs},
+        "config": {"env_id": config.env_id, "num_envs": config.num_envs, "steps": config.steps,
+                   "sample_every": config.sample_every, "warmup": config.warmup,
+                   "seed": config.seed, "env_kwargs": kwargs},
         **result,
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    print(json.dumps(report))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the soak test and print its JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak",
+                                     description=__doc__.split("\n")[0])
+    config, _ = parse_config(parser, SoakConfig, argv)
+    if config is None:  # --print-config
+        return 0
+    print(json.dumps(run(config)))
     return 0
 
 

@@ -14,6 +14,9 @@ For scale (issue 4): the released code's reported stage I step time and peak mem
     python -m benchmarks.train_step [--preset official_bair] [--resolution 256 256]
         [--batch-size 8] [--device auto] [--amp none bf16] [--steps 20] [--warmup 3]
         [--phases stage1 stage2] [--compile]
+
+The flags are the fields of :class:`TrainStepConfig` (``--print-config`` prints the resolved
+config and exits).
 """
 
 from __future__ import annotations
@@ -26,16 +29,62 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
 
 import torch
 
+from benchmarks.config_checks import check_device, check_each, check_int_tuple
 from benchmarks.timing import synchronize
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.control import trusted_values
-from training.config import PRESETS, preset
+from training.config import Preset, preset
 from training.loop import Trainer
 from training.step import train_step
+
+Amp = Literal["none", "bf16"]
+"""A precision variant: fp32 (none) or bf16 autocast."""
+Phase = Literal["stage1", "stage2"]
+"""A training phase."""
+
+
+@dataclass(frozen=True)
+class TrainStepConfig:
+    """What ``python -m benchmarks.train_step`` measures."""
+
+    preset: Preset = "official_bair"
+    """The trainer preset whose model, losses and GAN are measured."""
+    resolution: tuple[int, int] | None = None
+    """Model resolution H W instead of the preset's (None: the preset's)."""
+    batch_size: int = 8
+    """Samples per step."""
+    device: str = "auto"
+    """Torch device: cpu, cuda, auto (CUDA when available)."""
+    amp: tuple[str, ...] = ("none", "bf16")
+    """Precision variants to measure (none, bf16 autocast), each with a fresh trainer."""
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    """The trainer's ``channels_last``."""
+    compile: bool = False
+    """torch.compile the modules."""
+    steps: int = 20
+    """Timed steps per phase."""
+    warmup: int = 3
+    """Untimed steps per phase."""
+    phases: tuple[str, ...] = ("stage1", "stage2")
+    """Phases to measure (stage1, stage2)."""
+    threads: int | None = None
+    """Torch CPU threads (None or 0: torch's default)."""
+    cudnn_benchmark: bool = False
+    """Set ``torch.backends.cudnn.benchmark = True`` (autotuned convolutions)."""
+
+    def __post_init__(self) -> None:
+        """Validate the choices, counts and device, naming the offending value."""
+        check_choices(self)
+        check_ints(self, {"batch_size": 1, "steps": 1, "warmup": 0, "threads": 0})
+        check_int_tuple(self, "resolution", 1)
+        check_each(self, "amp", get_args(Amp))
+        check_each(self, "phases", get_args(Phase))
+        check_device(self)
 
 
 def synthetic_batch(batch: int, resolution: tuple[int, int], device: torch.device,
@@ -57,8 +106,9 @@ def synthetic_batch(batch: int, resolution: tuple[int, int], device: torch.devic
     return {"frame": frames.to(device), "next_frame": nexts.to(device)}
 
 
-def measure(trainer: Trainer, phase: str, steps: int, warmup: int) -> dict[str, Any]:
-    """Time ``steps`` steps of ``phase`` after ``warmup`` untimed ones."""
+def measure(trainer: Trainer, phase: str, config: TrainStepConfig) -> dict[str, Any]:
+    """Time ``config.steps`` steps of ``phase`` after ``config.warmup`` untimed ones."""
+    steps, warmup = config.steps, config.warmup
     cfg, device = trainer.config, trainer.device
     ctx = trainer.step_context(phase)
     resolution = tuple(cfg.model.resolution)
@@ -87,48 +137,30 @@ def measure(trainer: Trainer, phase: str, steps: int, warmup: int) -> dict[str, 
     return row
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print its JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="official_bair", choices=PRESETS)
-    parser.add_argument("--resolution", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="override the preset's model resolution")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, auto")
-    parser.add_argument("--amp", nargs="+", choices=("none", "bf16"), default=["none", "bf16"],
-                        help="precision variants to measure (bf16 autocast)")
-    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the modules")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per phase")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per phase")
-    parser.add_argument("--phases", nargs="+", choices=("stage1", "stage2"),
-                        default=["stage1", "stage2"])
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--cudnn-benchmark", action="store_true",
-                        help="torch.backends.cudnn.benchmark = True (autotuned convolutions)")
-    args = parser.parse_args(argv)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error(f"need --steps >= 1, --warmup >= 0, --batch-size >= 1; got {args.steps}, "
-                     f"{args.warmup}, {args.batch_size}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = preset(args.preset)
+def run(config: TrainStepConfig) -> dict[str, Any]:
+    """Measure every precision variant and phase of ``config``; returns the JSON report.
+
+    Each result row is also printed to stderr as it comes.
+    """
+    torch.backends.cudnn.benchmark = config.cudnn_benchmark
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    base = preset(config.preset)
     model = base.model
-    if args.resolution:
-        model = replace(model, resolution=tuple(args.resolution))
+    if config.resolution is not None:
+        model = replace(model, resolution=config.resolution)
     results = []
-    for amp in args.amp:
-        config = replace(base, data="(synthetic batches)", device=args.device, amp=amp,
-                         batch_size=args.batch_size, channels_last=args.channels_last,
-                         compile=args.compile, progress=False, eval_clips=0,
-                         deterministic=False, model=model)
+    for amp in config.amp:
+        train = replace(base, data="(synthetic batches)", device=config.device, amp=amp,
+                        batch_size=config.batch_size, channels_last=config.channels_last,
+                        compile=config.compile, progress=False, eval_clips=0,
+                        deterministic=False, model=model)
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(config, tmp)
+            trainer = Trainer(train, tmp)
             params = sum(p.numel() for p in trainer.generator.parameters())
-            for phase in args.phases:
+            for phase in config.phases:
                 with trusted_values(trainer.device.type != "cpu"):  # as Trainer.fit
-                    measured = measure(trainer, phase, args.steps, args.warmup)
+                    measured = measure(trainer, phase, config)
                 row = {"amp": amp, "parameters": params, **measured}
                 results.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
@@ -137,22 +169,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    report = {
+    return {
         "benchmark": "train_step",
-        "preset": args.preset,
+        "preset": config.preset,
         "resolution": list(model.resolution),
-        "batch_size": args.batch_size,
+        "batch_size": config.batch_size,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(),
-        "channels_last": args.channels_last,
-        "compile": args.compile,
+        "channels_last": config.channels_last,
+        "compile": config.compile,
         "torch_threads": torch.get_num_threads(),
-        "cudnn_benchmark": args.cudnn_benchmark,
+        "cudnn_benchmark": config.cudnn_benchmark,
         "torch": torch.__version__,
         "results": results,
     }
-    print(json.dumps(report, indent=1))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step",
+                                     description=__doc__.split("\n")[0])
+    config, _ = parse_config(parser, TrainStepConfig, argv)
+    if config is None:  # --print-config
+        return 0
+    print(json.dumps(run(config), indent=1))
     return 0
 
 

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -71,8 +71,10 @@ from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
 from lcvg_env.spaces import CONTROLS, PARAMS_PER_OBJECT
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 """``torch.compile`` modes the simulator's ``compile`` accepts besides True and False."""
+COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
+"""The choices of ``CompileMode``."""
 
 
 class Simulator:

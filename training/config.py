@@ -31,7 +31,9 @@ CONTROL_SOURCES: tuple[ControlSource, ...] = get_args(ControlSource)
 BgMask = Literal["frame", "pair_union"]
 """Masks of L_bg and L_fg in stage I (``TrainConfig.bg_mask``)."""
 BG_MASKS: tuple[BgMask, ...] = get_args(BgMask)
-PRESETS = ("small", "sprites", "paper_bair", "paper_tennis", "official_bair")
+Preset = Literal["small", "sprites", "paper_bair", "paper_tennis", "official_bair"]
+"""Named training presets (``preset``)."""
+PRESETS: tuple[Preset, ...] = get_args(Preset)
 
 
 @dataclass(frozen=True)

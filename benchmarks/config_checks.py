@@ -1,0 +1,88 @@
+"""Checks the benchmarks' configs share beyond ``lcvg_env.configs`` (tuples, device names).
+
+``check_choices`` and ``check_ints`` there check a ``Literal`` field and an int field; these
+check the fields they cannot: tuples of choices (``--styles varied classic``), tuples of ints
+(``--sizes 1 64``) and torch device names. Call them from ``__post_init__``; each raises
+``ValueError`` naming the field and the value received. :func:`resolved_device` checks, at run
+time, that the device named is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from lcvg_env.configs import field_types
+from lcvg_env.device import resolve_device
+
+
+def _name(config: Any, name: str) -> str:
+    return f"{type(config).__name__}.{name}"
+
+
+def _allows_none(config: Any, name: str) -> bool:
+    return type(None) in typing.get_args(field_types(type(config))[name])
+
+
+def check_each(config: Any, name: str, choices: Sequence[str]) -> None:
+    """Check that the tuple field ``name`` holds one or more values, each one of ``choices``."""
+    value = getattr(config, name)
+    if (not isinstance(value, tuple) or not value
+            or any(item not in choices for item in value)):
+        raise ValueError(f"{_name(config, name)} must be one or more of {tuple(choices)!r}, "
+                         f"got {value!r}")
+
+
+def check_int_tuple(config: Any, name: str, low: int) -> None:
+    """Check that the tuple field ``name`` holds one or more ints, each >= ``low``.
+
+    None passes where the field's annotation allows it (``tuple[int, int] | None``).
+    """
+    value = getattr(config, name)
+    if value is None and _allows_none(config, name):
+        return
+    if (not isinstance(value, tuple) or not value
+            or any(isinstance(item, bool) or not isinstance(item, int) or item < low
+                   for item in value)):
+        raise ValueError(f"{_name(config, name)} must be one or more ints >= {low}, "
+                         f"got {value!r}")
+
+
+def check_device(config: Any, name: str = "device") -> None:
+    """Check that the field ``name`` is "auto" or a name ``torch.device`` reads ("cuda:1").
+
+    Whether the device is present is left to the run (``--print-config`` works anywhere); None
+    passes where the field's annotation allows it.
+    """
+    value = getattr(config, name)
+    if value is None and _allows_none(config, name):
+        return
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return
+        try:
+            torch.device(value)
+            return
+        except RuntimeError:
+            pass
+    raise ValueError(f"{_name(config, name)} must be auto or a torch device (cpu, cuda, "
+                     f"cuda:1...), got {value!r}")
+
+
+def resolved_device(config: Any, parser: argparse.ArgumentParser | None = None) -> torch.device:
+    """``resolve_device(config.device)`` ("auto": CUDA when available, else the CPU).
+
+    Raises:
+        ValueError: the device is not there (CUDA asked for without CUDA); with ``parser``,
+            exits through ``parser.error`` with the message instead (status 2).
+    """
+    try:
+        return resolve_device(config.device)
+    except ValueError as err:
+        if parser is None:
+            raise
+        parser.error(f"--device: {err}")
