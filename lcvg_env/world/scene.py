@@ -147,6 +147,11 @@ class SceneConfig:
     background_distance: float = 70.0
     """Varied style: least RGB distance between an object's colour and the background's mean
     (and the mean of its shadowed background)."""
+    outline: float = 0.0
+    """Width (pixels) of a border in ``outline_color`` drawn just inside every object's edge
+    (0: none): outlined sprites, a look neither style has."""
+    outline_color: tuple[float, float, float] = (20.0, 20.0, 24.0)
+    """RGB (grey levels) of the border of ``outline`` (lit like the objects)."""
 
     def __post_init__(self) -> None:
         """Validate every field; resolve ``shapes=None`` to the style's shapes."""
@@ -185,8 +190,12 @@ class SceneConfig:
                 "light_amplitude and shadow_strength must stay below 1, got "
                 f"{self.light_amplitude!r}, {self.shadow_strength!r}"
             )
+        if len(self.outline_color) != 3 or not all(
+                isinstance(c, int | float) and 0 <= c <= 255 for c in self.outline_color):
+            raise ValueError(
+                f"outline_color must be three grey levels in [0, 255], got {self.outline_color!r}")
         for name in ("noise_std", "texture", "background_contrast", "margin",
-                     "min_color_distance", "background_distance"):
+                     "min_color_distance", "background_distance", "outline"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -242,6 +251,10 @@ class Scene:
     """Fraction by which a full shadow darkens the background (0: no shadows)."""
     shadow_blur: float = 0.0
     """Softness of the shadows' edges (pixels)."""
+    outline: float = 0.0
+    """Width (pixels) of every object's border in ``outline_color`` (0: none)."""
+    outline_color: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    """float32 (3,) RGB of the border (grey levels, before light)."""
     _static: Any = field(default=None, repr=False, compare=False)
     """Render cache (depth orders, noise table); rebuilt when depth or noise_std change."""
 
@@ -536,6 +549,8 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator) -> tuple[Scene, 
         "depth": depth,
         "radii": radii,
         "noise_std": float(config.noise_std),
+        "outline": float(config.outline),
+        "outline_color": np.asarray(config.outline_color, np.float32),
     }
     if config.style == "classic":
         names_all = list(KEY_COLORS)
@@ -841,6 +856,11 @@ def _paint_objects(canvas: np.ndarray, full: np.ndarray, drawn: list[_Drawn],
             paint = scene.colors[j]
         else:
             paint = gain_map[..., None] * scene.colors[j]
+        if scene.outline > 0:  # the fill's own antialiased edge sits `outline` px inside
+            fill = np.minimum(np.maximum(half - sd - np.float32(scene.outline), zero), one)
+            border = scene.outline_color if light is None else (
+                light[b0:b1, a0:a1, None] * scene.outline_color)
+            paint = fill[..., None] * (paint - border) + border
         region = canvas[b0:b1, a0:a1]
         region += cover[..., None] * (paint - region)
 

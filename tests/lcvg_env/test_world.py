@@ -132,6 +132,8 @@ def test_poses_helpers_and_validation() -> None:
         ({"style": "varied", "shapes": ("blob",)}, "shapes"),
         ({"noise_std": -1.0}, "noise_std"),
         ({"radius": (0.2, 0.1)}, "radius"),
+        ({"outline": -1.0}, "outline must be a finite number >= 0, got -1.0"),
+        ({"outline_color": (0, 0, 300)}, r"outline_color must be .* got \(0, 0, 300\)"),
     ],
 )
 def test_config_validation(kwargs: dict, match: str) -> None:
@@ -144,6 +146,26 @@ def test_config_resolves_the_style_shapes() -> None:
     assert SceneConfig(style="varied").shapes == VARIED_SHAPES
     assert SceneConfig(style="varied", objects=(8, 8)).objects == (8, 8)
     assert set(VARIED_SHAPES) > set(CLASSIC_SHAPES)
+
+
+def test_an_outline_borders_each_object_inside_its_edge() -> None:
+    plain, poses = _scene("classic", 4, objects=(1, 1), shapes=("square",), texture=0.0)
+    outlined, _ = _scene("classic", 4, objects=(1, 1), shapes=("square",), texture=0.0,
+                         outline=2.0, outline_color=(10.0, 200.0, 30.0))
+    a, b = render(plain, poses), render(outlined, poses)
+    np.testing.assert_array_equal(a.visible, b.visible)  # the same object, only painted
+    mask = a.visible[0]
+    inner = mask.copy()
+    for _ in range(3):  # 3 px in from the edge (8-neighbour steps): the object's own colour
+        padded = np.pad(inner, 1)
+        inner = np.all([padded[dy:dy + inner.shape[0], dx:dx + inner.shape[1]]
+                        for dy in range(3) for dx in range(3)], axis=0)
+    np.testing.assert_array_equal(a.frame[inner], b.frame[inner])
+    rim = mask & ~inner
+    def off_border(frame):  # median distance of the rim's pixels from the border colour
+        return float(np.median(np.abs(frame[rim].astype(float) - (10, 200, 30)).mean(1)))
+
+    assert off_border(b.frame) < 0.5 * off_border(a.frame)
 
 
 def test_classic_uses_key_colours_and_no_lighting() -> None:
