@@ -43,6 +43,14 @@ def test_whole_pixel_translation_keeps_the_objects_pixels_exactly():
     left = (mask[0, 0] > 0) & ~inside
     assert torch.allclose(comp.image[0][:, left], torch.tensor(-0.4), atol=1e-5)
     assert bool((comp.band[0, 0][left] == 1).all())
+    # G corrects around the object, never the pixels it brought
+    assert bool((comp.band[0, 0][inside] == 0).all())
+    ring = (compositing.dilate(moved, 2)[0, 0] > 0) & ~inside
+    assert bool((comp.band[0, 0][ring] == 1).all())
+    bright = lambda image, edited: torch.ones_like(image)  # noqa: E731 - a G that adds 1
+    step, _ = compositing.predict(bright, compositing.matte(frame, mask), theta, moved, mask,
+                                  frame, 1 - mask, 2, mask)
+    assert torch.equal(step[0][:, inside], comp.image[0][:, inside])
 
 
 def _antialiased_disc(size: int = 32, cx: float = 8.3, cy: float = 15.6
