@@ -148,7 +148,7 @@ def _names(cls: type) -> set[str]:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    from training.paired import SCENE_SET_BY_EVALUATION, PairedConfig
+    from training.paired import PairedConfig
 
     parser = argparse.ArgumentParser(
         prog="lcvg-eval",
@@ -168,8 +168,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     add_config_arguments(parser, EvalConfig, title="dataset evaluation (--data)",
                          aliases={"eval_split": ["--split"], "eval_clips": ["--clips"],
                                   "eval_horizon": ["--horizon"]})
-    add_config_arguments(parser, PairedConfig,
-                         exclude=(*_SHARED, *(f"scene.{name}" for name in SCENE_SET_BY_EVALUATION)),
+    add_config_arguments(parser, PairedConfig, exclude=_SHARED,
                          title="paired evaluation (--world)")
     return parser
 

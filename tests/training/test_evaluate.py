@@ -240,6 +240,7 @@ def test_command_lines_have_help(main, capsys):
 
 def test_eval_configs_round_trip_through_lcvg_eval(capsys):
     from lcvg_env.configs import config_to_argv
+    from lcvg_env.world.scene import SceneConfig
     from training.cli import EvalConfig, eval_main
     from training.paired import PairedConfig
 
@@ -252,7 +253,10 @@ def test_eval_configs_round_trip_through_lcvg_eval(capsys):
                           objects=(2, 3), tracking="carry", threads=1, noise=False, show=1)
     assert eval_main(["--print-config", *config_to_argv(paired)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert PairedConfig(**{**printed, "objects": tuple(printed["objects"])}) == paired
+    scene = SceneConfig(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in printed["scene"].items()})
+    assert PairedConfig(**{**printed, "objects": tuple(printed["objects"]),
+                           "scene": scene}) == paired
     # lcvg-eval's older names of three fields still work, hidden from --help
     assert eval_main(["--print-config", "--clips", "2", "--horizon", "3", "--split", "val"]) == 0
     printed = json.loads(capsys.readouterr().out)

@@ -234,7 +234,7 @@ def test_cli_takes_scene_looks_but_not_the_fields_the_evaluation_sets(tmp_path, 
     assert json.loads(capsys.readouterr().out)["scene"]["noise_std"] == 5.0
     with pytest.raises(SystemExit):
         cli.eval_main([*base, "--scene.style", "varied"])
-    assert "--scene.style" in capsys.readouterr().err
+    assert "scene.style='varied'" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a paired option without --world
         cli.eval_main(["--checkpoint", "x", "--out", str(tmp_path), "--scene.texture", "0.3"])
     assert "--scene.texture belong to the paired evaluation" in capsys.readouterr().err
