@@ -177,9 +177,27 @@ def load_checkpoint(
     )
 
 
-def _read_safetensors(path: Path, map_location: str | torch.device
+def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint's lcvg header alone, without any tensor.
+
+    The header holds ``config``, ``metadata``, ``format_version`` and the ``training_state``
+    with its tensors left as references.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        CheckpointError: as :func:`load_checkpoint` for an unreadable file or header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    return _lcvg_header(path, _read_safetensors(path, "cpu", tensors=False)[0])
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device, tensors: bool = True
                       ) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Read the metadata and the tensors (on ``map_location``) of the safetensors ``path``.
+    """Read the metadata and (``tensors``) the tensors of the safetensors ``path``.
+
+    Tensors are loaded to ``map_location``; without ``tensors`` the dict is empty.
 
     Raises:
         CheckpointError: the file is unreadable (truncated or another format), naming it and
@@ -188,14 +206,14 @@ def _read_safetensors(path: Path, map_location: str | torch.device
     try:
         with safe_open(str(path), framework="pt") as handle:
             file_metadata = handle.metadata() or {}
-        tensors = load_file(str(path), device=str(torch.device(map_location)))
+        loaded = load_file(str(path), device=str(torch.device(map_location))) if tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         size = path.stat().st_size
         raise CheckpointError(
             f"{str(path)!r} ({size} bytes) is not a readable safetensors file "
             f"(truncated or another format?): {error}"
         ) from None
-    return file_metadata, tensors
+    return file_metadata, loaded
 
 
 def _lcvg_header(path: Path, file_metadata: Mapping[str, str]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from training.discriminator import PatchDiscriminator
 from training.distributed import ResumableBatchSampler, barrier, init_distributed
 from training.pseudo_control import PseudoControl
 from training.rng_state import rng_state, seed_everything, set_rng_state
-from training.run_dir import RunDir, load_resumable, mask_overlay
+from training.run_dir import RunDir, load_resumable, mask_overlay, resumable_header
 from training.step import train_step
 from training.step_context import PHASES, GeneratorForward, StepContext, use_channels_last
 
@@ -407,7 +407,8 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False,
 def config_from_run(run_dir: str | Path) -> TrainConfig:
     """Return the TrainConfig a run folder was started with (from its resumable checkpoint).
 
-    The newest readable one (see :func:`training.run_dir.load_resumable`).
+    The newest readable one (see :func:`training.run_dir.load_resumable`), from its header
+    alone: the trainer reads the tensors when it resumes.
     """
-    ckpt, _ = load_resumable(run_dir)
-    return TrainConfig.from_dict(ckpt.config["training"])
+    header, _ = resumable_header(run_dir)
+    return TrainConfig.from_dict(header["config"]["training"])

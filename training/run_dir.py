@@ -22,15 +22,21 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
-from lcvg_env.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from lcvg_env.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_header,
+    save_checkpoint,
+)
 
 _OLDER = re.compile(r"last-(\d+)\.safetensors")
 """Names of the older resumable checkpoints: last-<k>.safetensors, k saves before the newest."""
@@ -172,23 +178,49 @@ def load_resumable(run_path: str | os.PathLike) -> tuple[Checkpoint, Path]:
         FileNotFoundError: the run folder has no resumable checkpoint at all.
         CheckpointError: none of them can be read (the message has each file's error).
     """
+    def step_of(ckpt: Checkpoint) -> Any:
+        state = ckpt.training_state if isinstance(ckpt.training_state, dict) else {}
+        return state.get("step", "?")
+
+    return _newest_readable(run_path, lambda path: load_checkpoint(path, map_location="cpu"),
+                            step_of)
+
+
+def resumable_header(run_path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """Read the header of the checkpoint :func:`load_resumable` would load, not its tensors.
+
+    The header (config, metadata, ...) as ``lcvg_env.checkpoint.read_checkpoint_header`` reads
+    it; the same fallback, warning and errors as :func:`load_resumable`.
+    """
+    def step_of(header: dict[str, Any]) -> Any:
+        state = header.get("training_state")
+        return state.get("step", "?") if isinstance(state, dict) else "?"
+
+    return _newest_readable(run_path, read_checkpoint_header, step_of)
+
+
+_Read = TypeVar("_Read")
+
+
+def _newest_readable(run_path: str | os.PathLike, read: Callable[[Path], _Read],
+                     step_of: Callable[[_Read], Any]) -> tuple[_Read, Path]:
+    """``read(path)`` of the newest resumable checkpoint it can read (see load_resumable)."""
     candidates = resumable_checkpoints(run_path)
     if not any(path.is_file() for path in candidates):
         raise FileNotFoundError(f"no resumable checkpoint at {candidates[0]}")
     failures: list[str] = []
     for path in candidates:
         try:
-            ckpt = load_checkpoint(path, map_location="cpu")
+            loaded = read(path)
         except (FileNotFoundError, CheckpointError) as error:
             failures.append(f"{path} ({type(error).__name__}: {error})")
             continue
         if failures:
-            state = ckpt.training_state if isinstance(ckpt.training_state, dict) else {}
-            # stacklevel 1: shown once per process although the CLI loads the run twice
+            # stacklevel 1: shown once per process although the CLI reads the run twice
             warnings.warn(f"cannot read the resumable checkpoint {'; '.join(failures)}; "
-                          f"resuming from {path} (step {state.get('step', '?')}) instead",
+                          f"resuming from {path} (step {step_of(loaded)}) instead",
                           ResumeWarning, stacklevel=1)
-        return ckpt, path
+        return loaded, path
     raise CheckpointError("no resumable checkpoint of the run can be read: "
                           + "; ".join(failures))
 

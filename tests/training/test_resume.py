@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lcvg_env.checkpoint import CheckpointError, load_checkpoint
+from lcvg_env.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_header
 from training.loop import config_from_run, train
 from training.run_dir import ResumeWarning, load_resumable, resumable_checkpoints
 
@@ -14,6 +14,10 @@ from .conftest import tiny_config
 def _weights(run):
     ckpt = load_checkpoint(run / "model.safetensors")
     return ckpt.weights
+
+
+def _no_tensors(*args, **kwargs):
+    raise AssertionError("tensors were read")
 
 
 def _stopper(at):
@@ -53,7 +57,8 @@ def test_resume_refuses_a_different_plan(tiny_data, tmp_path):
         train(cfg, tmp_path / "nothing", resume=True)
 
 
-def test_keeps_the_newest_checkpoints_and_resumes_from_the_last_readable(tiny_data, tmp_path):
+def test_keeps_the_newest_checkpoints_and_resumes_from_the_last_readable(tiny_data, tmp_path,
+                                                                       monkeypatch):
     cfg = tiny_config(tiny_data, stage1_steps=3, stage2_steps=2, checkpoint_every=1,
                       keep_checkpoints=2)
     full = train(cfg, tmp_path / "full")
@@ -67,7 +72,15 @@ def test_keeps_the_newest_checkpoints_and_resumes_from_the_last_readable(tiny_da
     assert not list(folder.glob(".*"))  # no staging or temporary file left behind
 
     newest = folder / "last.safetensors"
-    newest.write_bytes(newest.read_bytes()[:100])  # a checkpoint cut short
+    whole = newest.read_bytes()
+    newest.write_bytes(whole[:-10])  # cut short in its tensors: the header alone tells
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        read_checkpoint_header(newest)
+    newest.write_bytes(whole)
+    with monkeypatch.context() as patch:  # the config comes from the header: no tensor is read
+        patch.setattr("lcvg_env.checkpoint.load_file", _no_tensors)
+        assert config_from_run(run) == cfg
+    newest.write_bytes(whole[:100])  # a checkpoint cut short
     expected = rf"{re.escape(str(newest))}.*CheckpointError.*last-1\.safetensors \(step 3\)"
     with pytest.warns(ResumeWarning, match=expected):
         assert config_from_run(run) == cfg
