@@ -50,18 +50,23 @@ def simulator_of(env: Any) -> Any:
     raise TypeError(f"not a learned lcvg environment (no simulator): {type(env).__name__}")
 
 
-def frame_agreement(simulator: Any, cover: float = AGREE_COVER) -> np.ndarray:
-    """Which tracked object masks M's mask of the current frames confirms, bool (N, K).
+def frame_agreement(simulator: Any, cover: float = AGREE_COVER,
+                    indices: np.ndarray | None = None) -> np.ndarray:
+    """Which tracked object masks M's mask of the current frames confirms, bool (n, K).
 
-    Runs the simulator's mask network on its frames (N, 3, H, W), binarised at the
-    simulator's threshold, and marks object k of environment i when the mask covers at least
-    ``cover`` of the tracked mask ``objects[i, k]`` (an empty tracked mask is never confirmed):
-    ``lcvg_env.tracking.agrees``, the simulator's own "anchored" test.
+    Runs the simulator's mask network on its frames (those of ``indices``, default all N),
+    binarised at the simulator's threshold, and marks object k of environment i when the mask
+    covers at least ``cover`` of the tracked mask ``objects[i, k]`` (an empty tracked mask is
+    never confirmed): ``lcvg_env.tracking.agrees``, the simulator's own "anchored" test.
     """
     threshold = float(getattr(simulator, "threshold", 0.5))
+    frames, objects = simulator.frames, simulator.objects
+    if indices is not None:  # M on the frames asked for only (resets come a few at a time)
+        rows = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=frames.device)
+        frames, objects = frames[rows], objects[rows]
     with torch.inference_mode():
-        segmentation = simulator.model.binary_mask(simulator.frames, threshold)  # (N, 1, H, W)
-        agree = agrees(simulator.objects.float(), segmentation.float(), cover)  # (N, K)
+        segmentation = simulator.model.binary_mask(frames, threshold)  # (n, 1, H, W)
+        agree = agrees(objects.float(), segmentation.float(), cover)  # (n, K)
     return agree.cpu().numpy()
 
 
@@ -107,13 +112,13 @@ class FrameBackedReach(ReachTask):
         self.simulator = simulator
         return self
 
-    def _agreement(self) -> np.ndarray:
+    def _agreement(self, indices: np.ndarray | None = None) -> np.ndarray:
         if self.simulator is None:
             raise RuntimeError(
                 "FrameBackedReach has no simulator: call task.attach(simulator_of(env)) "
                 "after making the environment"
             )
-        return np.asarray(frame_agreement(self.simulator, self.cover).all(axis=-1))
+        return np.asarray(frame_agreement(self.simulator, self.cover, indices).all(axis=-1))
 
     def reset(self, indices: np.ndarray, centroids: np.ndarray, present: np.ndarray,
               rngs: Sequence[np.random.Generator],
@@ -123,7 +128,7 @@ class FrameBackedReach(ReachTask):
         idx = np.asarray(indices)
         self.claimed[idx] = False
         if self.simulator is not None:  # an env resets once while it is being built
-            self.backed[idx] = self._agreement()[idx]
+            self.backed[idx] = self._agreement(idx)
 
     def step(self, centroids: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``ReachTask.step``; with ``enforce``, success and bonus only where the frame backs it."""

@@ -108,9 +108,19 @@ class FakeSimulator:
     def __init__(self, objects: torch.Tensor, segmentation: torch.Tensor) -> None:
         self.num_envs = objects.shape[0]
         self.objects = objects
-        self.frames = torch.zeros(objects.shape[0], 3, *objects.shape[2:])
+        # frame i holds the value i, so that M's mask of a frame is found by its index
+        self.frames = torch.arange(objects.shape[0], dtype=torch.float32).view(-1, 1, 1, 1
+                                                                               ).expand(
+            -1, 3, *objects.shape[2:])
         self.threshold = 0.5
-        self.model = SimpleNamespace(binary_mask=lambda frames, threshold: segmentation)
+        self.seen: list[int] = []  # frames M was run on
+
+        def binary_mask(frames: torch.Tensor, threshold: float) -> torch.Tensor:
+            rows = frames[:, 0, 0, 0].long()
+            self.seen.extend(rows.tolist())
+            return segmentation[rows]
+
+        self.model = SimpleNamespace(binary_mask=binary_mask)
 
 
 def test_frame_agreement_counts_the_covered_fraction() -> None:
@@ -122,6 +132,9 @@ def test_frame_agreement_counts_the_covered_fraction() -> None:
     sim = FakeSimulator(objects, segmentation)
     assert frame_agreement(sim, cover=0.5)[:, 0].tolist() == [True, False, False]
     assert frame_agreement(sim, cover=0.25)[:, 0].tolist() == [True, True, False]
+    sim.seen.clear()
+    assert frame_agreement(sim, 0.5, indices=np.array([2, 0]))[:, 0].tolist() == [False, True]
+    assert sim.seen == [2, 0]  # M ran on those two frames only
 
 
 def test_frame_backed_reach_needs_the_frame_for_success() -> None:
