@@ -32,7 +32,8 @@ class ColourSplit:
     mean colours are (:attr:`coherence`): a textured object (patches of a second colour
     scattered over it) or a thin rim of edge pixels fails these tests and stays whole, while
     an object cut into pieces by another one in front of it still comes apart when the two
-    colours differ clearly.
+    colours differ clearly. A thin border around a fill (an outlined sprite) is not cut off
+    (:attr:`shell_px`).
     """
 
     min_pixels: int = 16
