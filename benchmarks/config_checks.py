@@ -1,8 +1,8 @@
 """Checks the benchmarks' configs share beyond ``lcvg_env.configs`` (tuples, device names).
 
-``check_choices`` and ``check_ints`` there check a ``Literal`` field and an int field; these
-check the fields they cannot: tuples of choices (``--styles varied classic``), tuples of ints
-(``--sizes 1 64``) and torch device names. Call them from ``__post_init__``; each raises
+``check_choices`` and ``check_ints`` there check ``Literal`` fields (tuples of them too:
+``--styles varied classic``) and int fields; these check the fields they cannot: tuples of
+ints (``--sizes 1 64``) and torch device names. Call them from ``__post_init__``; each raises
 ``ValueError`` naming the field and the value received. :func:`resolved_device` checks, at run
 time, that the device named is there.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import typing
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -26,15 +25,6 @@ def _name(config: Any, name: str) -> str:
 
 def _allows_none(config: Any, name: str) -> bool:
     return type(None) in typing.get_args(field_types(type(config))[name])
-
-
-def check_each(config: Any, name: str, choices: Sequence[str]) -> None:
-    """Check that the tuple field ``name`` holds one or more values, each one of ``choices``."""
-    value = getattr(config, name)
-    if (not isinstance(value, tuple) or not value
-            or any(item not in choices for item in value)):
-        raise ValueError(f"{_name(config, name)} must be one or more of {tuple(choices)!r}, "
-                         f"got {value!r}")
 
 
 def check_int_tuple(config: Any, name: str, low: int) -> None:

@@ -26,18 +26,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import check_device, check_each, check_int_tuple, resolved_device
+from benchmarks.config_checks import check_device, check_int_tuple, resolved_device
 from benchmarks.timing import synchronize
 from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
 from lcvg_env.simulator import CompileMode
-from lcvg_env.tracking import TRACKING_MODES
+from lcvg_env.tracking import Tracking
 from lcvg_env.vector import LCVGVectorEnv
 
 ASSETS = Path(__file__).resolve().parents[1] / "lcvg_env" / "assets"
@@ -68,10 +68,10 @@ class EnvStepConfig:
     """Only the sprites models."""
     skip_sprites: bool = False
     """Only the paper_bair model."""
-    tracking: tuple[str, ...] = ("segment", "carry")
+    tracking: tuple[Tracking, ...] = ("segment", "carry")
     """Simulator tracking modes to measure (segment, carry, anchored; carry skips M per step,
     anchored costs what segment does)."""
-    precision: tuple[str, ...] = ("fp32",)
+    precision: tuple[Precision, ...] = ("fp32",)
     """Network precisions: fp32, bf16 (autocast; CUDA only)."""
     compile: Compile = "off"
     """torch.compile the networks (the simulator's ``compile``): off or a mode."""
@@ -83,8 +83,6 @@ class EnvStepConfig:
         check_choices(self)
         check_ints(self, {"threads": 0})
         check_int_tuple(self, "sizes", 1)
-        check_each(self, "tracking", TRACKING_MODES)
-        check_each(self, "precision", get_args(Precision))
         check_device(self)
         if not self.budget > 0:
             raise ValueError(f"EnvStepConfig.budget must be > 0, got {self.budget!r}")

@@ -24,15 +24,13 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import check_each
 from benchmarks.separation import MAX_OBJECTS, first_frames
 from lcvg_env import control as ctl
-from lcvg_env.configs import check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
 from lcvg_env.world.scene import Style
@@ -49,7 +47,7 @@ class OcclusionConfig:
     """Twin scenes per style."""
     seed: int = 30000
     """Seed of the first scene (the others follow: seed + 1, ...)."""
-    styles: tuple[str, ...] = ("varied", "classic")
+    styles: tuple[Style, ...] = ("varied", "classic")
     """Scene styles, one JSON object per style and source of objects (varied, classic)."""
     min_hidden: int = 3
     """Pixels one object of a case must hide of the other."""
@@ -59,7 +57,7 @@ class OcclusionConfig:
     def __post_init__(self) -> None:
         """Validate the counts and styles, naming the offending value."""
         check_ints(self, {"scenes": 1, "seed": 0, "min_hidden": 0})
-        check_each(self, "styles", get_args(Style))
+        check_choices(self)
 
 
 def _cases(visible: np.ndarray, full: np.ndarray, min_hidden: int) -> list[tuple[int, int]]:

@@ -19,14 +19,12 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_args
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import check_each
 from lcvg_env import control as ctl
-from lcvg_env.configs import check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints, parse_config
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
 from lcvg_env.world.scene import Style
@@ -44,7 +42,7 @@ class SeparationConfig:
     """Twin scenes per style."""
     seed: int = 7000
     """Seed of the first scene (the others follow: seed + 1, ...)."""
-    styles: tuple[str, ...] = ("varied", "classic")
+    styles: tuple[Style, ...] = ("varied", "classic")
     """Scene styles, one JSON object each (varied, classic)."""
     checkpoint: str = SPRITES_CHECKPOINT
     """Checkpoint whose mask network M finds the objects."""
@@ -52,7 +50,7 @@ class SeparationConfig:
     def __post_init__(self) -> None:
         """Validate the counts and styles, naming the offending value."""
         check_ints(self, {"scenes": 1, "seed": 0})
-        check_each(self, "styles", get_args(Style))
+        check_choices(self)
 
 
 def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

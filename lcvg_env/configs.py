@@ -120,13 +120,26 @@ def literal_choices(annotation: Any) -> tuple[Any, ...] | None:
     return None
 
 
+def _each_choices(annotation: Any) -> tuple[Any, ...] | None:
+    """Return the choices of a ``tuple[Literal[...], ...]`` annotation (unwrapped), else None."""
+    inner, _ = _unwrap_optional(annotation)
+    args = typing.get_args(inner)
+    if typing.get_origin(inner) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return literal_choices(args[0])
+    return None
+
+
 @functools.cache
-def _choice_fields(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool], ...]:
+def _choice_fields(cls: type) -> tuple[tuple[str, tuple[Any, ...], bool, bool], ...]:
+    """(name, choices, None allowed, a tuple of them) of each field with choices."""
     out = []
     for name, annotation in field_types(cls).items():
+        optional = _unwrap_optional(annotation)[1]
         choices = literal_choices(annotation)
         if choices is not None:
-            out.append((name, choices, _unwrap_optional(annotation)[1]))
+            out.append((name, choices, optional, False))
+        elif (each := _each_choices(annotation)) is not None:
+            out.append((name, each, optional, True))
     return tuple(out)
 
 
@@ -134,15 +147,21 @@ def check_choices(config: Any) -> None:
     """Check every ``Literal``-annotated field of the dataclass instance ``config``.
 
     Call it from ``__post_init__``; the choices are read from the annotations (``X | None``
-    also accepts None).
+    also accepts None). A ``tuple[Literal[...], ...]`` field holds one or more of them.
 
     Raises:
         ValueError: naming the field, the value received and the choices.
     """
     cls: type = type(config)
-    for name, choices, optional in _choice_fields(cls):
+    for name, choices, optional, each in _choice_fields(cls):
         value = getattr(config, name)
         if value is None and optional:
+            continue
+        if each:
+            if not isinstance(value, tuple) or not value or any(
+                    item not in choices for item in value):
+                raise ValueError(f"{cls.__name__}.{name} must be one or more of {choices!r}, "
+                                 f"got {value!r}")
             continue
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
             either = " or None" if optional else ""
@@ -198,10 +217,14 @@ def _allow_none(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _tuple_parser(annotation: Any, where: str) -> Callable[[str], tuple]:
-    """Parser of "1,2", "1 2" or "1x2" (numbers only) into the tuple type ``annotation``."""
+    """Parser of "1,2", "1 2" or "1x2" (numbers only) into the tuple type ``annotation``.
+
+    Items of a ``Literal`` type are read as their choices' type (``check_choices`` checks them).
+    """
     args = typing.get_args(annotation)
     variable = len(args) == 2 and args[1] is Ellipsis
     kinds = [args[0]] if variable else list(args)
+    kinds = [type(choices[0]) if (choices := literal_choices(k)) else k for k in kinds]
     if not kinds or any(k not in (int, float, str) for k in kinds):
         raise TypeError(f"{where}: no command-line parser for {annotation!r}")
     numeric = str not in kinds
@@ -300,7 +323,9 @@ def _flag_spec(f: dataclasses.Field, annotation: Any, where: str) -> dict[str, A
                 "metavar": inner.__name__.upper()}
     if typing.get_origin(inner) is tuple:
         parse_tuple = _tuple_parser(inner, where)
-        metavar = "S" if str in typing.get_args(inner) else "N"
+        each = _each_choices(inner)
+        metavar = ("{" + ",".join(map(str, each)) + "}" if each
+                   else "S" if str in typing.get_args(inner) else "N")
         return {"action": _JoinedTuple, "nargs": "+", "metavar": metavar,
                 "parse_tuple": _allow_none(parse_tuple) if optional else parse_tuple}
     raise TypeError(f"{where}: no command-line parser for the annotation {annotation!r}")

@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class LightConfig:
     """Where the checkpoint with the estimator is written (atomically)."""
     estimator_from: str | None = None
     """Take the estimator of this checkpoint (with ``shading`` on) instead of training one."""
-    styles: tuple[str, ...] = ("varied", "classic")
+    styles: tuple[Style, ...] = ("varied", "classic")
     """Scene styles rendered for training, in turn."""
     scenes: int = 40000
     """Training scenes (rendered on the CPU, about 15 ms each)."""
@@ -68,10 +68,6 @@ class LightConfig:
     def __post_init__(self) -> None:
         """Validate the choices and counts, naming the offending value."""
         check_choices(self)
-        known = get_args(Style)
-        if not self.styles or any(style not in known for style in self.styles):
-            raise ValueError(f"LightConfig.styles must be one or more of {known}, "
-                             f"got {self.styles!r}")
         check_ints(self, {"scenes": 1, "test_scenes": 1, "steps": 0, "batch": 1, "threads": 1})
         if not self.lr > 0:
             raise ValueError(f"LightConfig.lr must be > 0, got {self.lr!r}")

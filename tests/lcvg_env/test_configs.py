@@ -66,6 +66,8 @@ class Demo:
     """Optional choice."""
     style: Literal["classic", "varied"] = "classic"
     """Required choice."""
+    modes: tuple[Literal["fast", "exact"], ...] = ("fast",)
+    """One or more choices."""
     objects: tuple[int, int] = field(default=(1, 3), metadata={"parse": _pair})
     """A range with its own parser ("2" or "1-3")."""
     inner: Inner = field(default_factory=Inner)
@@ -167,6 +169,20 @@ def test_a_wrong_choice_lists_the_choices(capsys):
 
     with pytest.raises(ValueError, match=r"SceneConfig.style must be one of"):
         SceneConfig(style="fancy")  # type: ignore[arg-type]
+
+
+def test_a_tuple_of_choices_takes_one_or_more_of_them(capsys):
+    assert _parse(["--out", "x", "--modes", "exact", "fast"]).modes == ("exact", "fast")
+    assert _parse(["--out", "x", "--modes", "exact,fast"]).modes == ("exact", "fast")
+    assert "{fast,exact}" in _parser().format_help()
+    with pytest.raises(SystemExit):
+        _parse(["--out", "x", "--modes", "fast", "slow"])
+    assert ("Demo.modes must be one or more of ('fast', 'exact'), got ('fast', 'slow')"
+            in capsys.readouterr().err)
+    with pytest.raises(ValueError, match=r"Demo.modes must be one or more of .*, got \(\)"):
+        Demo(out="x", modes=())
+    with pytest.raises(ValueError, match=r"Demo.modes must be one or more of .*, got 'fast'"):
+        Demo(out="x", modes="fast")  # type: ignore[arg-type]
 
 
 def test_bad_values_are_parser_errors(capsys):
