@@ -152,6 +152,9 @@ class SceneConfig:
     (0: none): outlined sprites, a look neither style has."""
     outline_color: tuple[float, float, float] = (20.0, 20.0, 24.0)
     """RGB (grey levels) of the border of ``outline`` (lit like the objects)."""
+    outline_share: float = 1.0
+    """Chance that an object gets the border of ``outline`` (drawn for each object; 1: every
+    object, 0.5: about half of them, a scene of bordered and plain sprites)."""
 
     def __post_init__(self) -> None:
         """Validate every field; resolve ``shapes=None`` to the style's shapes."""
@@ -194,6 +197,9 @@ class SceneConfig:
                 isinstance(c, int | float) and 0 <= c <= 255 for c in self.outline_color):
             raise ValueError(
                 f"outline_color must be three grey levels in [0, 255], got {self.outline_color!r}")
+        if not (isinstance(self.outline_share, int | float) and 0 <= self.outline_share <= 1):
+            raise ValueError(f"outline_share must be a number in [0, 1], got "
+                             f"{self.outline_share!r}")
         for name in ("noise_std", "texture", "background_contrast", "margin",
                      "min_color_distance", "background_distance", "outline"):
             value = getattr(self, name)
@@ -252,9 +258,11 @@ class Scene:
     shadow_blur: float = 0.0
     """Softness of the shadows' edges (pixels)."""
     outline: float = 0.0
-    """Width (pixels) of every object's border in ``outline_color`` (0: none)."""
+    """Width (pixels) of the objects' border in ``outline_color`` (0: none)."""
     outline_color: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
     """float32 (3,) RGB of the border (grey levels, before light)."""
+    bordered: tuple[bool, ...] | None = None
+    """Which objects have the border of ``outline`` (None: every one)."""
     _static: Any = field(default=None, repr=False, compare=False)
     """Render cache (depth orders, noise table); rebuilt when depth or noise_std change."""
 
@@ -561,6 +569,8 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator) -> tuple[Scene, 
         scene = Scene(background=background, colors=colors, names=names, **common)
     else:
         scene = _varied_scene(config, rng, common)
+    if config.outline > 0 and config.outline_share < 1:  # drawn last: other scenes unchanged
+        scene.bordered = tuple(bool(b) for b in rng.random(k) < config.outline_share)
     return scene, Poses.from_angles(centers, angles, radii)
 
 
@@ -856,7 +866,8 @@ def _paint_objects(canvas: np.ndarray, full: np.ndarray, drawn: list[_Drawn],
             paint = scene.colors[j]
         else:
             paint = gain_map[..., None] * scene.colors[j]
-        if scene.outline > 0:  # the fill's own antialiased edge sits `outline` px inside
+        if scene.outline > 0 and (scene.bordered is None or scene.bordered[j]):
+            # the fill's own antialiased edge sits `outline` px inside
             fill = np.minimum(np.maximum(half - sd - np.float32(scene.outline), zero), one)
             border = scene.outline_color if light is None else (
                 light[b0:b1, a0:a1, None] * scene.outline_color)

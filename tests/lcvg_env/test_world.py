@@ -168,6 +168,24 @@ def test_an_outline_borders_each_object_inside_its_edge() -> None:
     assert off_border(b.frame) < 0.5 * off_border(a.frame)
 
 
+def test_an_outline_share_borders_some_objects_and_leaves_other_scenes_as_they_were() -> None:
+    kinds = set()
+    for seed in range(6):
+        scene, poses = _scene("varied", seed, objects=(4, 4), outline=2.0, outline_share=0.5)
+        assert scene.bordered is not None and len(scene.bordered) == 4
+        kinds |= set(scene.bordered)
+        everyone, _ = _scene("varied", seed, objects=(4, 4), outline=2.0)
+        assert everyone.bordered is None  # every object, and the same draws as before
+        np.testing.assert_array_equal(everyone.colors, scene.colors)
+        drawn, all_drawn = render(scene, poses).frame, render(everyone, poses).frame
+        for j, bordered in enumerate(scene.bordered):
+            own = render(scene, poses).visible[j]
+            assert np.array_equal(drawn[own], all_drawn[own]) == bordered
+    assert kinds == {True, False}
+    with pytest.raises(ValueError, match="outline_share must be a number in"):
+        SceneConfig(outline_share=1.5)
+
+
 def test_classic_uses_key_colours_and_no_lighting() -> None:
     keys = {tuple(c) for c in KEY_COLORS.values()}
     for seed in range(5):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lcvg_env.world.locate import dilate
 from training.data.ground_truth import load_ground_truth
 from training.data.pairs import FramePairDataset
 from training.data.sprites import (
@@ -160,3 +161,18 @@ def test_metadata_centres_are_the_shapes_area_centroids():
         _, gt, meta = render_clip(cfg, np.random.default_rng([8, i]))
         for t in range(4):
             np.testing.assert_allclose(gt.centroids[t, 0], meta[t]["centers"][0], atol=0.3)
+
+
+def test_outlined_clips_border_their_objects_and_keep_their_masks():
+    plain = SpritesConfig(size=48, frames=3, style="varied", objects=(2, 2))
+    outlined = SpritesConfig(size=48, frames=3, style="varied", objects=(2, 2), outline=2.0)
+    a, gt_a, _ = render_clip(plain, np.random.default_rng([3, 0]))
+    b, gt_b, _ = render_clip(outlined, np.random.default_rng([3, 0]))
+    np.testing.assert_array_equal(gt_a.object_masks, gt_b.object_masks)  # only painted
+    on = gt_a.object_masks.any(1)
+    assert b[on].mean() < a[on].mean() - 10  # the dark border
+    away = ~dilate(on, 1)  # beyond the objects' antialiased rims
+    np.testing.assert_array_equal(a[away], b[away])
+    assert outlined.scene_config().outline == 2.0
+    with pytest.raises(ValueError, match="outline_share"):
+        SpritesConfig(outline=1.0, outline_share=2.0)

@@ -138,6 +138,10 @@ class SpritesMakeConfig(RecordingConfig):
     """Sensor noise (grey levels)."""
     flicker: float = 0.03
     """Illumination flicker amplitude."""
+    outline: float = 0.0
+    """Width (pixels) of a dark border just inside objects' edges (0: none): outlined sprites."""
+    outline_share: float = 1.0
+    """Chance that an object gets that border (each object drawn independently)."""
     workers: int | None = None
     """Processes (None: the CPUs, at most 8)."""
     png_level: int = 0
@@ -311,6 +315,8 @@ def _make_sprites(config: SpritesMakeConfig) -> int:
             noise_std=config.noise_std,
             flicker=config.flicker,
             style=config.style,
+            outline=config.outline,
+            outline_share=config.outline_share,
         ),
         val_fraction=config.val_fraction,
         test_fraction=config.test_fraction,

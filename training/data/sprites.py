@@ -101,6 +101,10 @@ class SpritesConfig:
     """Object centres stay at least ``margin * radius`` inside the frame (mostly in view)."""
     style: Style = "classic"
     """Scene style, one of ``STYLES`` ("classic", "varied"; see ``lcvg_env.world.scene``)."""
+    outline: float = 0.0
+    """Width (pixels) of a dark border just inside objects' edges (0: none)."""
+    outline_share: float = 1.0
+    """Chance that an object gets that border (each object drawn independently)."""
 
     def __post_init__(self) -> None:
         """Validate (the scene fields through :class:`SceneConfig`); resolve ``shapes``."""
@@ -128,6 +132,8 @@ class SpritesConfig:
             background_contrast=self.background_contrast,
             noise_std=self.noise_std,
             margin=self.margin,
+            outline=self.outline,
+            outline_share=self.outline_share,
         )
 
     def to_dict(self) -> dict[str, Any]:
