@@ -718,9 +718,11 @@ def _score_step(recorders: dict[str, _Recorder], rows: np.ndarray, t: int,
     """
     true_masks = np.stack([twin.true_masks() for twin in twins])
     others = _other_masks(twins)
+    colours = pm.object_colours(true_frames, true_masks, others, backgrounds)
     for name, (frames, centroids_px) in (("model", model), ("copy_paste", copy_paste)):
         recorders[name].put(rows, t, pm.score_frames(
-            frames, true_frames, true_masks, others, backgrounds, centroids_px))
+            frames, true_frames, true_masks, others, backgrounds, centroids_px,
+            references=colours))
 
 
 def _paired_result(config: PairedConfig, checkpoint: Any, outcome: _Outcome) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from lcvg_env.world.locate import (
     find_objects,
     label_components,
     mask_centroids,
+    object_colours,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "find_objects",
     "label_components",
     "mask_centroids",
+    "object_colours",
     "psnr",
     "score_frame",
     "score_frames",
@@ -158,6 +160,7 @@ def score_frames(
     background: np.ndarray,
     sim_centroids_px: np.ndarray | None = None,
     tolerance: float = TOLERANCE,
+    references: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Score B generated frames against the true frames of the same steps.
 
@@ -171,6 +174,8 @@ def score_frames(
         sim_centroids_px: optional float (B, K, 2): the simulator's own pixel centroids of the
             same objects (same order); gives ``sim_position_error_px``.
         tolerance: see :func:`find_objects`.
+        references: the objects' reference colours, :func:`object_colours` of the same truth,
+            when several systems are scored against it (computed here otherwise).
 
     Returns:
         Per object, float64 (B, K) arrays :data:`OBJECT_METRICS` (``visible``, ``hit`` and
@@ -180,7 +185,8 @@ def score_frames(
         (``background_psnr`` NaN when no background pixel is left); and ``found`` bool
         (B, K, H, W).
     """
-    found = find_objects(generated, true, true_masks, other_masks, background, tolerance)
+    found = find_objects(generated, true, true_masks, other_masks, background, tolerance,
+                         references=references)
     vis = np.asarray(true_masks, dtype=bool)
     other = np.asarray(other_masks, dtype=bool)
     true_c, true_area = mask_centroids(vis)  # (B, K, 2), (B, K)

@@ -5,18 +5,22 @@ object's colour, visible mask and position, so the object can be looked for in t
 colour. Used by the paired evaluation (``training.paired_metrics``) and by anything that must
 confirm from the frame that an object is where a simulator says it is (the demo).
 
-The generated frame has no labels, so object k is looked for BY ITS TRUE COLOUR:
+The generated frame has no labels, so object k is looked for BY ITS TRUE COLOURS:
 
-1. its reference colour ``c_k`` is the mean true RGB of its visible pixels in the true frame of
-   this step (the twin's visible mask);
-2. a generated pixel is a *candidate* for k when its RGB (Euclidean) distance to ``c_k`` is at
-   most ``tolerance`` (:data:`TOLERANCE`), strictly smaller than its distance to the true
-   background pixel there (the twin's object-free frame) and no larger than its distance to
-   every other object's reference colour (the other controlled objects and the "other" masks);
-   the 8-neighbours of such pixels join them when they are also closer to ``c_k`` than to the
-   background and the other colours, whatever their distance: an antialiased rim pixel blends
-   the object with what lies behind it, and it is closer to the object's colour exactly when
-   the object covers more than half of it (the twin's mask rule, coverage > 0.5);
+1. its reference colours ``c_k`` are the colours of its visible pixels in the true frame of this
+   step (the twin's visible mask): for an object of one colour, the mean of them; for a
+   bordered, many-coloured or strongly patterned one, a palette of up to four colours
+   (``lcvg_env.world.palette``);
+2. a generated pixel is a *candidate* for k when its RGB (Euclidean) distance to the nearest of
+   ``c_k`` is at most ``tolerance`` (:data:`TOLERANCE`), strictly smaller than its distance to
+   the true background pixel there (the twin's object-free frame) and no larger than its
+   distance to every other object's reference colours (the other controlled objects and the
+   "other" masks) but those k shares with it (within ``tolerance / 2``: a border every object
+   has decides nothing between them); the 8-neighbours of such pixels join them when they are
+   also closer to ``c_k`` than to the background and the other colours, whatever their
+   distance: an antialiased rim pixel blends the object with what lies behind it, and it is
+   closer to the object's colour exactly when the object covers more than half of it (the
+   twin's mask rule, coverage > 0.5);
 3. the candidates are split into 8-connected components; object k is *found* as the largest
    component whose centroid lies within :data:`SEARCH_RADIUS` x max(H, W) pixels of k's true
    visible centroid (empty when no component is that close). Components farther away are
@@ -32,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from lcvg_env.world.palette import reference_colours
+
 __all__ = [
     "SEARCH_RADIUS",
     "TOLERANCE",
@@ -42,6 +48,7 @@ __all__ = [
     "find_objects",
     "label_components",
     "mask_centroids",
+    "object_colours",
 ]
 
 TOLERANCE = 48.0
@@ -155,12 +162,26 @@ def mask_centroids(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centroids, area
 
 
-def _reference_colours(true: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Mean true RGB (B, M, 3) under masks (B, M, H, W); NaN where a mask is empty."""
-    area = masks.sum(axis=(-2, -1)).astype(np.float64)  # (B, M)
-    total = np.einsum("bmhw,bhwc->bmc", masks.astype(np.float64), true.astype(np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / area[..., None]
+def object_colours(
+    true: np.ndarray,
+    true_masks: np.ndarray,
+    other_masks: np.ndarray,
+    background: np.ndarray,
+    tolerance: float = TOLERANCE,
+) -> np.ndarray:
+    """Return the reference colours :func:`find_objects` looks for (rule 1 of the module doc).
+
+    Returns:
+        float64 (B, K + M, P, 3): the controlled objects, then the others; NaN in unused slots.
+    """
+    t = check_frames("true", true)
+    if t.ndim != 4:
+        raise ValueError(f"true must be (B, H, W, 3), got shape {t.shape}")
+    b, h, w, _ = t.shape
+    bg = check_frames("background", background, (b, h, w))
+    vis = check_masks("true_masks", true_masks, (b,), (h, w))
+    other = check_masks("other_masks", other_masks, (b,), (h, w))
+    return reference_colours(t, np.concatenate([vis, other], axis=1), bg, float(tolerance))
 
 
 def find_objects(
@@ -171,6 +192,7 @@ def find_objects(
     background: np.ndarray,
     tolerance: float = TOLERANCE,
     search_radius: float = SEARCH_RADIUS,
+    references: np.ndarray | None = None,
 ) -> np.ndarray:
     """Find the controlled objects in generated frames by their true colours.
 
@@ -184,6 +206,9 @@ def find_objects(
         background: uint8 (B, H, W, 3) true object-free frames.
         tolerance: largest RGB distance to the reference colour (default :data:`TOLERANCE`).
         search_radius: fraction of max(H, W) (default :data:`SEARCH_RADIUS`).
+        references: the objects' reference colours when already known (several systems
+            scored against the same truth): what :func:`object_colours` returns for these
+            arguments.
 
     Returns:
         bool (B, K, H, W) found masks (empty where not found or not visible in truth).
@@ -201,15 +226,27 @@ def find_objects(
     if not float(search_radius) > 0:
         raise ValueError(f"search_radius must be > 0, got {search_radius!r}")
     k = vis.shape[1]
-    refs = _reference_colours(t, np.concatenate([vis, other], axis=1))  # (B, K+M, 3)
+    if references is None:
+        refs = reference_colours(t, np.concatenate([vis, other], axis=1), bg, float(tolerance))
+    else:
+        refs = np.asarray(references, dtype=np.float64)
+        if refs.ndim != 4 or refs.shape[:2] != (b, k + other.shape[1]) or refs.shape[3] != 3:
+            raise ValueError(f"references must be (B, K + M, P, 3) = ({b}, {k + other.shape[1]}, "
+                             f"P, 3) as object_colours returns, got {describe(references)}")
     gf = g.astype(np.float32)
-    dist = np.linalg.norm(gf[:, None] - refs[:, :, None, None, :].astype(np.float32), axis=-1)
-    dist = np.where(np.isnan(dist), np.inf, dist)  # (B, K+M, H, W)
+    slots = np.linalg.norm(
+        gf[:, None, None] - refs[:, :, :, None, None].astype(np.float32), axis=-1)
+    slots = np.where(np.isnan(slots), np.inf, slots)  # (B, K+M, P, H, W)
+    dist = slots.min(axis=2)  # (B, K+M, H, W): to the nearest colour of each object
     d_bg = np.linalg.norm(gf - bg.astype(np.float32), axis=-1)  # (B, H, W)
     closer = np.zeros((b, k, h, w), dtype=bool)
     for j in range(k):
-        others = np.delete(dist, j, axis=1)
-        nearest_other = others.min(axis=1) if others.shape[1] else np.inf
+        # another object's colour decides against j only where j does not share it (a
+        # border every object has in common decides nothing between them)
+        gap = np.linalg.norm(refs[:, :, :, None] - refs[:, j, None, None], axis=-1)
+        shared = np.nan_to_num(gap, nan=np.inf).min(axis=-1) <= float(tolerance) / 2
+        rivals = np.where(shared[..., None, None], np.inf, slots)  # (B, K+M, P, H, W)
+        nearest_other = np.delete(rivals, j, axis=1).min(axis=(1, 2), initial=np.inf)
         closer[:, j] = (dist[:, j] < d_bg) & (dist[:, j] <= nearest_other)
     core = closer & (dist[:, :k] <= tolerance)
     candidates = core | (dilate(core, 1) & closer)  # + the antialiased rim (see module doc)
