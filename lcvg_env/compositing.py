@@ -41,9 +41,14 @@ from torch import Tensor
 from lcvg_env import control as ctl
 
 __all__ = [
+    "BORDER_OWN_COLOUR",
+    "BORDER_PX",
+    "BORDER_WINDOW",
     "EDGE_RESHARPEN",
     "MATTE_MIN_CONTRAST",
+    "MATTE_OWN_COLOUR",
     "MATTE_PX",
+    "MATTE_SHADES",
     "Composite",
     "Layers",
     "compose",
@@ -53,6 +58,7 @@ __all__ = [
     "matte",
     "predict",
     "shading_gain",
+    "take_borders",
 ]
 
 MATTE_PX = 1
@@ -62,6 +68,22 @@ MATTE_MIN_CONTRAST = 0.1
 """Smallest RGB distance (frames in [-1, 1]) between an object's colour and the background
 behind it at which :func:`matte` estimates a rim pixel's coverage; below it the mask is taken
 as it is (the blend says nothing)."""
+
+MATTE_OWN_COLOUR = 0.2
+"""RGB distance (frames in [-1, 1]; 0.2 is 25 grey levels) beyond which a pixel of an object's
+mask that is no blend of the object's colour with the background behind it (shadowed or not,
+:data:`MATTE_SHADES`) is taken as the object's own colour, coverage 1: a dark border, a second
+colour. Within it the blend's coverage holds."""
+MATTE_SHADES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+"""Darkenings of the background behind a rim pixel :func:`matte` considers (shadows)."""
+BORDER_PX = 2
+"""How far past M's mask :func:`take_borders` grows an object over its own border."""
+BORDER_OWN_COLOUR = 0.3
+"""As :data:`MATTE_OWN_COLOUR`, for the pixels off M's mask :func:`take_borders` takes in
+(0.3 is 38 grey levels)."""
+BORDER_WINDOW = 8
+"""How far (pixels, each axis) :func:`take_borders` looks for the background near a pixel (it
+must reach past ``BORDER_PX + 1``)."""
 
 EDGE_RESHARPEN = 0.3
 """How much :func:`compose` steepens a moved object's edges after interpolating between pixels:
@@ -143,6 +165,23 @@ def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
     return inner, torch.where(has_inner, inner, masks)
 
 
+def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor, dim: int = 1,
+                    shades: tuple[float, ...] = MATTE_SHADES) -> Tensor:
+    """Distance of pixels from the nearest blend ``a colour + (1 - a) s behind``.
+
+    a in [0, 1], s in ``shades``; frames in [-1, 1]; RGB along ``dim`` of the broadcast shapes,
+    which the result keeps (size 1) for ``dim=1`` and drops otherwise.
+    """
+    shade = torch.tensor(shades, dtype=pixels.dtype, device=pixels.device)
+    shaded = (behind.unsqueeze(0) + 1.0) * shade.view(-1, *[1] * behind.dim()) - 1.0
+    towards, offset = colour.unsqueeze(0) - shaded, pixels.unsqueeze(0) - shaded
+    axis = dim + 1 if dim >= 0 else dim  # past the shades
+    share = ((offset * towards).sum(dim=axis, keepdim=True) / (towards * towards).sum(
+        dim=axis, keepdim=True).clamp_min(1e-6)).clamp(0.0, 1.0)
+    residual = offset - share * towards
+    return (residual * residual).sum(dim=axis, keepdim=dim == 1).amin(dim=0).sqrt()
+
+
 def matte(frames: Tensor, objects: Tensor) -> Layers:
     """Each object's premultiplied colour and soft coverage in the frame it was drawn in.
 
@@ -184,7 +223,10 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     lowest = torch.where(body > 0.5, along, torch.inf).amin(dim=(2, 3), keepdim=True)
     alpha = (along / lowest.clamp(0.5, 1.0)).clamp(0.0, 1.0)
     alpha = torch.where(power < MATTE_MIN_CONTRAST**2, mask, alpha)
-    alpha = torch.where(inner > 0.5, 1.0, alpha) * dilate(mask, MATTE_PX)
+    # a pixel of the mask that no blend of o with the (maybe shadowed) background explains
+    # is a colour of the object's own (a border, a second colour): all object
+    own = (mask > 0.5) & (_blend_residual(source, mean, behind) > MATTE_OWN_COLOUR)
+    alpha = torch.where((inner > 0.5) | own, 1.0, alpha) * dilate(mask, MATTE_PX)
     premultiplied = torch.where(alpha > 0, source - (1.0 - alpha) * behind, 0.0)
     return Layers(premultiplied.view(b, k, 3, h, w), alpha.view(b, k, 1, h, w))
 
@@ -305,3 +347,60 @@ def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Te
     comp = compose(layers, theta, moved, canvas, known, band_px, before, gain, depth)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp
+
+
+
+def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
+    """Objects grown over the border pixels M's mask left out (an outlined sprite's rim).
+
+    M, trained on sprites without borders, leaves out much of a thin border of another colour
+    around an object. Each object takes in, one ring at a time up to :data:`BORDER_PX` pixels,
+    the pixels next to it that lie off M's mask and that no blend of the object's colour with
+    any background pixel near them (within :data:`BORDER_WINDOW` pixels, off M's mask and the
+    objects grown by ``BORDER_PX + 1``; shadows among them) explains to within
+    :data:`BORDER_OWN_COLOUR`. The
+    background is read pixel by pixel, not smoothed, so a sharp edge of a patterned
+    background next to an object is not taken for a border. A pixel with no background near
+    it, or that two objects would take, stays as it is.
+
+    Args:
+        frames: (B, 3, H, W) the frame, in [-1, 1].
+        masks: (B, 1, H, W) {0, 1} M's binarised foreground.
+        objects: (B, K, H, W) {0, 1} the objects read from it.
+
+    Returns:
+        (B, K, H, W) {0, 1}, each object a superset of its input.
+    """
+    b, k, h, w = objects.shape
+    taken = torch.maximum(masks, objects.amax(dim=1, keepdim=True))  # (B, 1, H, W)
+    known = (dilate(taken, BORDER_PX + 1) < 0.5)[:, 0]  # beyond any border: background
+    reach = (dilate(objects.reshape(b * k, 1, h, w), BORDER_PX).view(b, k, h, w) > 0.5) & (
+        taken < 0.5)
+    at = reach.nonzero()  # (n, 4): b, k, y, x of the pixels an object might take
+    own = torch.zeros_like(objects, dtype=torch.bool)
+    if at.shape[0]:
+        _, body = _inner_and_body(objects.reshape(b * k, 1, h, w))
+        colour = ((frames.repeat_interleave(k, 0) * body).sum(dim=(2, 3)) / body.sum(
+            dim=(2, 3)).clamp_min(1.0)).view(b, k, 3)
+        pixels = frames.permute(0, 2, 3, 1)  # (B, H, W, 3)
+        span = torch.arange(-BORDER_WINDOW, BORDER_WINDOW + 1, device=frames.device)
+        ys = at[:, 2:3] + span.repeat_interleave(span.numel())  # (n, window^2)
+        xs = at[:, 3:4] + span.repeat(span.numel())
+        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
+        frame_of = at[:, :1].expand_as(ys)
+        behind = pixels[frame_of, ys, xs]  # (n, window^2, 3)
+        usable = inside & known[frame_of, ys, xs]
+        # each background pixel as it is, unshaded: a dark border is no shadow
+        residual = _blend_residual(pixels[at[:, 0], at[:, 2], at[:, 3]][:, None],
+                                   colour[at[:, 0], at[:, 1]][:, None], behind, dim=-1,
+                                   shades=(1.0,))
+        nearest = torch.where(usable, residual, torch.inf).amin(dim=1)  # (n,)
+        own[at[:, 0], at[:, 1], at[:, 2], at[:, 3]] = (nearest > BORDER_OWN_COLOUR) & (
+            usable.any(dim=1))
+    grown = objects
+    for _ in range(BORDER_PX):
+        step = dilate(grown.reshape(b * k, 1, h, w), 1).view(b, k, h, w)
+        grown = torch.maximum(grown, step * own)
+    contested = (grown.sum(dim=1, keepdim=True) > 1.5) & (objects < 0.5)
+    return torch.where(contested, 0.0, grown).to(objects.dtype)

@@ -566,7 +566,8 @@ class LCVGEnv(gym.Env):
       follow them more closely and M runs only at reset) or "anchored" (carried while M's mask
       of the generated frame confirms them); see ``lcvg_env.simulator``.
     - ``separate``: at reset, cut apart touching objects that M's mask joins, by their
-      colours (``lcvg_env.control.separate_objects``); on for the sprites ids.
+      colours (``lcvg_env.control.separate_objects``), and give each object the border pixels
+      M left out (``lcvg_env.compositing.take_borders``); on for the sprites ids.
     - ``occlusion``: at reset, infer which touching objects hide which: a composite model
       draws them in that depth order, and carried objects partly hidden behind others are
       completed (``lcvg_env.control.infer_occlusion``); on for the sprites ids.

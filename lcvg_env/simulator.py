@@ -138,7 +138,8 @@ class Simulator:
             small N where kernel launches dominate). The first step of each N compiles.
         separate: at reset, cut connected components of M's mask where touching objects
             of clearly different colours merged (``lcvg_env.control.separate_objects``), so
-            that each controlled object is one object; later steps follow the tracking.
+            that each controlled object is one object, and grow each over the border pixels M
+            left out (``lcvg_env.compositing.take_borders``); later steps follow the tracking.
     """
 
     def __init__(
@@ -273,6 +274,9 @@ class Simulator:
                 self.depth[idx] = occlusion.depth
                 if self.tracking != "segment" and self.control != "mask":
                     objects, hidden = occlusion.objects, occlusion.hidden
+            if self.separate:  # after the occlusion, which reads M's own outlines
+                border = compositing.take_borders(x, masks, visible) - visible
+                visible, objects = visible + border, torch.maximum(objects, border)
             centroids, present = track.locate(objects)  # (n, K, 2), (n, K)
             self.frames[idx] = x
             self.masks[idx] = masks

@@ -20,6 +20,9 @@ from torch import Tensor
 from lcvg_env.control.checks import _require_masks, _require_tensor
 from lcvg_env.control.components import _neighbour_max, connected_components
 
+WRAPPED = 0.6
+"""Share of the pixels around a piece a thin piece must hold to count as its border."""
+
 
 @dataclass(frozen=True)
 class ColourSplit:
@@ -49,9 +52,9 @@ class ColourSplit:
     depth: int = 2
     """Levels of cutting (2: one component gives at most four objects)."""
     shell_px: int = 3
-    """A piece lying wholly within this many pixels of the component's edge around the other
-    piece, which reaches the edge nowhere, is an outline of one object (a fill and its
-    border), not a second object: no cut. 0 turns the test off."""
+    """A piece lying wholly within this many pixels of the component's edge that wraps the
+    other piece (holds at least :data:`WRAPPED` of the pixels around it) is an outline of one
+    object (a fill and its border), not a second object: no cut. 0 turns the test off."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_pixels, int) and not isinstance(self.min_pixels, bool)
@@ -154,17 +157,20 @@ def _outlined(component: Tensor, pieces: list[Tensor], shell_px: int) -> bool:
     """Whether one of two (H, W) bool pieces of ``component`` is a thin border of the other.
 
     The border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel outside
-    the component, and the other piece has no outside pixel among its 4 neighbours (a border
-    one pixel wide leaves diagonal gaps).
+    the component, and it wraps the other piece: at least :data:`WRAPPED` of the pixels
+    4-adjacent to the other piece are the border's (M's mask may leave gaps in a border, so
+    not all of them need be).
     """
     outside = (~component).float()[None, None]
     near = outside
     for _ in range(shell_px):
         near = _neighbour_max(near, 8)
-    touches_outside = _neighbour_max(outside, 4)[0, 0] > 0.5
     near_edge = near[0, 0] > 0.5
     for border, inner in ((pieces[0], pieces[1]), (pieces[1], pieces[0])):
-        if bool(near_edge[border].all()) and not bool(touches_outside[inner].any()):
+        if not bool(near_edge[border].all()):
+            continue
+        around = (_neighbour_max(inner.float()[None, None], 4)[0, 0] > 0.5) & ~inner
+        if int(around.sum()) and float(border[around].float().mean()) >= WRAPPED:
             return True
     return False
 

@@ -88,6 +88,55 @@ def test_an_antialiased_rim_blends_with_the_background_it_lands_on():
     assert float(error[inside].max()) < 1e-5
 
 
+def _outlined_disc(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A yellow disc with a dark 2-px border on a striped background, a shadow to its right;
+    returns the frame, the whole disc's mask and the border's."""
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(),
+                            indexing="ij")
+    radius = ((xs - 15) ** 2 + (ys - 15) ** 2).sqrt()
+    disc, fill = (radius <= 7).float(), (radius <= 5).float()
+    stripes = 0.1 + 0.15 * torch.sign(torch.sin(xs + ys))  # +-19 grey levels
+    frame = stripes.expand(3, size, size).clone()
+    shadow = (((xs - 18) ** 2 + (ys - 15) ** 2).sqrt() <= 7) & (disc == 0)
+    frame[:, shadow] = (frame[:, shadow] + 1.0) * 0.7 - 1.0  # darkened in intensity
+    frame = torch.where(disc > 0, torch.tensor([-0.85, -0.85, -0.8]).view(3, 1, 1), frame)
+    frame = torch.where(fill > 0, torch.tensor([0.9, 0.7, -0.6]).view(3, 1, 1), frame)
+    return frame[None], disc[None, None], (disc - fill)[None, None]
+
+
+def test_an_object_takes_the_border_its_mask_left_out_and_carries_it_whole():
+    frame, disc, border = _outlined_disc()
+    mask = disc - border  # M's mask left the whole border out
+    objects = compositing.take_borders(frame, mask, mask)
+    assert bool((objects <= disc).all())  # not the stripes or the shadow beside it
+    # the border, but for a few pixels beside the shadow (dark on darkened: as well a blend)
+    assert float((objects * border).sum()) > 0.85 * float(border.sum())
+    layers = compositing.matte(frame, objects)
+    assert bool((layers.alpha[0, 0, 0][(border * objects)[0, 0] > 0] == 1).all())  # all object
+    # what the matte's own-colour test adds: without it the dark border read as background
+    plain = compositing.MATTE_OWN_COLOUR
+    try:
+        compositing.MATTE_OWN_COLOUR = float("inf")
+        alpha = compositing.matte(frame, objects).alpha[0, 0, 0]
+    finally:
+        compositing.MATTE_OWN_COLOUR = plain
+    assert float(alpha[border[0, 0] > 0].mean()) < 0.5
+
+
+def test_objects_take_no_border_off_a_plain_antialiased_edge_and_share_none():
+    frame, mask, _ = _antialiased_disc()
+    assert torch.equal(compositing.take_borders(frame, mask, mask), mask)
+    # two objects side by side, both short of the dark pixels between them: neither takes them
+    frame, disc, border = _outlined_disc()
+    left = disc.clone()
+    left[..., 16:] = 0
+    right = disc - left
+    objects = torch.cat([left, right], dim=1) * (1 - border)
+    grown = compositing.take_borders(frame, objects.amax(1, keepdim=True), objects)
+    assert bool((grown >= objects).all())
+    assert float((grown.sum(1) > 1).sum()) == 0
+
+
 def test_a_sub_pixel_move_keeps_the_rim_sharp(monkeypatch):
     frame, mask, _ = _antialiased_disc()
     light, red = torch.tensor([0.6, 0.6, 0.6]).view(3, 1, 1), torch.tensor([0.9, -0.7, -0.7])

@@ -126,6 +126,20 @@ def test_an_outlined_object_stays_whole_while_a_small_object_on_a_large_one_come
     assert objects[0, 1].sum() == 10 * 10 and bool(objects[0, 1, 11:21, 10:20].all())
 
 
+def test_an_outlined_object_whose_mask_misses_part_of_its_border_stays_whole():
+    # M's mask takes about two thirds of a dark border (the rest blends into the background):
+    # the fill then reaches the mask's edge where the border is missing
+    frame, mask = _scene((6, 24, 6, 24, BLUE))
+    frame[0, :, 8:22, 8:22] = torch.tensor(RED)[:, None, None]
+    mask[0, 0, 6:8, 10:20] = 0  # a gap in the top border
+    objects = separate_objects(frame, mask, 2)
+    assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
+    # a thin bar beside a square wraps a side of it, not most of it: two objects
+    frame, mask = _scene((6, 24, 6, 20, RED), (6, 24, 20, 23, BLUE))
+    objects = separate_objects(frame, mask, 2)
+    assert objects[0, 1].sum() == 18 * 3
+
+
 def test_bad_inputs_are_named():
     frame, mask = _scene((4, 16, 4, 14, RED))
     with pytest.raises(ValueError, match="frames must be"):
