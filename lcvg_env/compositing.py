@@ -165,21 +165,25 @@ def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
     return inner, torch.where(has_inner, inner, masks)
 
 
-def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor, dim: int = 1,
+def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor,
                     shades: tuple[float, ...] = MATTE_SHADES) -> Tensor:
     """Distance of pixels from the nearest blend ``a colour + (1 - a) s behind``.
 
-    a in [0, 1], s in ``shades``; frames in [-1, 1]; RGB along ``dim`` of the broadcast shapes,
-    which the result keeps (size 1) for ``dim=1`` and drops otherwise.
+    a in [0, 1], s in ``shades``; frames in [-1, 1]; RGB on the last axis of the broadcast
+    shapes, which the result drops.
     """
-    shade = torch.tensor(shades, dtype=pixels.dtype, device=pixels.device)
-    shaded = (behind.unsqueeze(0) + 1.0) * shade.view(-1, *[1] * behind.dim()) - 1.0
-    towards, offset = colour.unsqueeze(0) - shaded, pixels.unsqueeze(0) - shaded
-    axis = dim + 1 if dim >= 0 else dim  # past the shades
-    share = ((offset * towards).sum(dim=axis, keepdim=True) / (towards * towards).sum(
-        dim=axis, keepdim=True).clamp_min(1e-6)).clamp(0.0, 1.0)
-    residual = offset - share * towards
-    return (residual * residual).sum(dim=axis, keepdim=dim == 1).amin(dim=0).sqrt()
+    best = None
+    for shade in shades:
+        shaded = (behind + 1.0) * shade - 1.0  # darkened in intensity, not in [-1, 1]
+        towards, offset = colour - shaded, pixels - shaded
+        along = (offset * towards).sum(dim=-1)
+        length = (towards * towards).sum(dim=-1)
+        share = (along / length.clamp_min(1e-6)).clamp(0.0, 1.0)
+        # |offset - share * towards|^2 without the (..., 3) temporary
+        squared = (offset * offset).sum(dim=-1) - share * (2.0 * along - share * length)
+        best = squared if best is None else torch.minimum(best, squared)
+    assert best is not None
+    return best.clamp_min(0.0).sqrt()
 
 
 def matte(frames: Tensor, objects: Tensor) -> Layers:
@@ -225,7 +229,11 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     alpha = torch.where(power < MATTE_MIN_CONTRAST**2, mask, alpha)
     # a pixel of the mask that no blend of o with the (maybe shadowed) background explains
     # is a colour of the object's own (a border, a second colour): all object
-    own = (mask > 0.5) & (_blend_residual(source, mean, behind) > MATTE_OWN_COLOUR)
+    rim = ((mask > 0.5) & (inner < 0.5)).nonzero()  # (n, 4): object, 0, y, x
+    own = torch.zeros_like(mask, dtype=torch.bool)
+    own[rim.unbind(1)] = _blend_residual(
+        source[rim[:, 0], :, rim[:, 2], rim[:, 3]], mean[rim[:, 0], :, 0, 0],
+        behind[rim[:, 0], :, rim[:, 2], rim[:, 3]]) > MATTE_OWN_COLOUR
     alpha = torch.where((inner > 0.5) | own, 1.0, alpha) * dilate(mask, MATTE_PX)
     premultiplied = torch.where(alpha > 0, source - (1.0 - alpha) * behind, 0.0)
     return Layers(premultiplied.view(b, k, 3, h, w), alpha.view(b, k, 1, h, w))
@@ -349,7 +357,6 @@ def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Te
     return comp.image + comp.band * correction.to(comp.image.dtype), comp
 
 
-
 def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     """Objects grown over the border pixels M's mask left out (an outlined sprite's rim).
 
@@ -358,10 +365,9 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     the pixels next to it that lie off M's mask and that no blend of the object's colour with
     any background pixel near them (within :data:`BORDER_WINDOW` pixels, off M's mask and the
     objects grown by ``BORDER_PX + 1``; shadows among them) explains to within
-    :data:`BORDER_OWN_COLOUR`. The
-    background is read pixel by pixel, not smoothed, so a sharp edge of a patterned
-    background next to an object is not taken for a border. A pixel with no background near
-    it, or that two objects would take, stays as it is.
+    :data:`BORDER_OWN_COLOUR`. The background is read pixel by pixel, not smoothed, so a sharp
+    edge of a patterned background next to an object is not taken for a border. A pixel with
+    no background near it, or that two objects would take, stays as it is.
 
     Args:
         frames: (B, 3, H, W) the frame, in [-1, 1].
@@ -384,20 +390,20 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
             dim=(2, 3)).clamp_min(1.0)).view(b, k, 3)
         pixels = frames.permute(0, 2, 3, 1)  # (B, H, W, 3)
         span = torch.arange(-BORDER_WINDOW, BORDER_WINDOW + 1, device=frames.device)
-        ys = at[:, 2:3] + span.repeat_interleave(span.numel())  # (n, window^2)
-        xs = at[:, 3:4] + span.repeat(span.numel())
-        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-        ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
-        frame_of = at[:, :1].expand_as(ys)
-        behind = pixels[frame_of, ys, xs]  # (n, window^2, 3)
-        usable = inside & known[frame_of, ys, xs]
-        # each background pixel as it is, unshaded: a dark border is no shadow
-        residual = _blend_residual(pixels[at[:, 0], at[:, 2], at[:, 3]][:, None],
-                                   colour[at[:, 0], at[:, 1]][:, None], behind, dim=-1,
-                                   shades=(1.0,))
-        nearest = torch.where(usable, residual, torch.inf).amin(dim=1)  # (n,)
-        own[at[:, 0], at[:, 1], at[:, 2], at[:, 3]] = (nearest > BORDER_OWN_COLOUR) & (
-            usable.any(dim=1))
+        for part in at.split(4096):  # bounded memory: (pixels, window^2, 3) at a time
+            ys = part[:, 2:3] + span.repeat_interleave(span.numel())  # (n, window^2)
+            xs = part[:, 3:4] + span.repeat(span.numel())
+            inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
+            frame_of = part[:, :1].expand_as(ys)
+            usable = inside & known[frame_of, ys, xs]
+            # each background pixel as it is, unshaded: a dark border is no shadow
+            residual = _blend_residual(pixels[part[:, 0], part[:, 2], part[:, 3]][:, None],
+                                       colour[part[:, 0], part[:, 1]][:, None],
+                                       pixels[frame_of, ys, xs], shades=(1.0,))
+            nearest = torch.where(usable, residual, torch.inf).amin(dim=1)  # (n,)
+            own[part[:, 0], part[:, 1], part[:, 2], part[:, 3]] = (
+                nearest > BORDER_OWN_COLOUR) & usable.any(dim=1)
     grown = objects
     for _ in range(BORDER_PX):
         step = dilate(grown.reshape(b * k, 1, h, w), 1).view(b, k, h, w)
