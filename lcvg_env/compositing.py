@@ -397,10 +397,11 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
             ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
             frame_of = part[:, :1].expand_as(ys)
             usable = inside & known[frame_of, ys, xs]
-            # each background pixel as it is, unshaded: a dark border is no shadow
+            # shaded too: a shadow next to the object (within the grown margin, so not among
+            # the background read here) is not the object's
             residual = _blend_residual(pixels[part[:, 0], part[:, 2], part[:, 3]][:, None],
                                        colour[part[:, 0], part[:, 1]][:, None],
-                                       pixels[frame_of, ys, xs], shades=(1.0,))
+                                       pixels[frame_of, ys, xs])
             nearest = torch.where(usable, residual, torch.inf).amin(dim=1)  # (n,)
             own[part[:, 0], part[:, 1], part[:, 2], part[:, 3]] = (
                 nearest > BORDER_OWN_COLOUR) & usable.any(dim=1)
