@@ -172,15 +172,18 @@ def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor,
     a in [0, 1], s in ``shades``; frames in [-1, 1]; RGB on the last axis of the broadcast
     shapes, which the result drops.
     """
+    # in intensity (x + 1) the shaded background is s * b; every term below is a dot product
+    # of p, c and b, taken once for all shades
+    p, c, b = pixels + 1.0, colour + 1.0, behind + 1.0
+    pc, pb, cb = (p * c).sum(-1), (p * b).sum(-1), (c * b).sum(-1)
+    pp, cc, bb = (p * p).sum(-1), (c * c).sum(-1), (b * b).sum(-1)
     best = None
     for shade in shades:
-        shaded = (behind + 1.0) * shade - 1.0  # darkened in intensity, not in [-1, 1]
-        towards, offset = colour - shaded, pixels - shaded
-        along = (offset * towards).sum(dim=-1)
-        length = (towards * towards).sum(dim=-1)
+        along = pc - shade * (pb + cb) + shade * shade * bb  # (p - s b) . (c - s b)
+        length = cc - 2.0 * shade * cb + shade * shade * bb  # |c - s b|^2
         share = (along / length.clamp_min(1e-6)).clamp(0.0, 1.0)
-        # |offset - share * towards|^2 without the (..., 3) temporary
-        squared = (offset * offset).sum(dim=-1) - share * (2.0 * along - share * length)
+        offset = pp - 2.0 * shade * pb + shade * shade * bb  # |p - s b|^2
+        squared = offset - share * (2.0 * along - share * length)
         best = squared if best is None else torch.minimum(best, squared)
     assert best is not None
     return best.clamp_min(0.0).sqrt()
