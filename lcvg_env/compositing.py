@@ -165,6 +165,12 @@ def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
     return inner, torch.where(has_inner, inner, masks)
 
 
+def _own_colour(frames: Tensor, body: Tensor) -> Tensor:
+    """Mean colour (B, 3, 1, 1) of (B, 3, H, W) frames over (B, 1, H, W) own-colour pixels."""
+    return (frames * body).sum(dim=(2, 3), keepdim=True) / body.sum(
+        dim=(2, 3), keepdim=True).clamp_min(1.0)
+
+
 def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor,
                     shades: tuple[float, ...] = MATTE_SHADES) -> Tensor:
     """Distance of pixels from the nearest blend ``a colour + (1 - a) s behind``.
@@ -220,8 +226,7 @@ def matte(frames: Tensor, objects: Tensor) -> Layers:
     union = objects.amax(dim=1, keepdim=True)
     mask = objects.reshape(b * k, 1, h, w)
     inner, body = _inner_and_body(mask)
-    mean = (source * body).sum(dim=(2, 3), keepdim=True) / body.sum(dim=(2, 3), keepdim=True
-                                                                     ).clamp_min(1.0)
+    mean = _own_colour(source, body)
     behind = fill_holes(source, (1.0 - dilate(union, MATTE_PX + 1)).repeat_interleave(k, 0))
     contrast = mean - behind
     power = (contrast * contrast).sum(dim=1, keepdim=True)
@@ -389,8 +394,7 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     own = torch.zeros_like(objects, dtype=torch.bool)
     if at.shape[0]:
         _, body = _inner_and_body(objects.reshape(b * k, 1, h, w))
-        colour = ((frames.repeat_interleave(k, 0) * body).sum(dim=(2, 3)) / body.sum(
-            dim=(2, 3)).clamp_min(1.0)).view(b, k, 3)
+        colour = _own_colour(frames.repeat_interleave(k, 0), body).view(b, k, 3)
         pixels = frames.permute(0, 2, 3, 1)  # (B, H, W, 3)
         span = torch.arange(-BORDER_WINDOW, BORDER_WINDOW + 1, device=frames.device)
         for part in at.split(4096):  # bounded memory: (pixels, window^2, 3) at a time

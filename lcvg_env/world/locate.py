@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from lcvg_env.world.masks import dilate
 from lcvg_env.world.palette import reference_colours
 
 __all__ = [
@@ -98,20 +99,6 @@ def check_masks(name: str, x: Any, lead: tuple[int, ...], hw: tuple[int, int]) -
 # --------------------------------------------------------------------------------------------
 # image tools
 # --------------------------------------------------------------------------------------------
-
-
-def dilate(masks: np.ndarray, steps: int) -> np.ndarray:
-    """Dilate bool masks (..., H, W) by ``steps`` 8-neighbourhood steps (a (2s+1)-square)."""
-    out = np.asarray(masks, dtype=bool)
-    for _ in range(int(steps)):
-        grown = out.copy()
-        grown[..., 1:, :] |= out[..., :-1, :]
-        grown[..., :-1, :] |= out[..., 1:, :]
-        rows = grown.copy()
-        rows[..., :, 1:] |= grown[..., :, :-1]
-        rows[..., :, :-1] |= grown[..., :, 1:]
-        out = rows
-    return out
 
 
 def _max3x3(x: np.ndarray) -> np.ndarray:
@@ -227,7 +214,7 @@ def find_objects(
         raise ValueError(f"search_radius must be > 0, got {search_radius!r}")
     k = vis.shape[1]
     if references is None:
-        refs = reference_colours(t, np.concatenate([vis, other], axis=1), bg, float(tolerance))
+        refs = object_colours(t, vis, other, bg, tolerance)
     else:
         refs = np.asarray(references, dtype=np.float64)
         if refs.ndim != 4 or refs.shape[:2] != (b, k + other.shape[1]) or refs.shape[3] != 3:

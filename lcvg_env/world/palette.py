@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lcvg_env.world.masks import dilate
+
 __all__ = ["BLEND_RESIDUAL", "MAX_COLOURS", "MIN_COLOUR_PIXELS", "SHADES", "reference_colours"]
 
 MAX_COLOURS = 4
@@ -35,17 +37,6 @@ BLEND_RESIDUAL = 12.0
 behind it."""
 SHADES = np.linspace(0.5, 1.0, 11)
 """Darkenings of the object-free background tried for a blend (a shadow may lie under the rim)."""
-
-
-def _dilate(masks: np.ndarray) -> np.ndarray:
-    """Masks (..., H, W) grown by one 8-neighbourhood step."""
-    grown = masks.copy()
-    grown[..., 1:, :] |= masks[..., :-1, :]
-    grown[..., :-1, :] |= masks[..., 1:, :]
-    out = grown.copy()
-    out[..., :, 1:] |= grown[..., :, :-1]
-    out[..., :, :-1] |= grown[..., :, 1:]
-    return out
 
 
 def _cuts(colours: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,8 +133,8 @@ def reference_colours(
 
     refs = np.full((b, m, MAX_COLOURS, 3), np.nan)
     refs[:, :, 0] = mean(masks)  # rule 3, and NaN where a mask is empty
-    inner = masks & ~_dilate(~masks)
-    grown = _dilate(masks)
+    inner = masks & ~dilate(~masks, 1)
+    grown = dilate(masks, 1)
     near_other = grown.sum(axis=1, dtype=np.int64)[:, None] - grown > 0  # (B, M, H, W)
     edge = masks & ~inner & ~near_other
     big = inner.sum(axis=(-2, -1)) >= MIN_COLOUR_PIXELS  # else every visible pixel counts
