@@ -31,6 +31,7 @@ background unchanged). Frames are in [-1, 1], masks in {0, 1}, theta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -43,7 +44,9 @@ from lcvg_env import control as ctl
 __all__ = [
     "BORDER_OWN_COLOUR",
     "BORDER_PX",
+    "BORDER_SECTORS",
     "BORDER_WINDOW",
+    "BORDER_WRAP",
     "EDGE_RESHARPEN",
     "MATTE_MIN_CONTRAST",
     "MATTE_OWN_COLOUR",
@@ -84,6 +87,16 @@ BORDER_OWN_COLOUR = 0.3
 BORDER_WINDOW = 8
 """How far (pixels, each axis) :func:`take_borders` looks for the background near a pixel (it
 must reach past ``BORDER_PX + 1``)."""
+BORDER_SECTORS = 8
+"""Equal angles around an object's centroid in which :func:`take_borders` asks whether the
+pixels off M's mask beside it ring it all round (a border) or lie on one side (a shadow)."""
+BORDER_WRAP = 0.75
+"""Share of the sectors (of those with pixels beside the object, at least half of them) in
+which some pixel beside an object must be no blend of its colour with the unshaded background
+for it to count as ringed by a border. On M's objects in 100 two-object twin scenes per look:
+1.5 % of plain varied objects (their shadows) and 2 % with texture 0.3 reach it, against 78 %
+of dark-outlined varied, 89 % of white-outlined varied and 96 % of dark-outlined classic
+objects."""
 
 EDGE_RESHARPEN = 0.3
 """How much :func:`compose` steepens a moved object's edges after interpolating between pixels:
@@ -178,21 +191,25 @@ def _blend_residual(pixels: Tensor, colour: Tensor, behind: Tensor,
     a in [0, 1], s in ``shades``; frames in [-1, 1]; RGB on the last axis of the broadcast
     shapes, which the result drops.
     """
+    return _squared_residuals(pixels, colour, behind, shades).amin(dim=-1).sqrt()
+
+
+def _squared_residuals(pixels: Tensor, colour: Tensor, behind: Tensor,
+                       shades: tuple[float, ...]) -> Tensor:
+    """:func:`_blend_residual` squared, for each shade on its own: the shades on the last axis."""
     # in intensity (x + 1) the shaded background is s * b; every term below is a dot product
     # of p, c and b, taken once for all shades
     p, c, b = pixels + 1.0, colour + 1.0, behind + 1.0
     pc, pb, cb = (p * c).sum(-1), (p * b).sum(-1), (c * b).sum(-1)
     pp, cc, bb = (p * p).sum(-1), (c * c).sum(-1), (b * b).sum(-1)
-    best = None
+    squared = []
     for shade in shades:
         along = pc - shade * (pb + cb) + shade * shade * bb  # (p - s b) . (c - s b)
         length = cc - 2.0 * shade * cb + shade * shade * bb  # |c - s b|^2
         share = (along / length.clamp_min(1e-6)).clamp(0.0, 1.0)
         offset = pp - 2.0 * shade * pb + shade * shade * bb  # |p - s b|^2
-        squared = offset - share * (2.0 * along - share * length)
-        best = squared if best is None else torch.minimum(best, squared)
-    assert best is not None
-    return best.clamp_min(0.0).sqrt()
+        squared.append(offset - share * (2.0 * along - share * length))
+    return torch.stack(squared, dim=-1).clamp_min(0.0)
 
 
 def matte(frames: Tensor, objects: Tensor) -> Layers:
@@ -372,10 +389,17 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     around an object. Each object takes in, one ring at a time up to :data:`BORDER_PX` pixels,
     the pixels next to it that lie off M's mask and that no blend of the object's colour with
     any background pixel near them (within :data:`BORDER_WINDOW` pixels, off M's mask and the
-    objects grown by ``BORDER_PX + 1``; shadows among them) explains to within
-    :data:`BORDER_OWN_COLOUR`. The background is read pixel by pixel, not smoothed, so a sharp
-    edge of a patterned background next to an object is not taken for a border. A pixel with
-    no background near it, or that two objects would take, stays as it is.
+    objects grown by ``BORDER_PX + 1``) explains to within :data:`BORDER_OWN_COLOUR`. The
+    background is read pixel by pixel, not smoothed, so a sharp edge of a patterned background
+    next to an object is not taken for a border. A pixel with no background near it, or that
+    two objects would take, stays as it is.
+
+    A shadow beside an object is no blend of it with the background as it is either, but it is
+    one with the background darkened (:data:`MATTE_SHADES`), and so is a dark border's rim. A
+    shadow lies on one side of the object, a border rings it: an object with pixels the
+    unshaded background does not explain in :data:`BORDER_WRAP` of the directions around it
+    (:data:`BORDER_SECTORS`) takes every such pixel; any other object only those the shadowed
+    background does not explain either.
 
     Args:
         frames: (B, 3, H, W) the frame, in [-1, 1].
@@ -391,30 +415,63 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     reach = (dilate(objects.reshape(b * k, 1, h, w), BORDER_PX).view(b, k, h, w) > 0.5) & (
         taken < 0.5)
     at = reach.nonzero()  # (n, 4): b, k, y, x of the pixels an object might take
-    own = torch.zeros_like(objects, dtype=torch.bool)
+    own = torch.zeros_like(objects, dtype=torch.bool)  # unexplained, shadowed or not
+    unlit = torch.zeros_like(own)  # unexplained by the background as it is
     if at.shape[0]:
         _, body = _inner_and_body(objects.reshape(b * k, 1, h, w))
         colour = _own_colour(frames.repeat_interleave(k, 0), body).view(b, k, 3)
         pixels = frames.permute(0, 2, 3, 1)  # (B, H, W, 3)
         span = torch.arange(-BORDER_WINDOW, BORDER_WINDOW + 1, device=frames.device)
-        for part in at.split(4096):  # bounded memory: (pixels, window^2, 3) at a time
+        as_is = MATTE_SHADES.index(1.0)
+        for part in at.split(4096):  # bounded memory: (pixels, window^2, shades) at a time
             ys = part[:, 2:3] + span.repeat_interleave(span.numel())  # (n, window^2)
             xs = part[:, 3:4] + span.repeat(span.numel())
             inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
             ys, xs = ys.clamp(0, h - 1), xs.clamp(0, w - 1)
             frame_of = part[:, :1].expand_as(ys)
             usable = inside & known[frame_of, ys, xs]
-            # shaded too: a shadow next to the object (within the grown margin, so not among
-            # the background read here) is not the object's
-            residual = _blend_residual(pixels[part[:, 0], part[:, 2], part[:, 3]][:, None],
-                                       colour[part[:, 0], part[:, 1]][:, None],
-                                       pixels[frame_of, ys, xs])
-            nearest = torch.where(usable, residual, torch.inf).amin(dim=1)  # (n,)
-            own[part[:, 0], part[:, 1], part[:, 2], part[:, 3]] = (
-                nearest > BORDER_OWN_COLOUR) & usable.any(dim=1)
+            squared = _squared_residuals(pixels[part[:, 0], part[:, 2], part[:, 3]][:, None],
+                                         colour[part[:, 0], part[:, 1]][:, None],
+                                         pixels[frame_of, ys, xs], MATTE_SHADES)
+            nearest = torch.where(usable[..., None], squared, torch.inf).amin(dim=1)
+            where, seen = part.unbind(1), usable.any(dim=1)
+            own[where] = (nearest.amin(dim=1) > BORDER_OWN_COLOUR ** 2) & seen
+            unlit[where] = (nearest[:, as_is] > BORDER_OWN_COLOUR ** 2) & seen
+    others = objects.sum(dim=1, keepdim=True) - objects
+    beside = reach & (dilate(others.reshape(b * k, 1, h, w), 1).view(b, k, h, w) < 0.5)
+    ringed = _rings(objects, unlit & beside, beside)
+    own = torch.where(ringed[:, :, None, None], unlit, own)
     grown = objects
     for _ in range(BORDER_PX):
         step = dilate(grown.reshape(b * k, 1, h, w), 1).view(b, k, h, w)
         grown = torch.maximum(grown, step * own)
     contested = (grown.sum(dim=1, keepdim=True) > 1.5) & (objects < 0.5)
     return torch.where(contested, 0.0, grown).to(objects.dtype)
+
+
+def _rings(objects: Tensor, marked: Tensor, looked: Tensor) -> Tensor:
+    """Whether ``marked`` pixels ring each object.
+
+    Args:
+        objects: (B, K, H, W) {0, 1}.
+        marked: (B, K, H, W) bool, within ``looked``.
+        looked: (B, K, H, W) bool, the pixels around each object that were looked at.
+
+    Returns:
+        (B, K) bool: of the :data:`BORDER_SECTORS` equal angles around the object's centroid,
+        at least half hold ``looked`` pixels and :data:`BORDER_WRAP` of those hold ``marked``
+        ones.
+    """
+    h, w = objects.shape[-2:]
+    ys = torch.arange(h, device=objects.device, dtype=objects.dtype)[:, None]
+    xs = torch.arange(w, device=objects.device, dtype=objects.dtype)[None, :]
+    area = objects.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+    cy = (objects * ys).sum(dim=(2, 3), keepdim=True) / area
+    cx = (objects * xs).sum(dim=(2, 3), keepdim=True) / area
+    turn = torch.atan2(ys - cy, xs - cx) / (2.0 * math.pi) + 0.5  # (B, K, H, W) in [0, 1]
+    sector = (turn * BORDER_SECTORS).long().clamp(max=BORDER_SECTORS - 1)
+    each = F.one_hot(sector, BORDER_SECTORS).bool()  # (B, K, H, W, sectors)
+    looked_in = (each & looked[..., None]).any(dim=(2, 3))  # (B, K, sectors)
+    marked_in = (each & marked[..., None]).any(dim=(2, 3))
+    count = looked_in.sum(dim=-1)
+    return (2 * count >= BORDER_SECTORS) & (marked_in.sum(dim=-1) >= BORDER_WRAP * count)

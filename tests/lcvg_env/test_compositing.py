@@ -88,9 +88,11 @@ def test_an_antialiased_rim_blends_with_the_background_it_lands_on():
     assert float(error[inside].max()) < 1e-5
 
 
-def _outlined_disc(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A yellow disc with a dark 2-px border on a striped background, a shadow to its right;
-    returns the frame, the whole disc's mask and the border's."""
+def _outlined_disc(size: int = 32, outlined: bool = True, shade: float = 0.7
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A yellow disc with a dark 2-px border (or none) on a striped background, a shadow to its
+    right (the background's intensity times ``shade``); returns the frame, the whole disc's
+    mask and the border's."""
     ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(),
                             indexing="ij")
     radius = ((xs - 15) ** 2 + (ys - 15) ** 2).sqrt()
@@ -98,8 +100,11 @@ def _outlined_disc(size: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     stripes = 0.1 + 0.15 * torch.sign(torch.sin(xs + ys))  # +-19 grey levels
     frame = stripes.expand(3, size, size).clone()
     shadow = (((xs - 18) ** 2 + (ys - 15) ** 2).sqrt() <= 7) & (disc == 0)
-    frame[:, shadow] = (frame[:, shadow] + 1.0) * 0.7 - 1.0  # darkened in intensity
-    frame = torch.where(disc > 0, torch.tensor([-0.85, -0.85, -0.8]).view(3, 1, 1), frame)
+    frame[:, shadow] = (frame[:, shadow] + 1.0) * shade - 1.0  # darkened in intensity
+    if outlined:
+        frame = torch.where(disc > 0, torch.tensor([-0.85, -0.85, -0.8]).view(3, 1, 1), frame)
+    else:
+        fill = disc
     frame = torch.where(fill > 0, torch.tensor([0.9, 0.7, -0.6]).view(3, 1, 1), frame)
     return frame[None], disc[None, None], (disc - fill)[None, None]
 
@@ -109,10 +114,9 @@ def test_an_object_takes_the_border_its_mask_left_out_and_carries_it_whole():
     mask = disc - border  # M's mask left the whole border out
     objects = compositing.take_borders(frame, mask, mask)
     assert bool((objects <= disc).all())  # not the stripes or the shadow beside it
-    # the border away from the shadow (beside it, dark on darkened is as well a blend)
-    away = torch.zeros_like(border)
-    away[..., :12] = 1
-    assert torch.equal(objects * border * away, border * away)
+    # all of it, beside the shadow too (there dark on darkened is as well a blend, but the
+    # border rings the disc)
+    assert torch.equal(objects * border, border)
     layers = compositing.matte(frame, objects)
     assert bool((layers.alpha[0, 0, 0][(border * objects)[0, 0] > 0] == 1).all())  # all object
     # what the matte's own-colour test adds: without it the dark border read as background
@@ -123,6 +127,17 @@ def test_an_object_takes_the_border_its_mask_left_out_and_carries_it_whole():
     finally:
         compositing.MATTE_OWN_COLOUR = plain
     assert float(alpha[border[0, 0] > 0].mean()) < 0.5
+
+
+def test_a_shadow_on_one_side_is_not_taken_for_a_border(monkeypatch):
+    # within reach of the disc's edge, the shadow is no blend of the disc with the background
+    # as it is (a dark border's rim beside a shadow is not either), but it lies on one side
+    frame, disc, _ = _outlined_disc(outlined=False)
+    assert torch.equal(compositing.take_borders(frame, disc, disc), disc)
+    # what the ring test decides here: taken for a border, the shadow would be grown over
+    monkeypatch.setattr(compositing, "_rings", lambda objects, marked, looked: torch.ones(
+        objects.shape[:2], dtype=torch.bool))
+    assert bool((compositing.take_borders(frame, disc, disc) > disc).any())
 
 
 def test_objects_take_no_border_off_a_plain_antialiased_edge_and_share_none():
