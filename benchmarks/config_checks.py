@@ -1,4 +1,5 @@
-"""Checks the benchmarks' configs share beyond ``lcvg_env.configs`` (tuples, device names).
+"""Checks the benchmarks' configs share beyond ``lcvg_env.configs`` (tuples, device names),
+and the command line every benchmark builds from its config (:func:`parse_benchmark`).
 
 ``check_choices`` and ``check_ints`` there check ``Literal`` fields (tuples of them too:
 ``--styles varied classic``) and int fields; these check the fields they cannot: tuples of
@@ -11,12 +12,30 @@ from __future__ import annotations
 
 import argparse
 import typing
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import torch
 
-from lcvg_env.configs import field_types
+from lcvg_env.configs import field_types, parse_config
 from lcvg_env.device import resolve_device
+
+Config = TypeVar("Config")
+
+
+def parse_benchmark(config: type[Config], prog: str, doc: str | None,
+                    argv: Sequence[str] | None) -> tuple[Config | None, argparse.ArgumentParser]:
+    """A benchmark's command line: ``config``'s flags and ``--print-config``
+    (``lcvg_env.configs.parse_config``) on a parser named ``prog``, described by the first line
+    of ``doc`` (the module's docstring).
+
+    Returns:
+        The config (None once ``--print-config`` has printed it: exit with status 0) and the
+        parser, for errors found later (``parser.error``).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
+    built, _ = parse_config(parser, config, argv)
+    return built, parser
 
 
 def _name(config: Any, name: str) -> str:

@@ -22,7 +22,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import platform
@@ -35,9 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.config_checks import check_device, check_int_tuple, resolved_device
+from benchmarks.config_checks import check_device, check_int_tuple, parse_benchmark, resolved_device
 from benchmarks.timing import synchronize
-from lcvg_env.configs import check_ints, parse_config
+from lcvg_env.configs import check_ints
 from lcvg_env.control import fit_control
 
 SHAPES = ("ellipse", "polygon", "blob", "rectangle")
@@ -306,9 +305,8 @@ def run(config: ControlFitConfig, device: torch.device | None = None) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the comparison and print its JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.control_fit",
-                                     description=__doc__.split("\n")[0])
-    config, _ = parse_config(parser, ControlFitConfig, argv)
+    config, parser = parse_benchmark(ControlFitConfig, "python -m benchmarks.control_fit", __doc__,
+                                     argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config, resolved_device(config, parser)), indent=2))

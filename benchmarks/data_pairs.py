@@ -14,7 +14,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,7 +28,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lcvg_env.configs import check_ints, parse_config  # noqa: E402
+from benchmarks.config_checks import parse_benchmark  # noqa: E402
+from lcvg_env.configs import check_ints  # noqa: E402
 from training.data.pairs import FramePairDataset  # noqa: E402
 from training.data.sprites import SpritesConfig, generate_sprites  # noqa: E402
 
@@ -145,9 +145,7 @@ def run(config: DataPairsConfig) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
-    parser = argparse.ArgumentParser(prog="benchmarks/data_pairs.py",
-                                     description=__doc__.splitlines()[0])
-    config, _ = parse_config(parser, DataPairsConfig, argv)
+    config, _ = parse_benchmark(DataPairsConfig, "benchmarks/data_pairs.py", __doc__, argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config), indent=2))

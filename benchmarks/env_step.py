@@ -31,9 +31,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from benchmarks.config_checks import check_device, check_int_tuple, resolved_device
+from benchmarks.config_checks import check_device, check_int_tuple, parse_benchmark, resolved_device
 from benchmarks.timing import synchronize
-from lcvg_env.configs import check_choices, check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.registration import SPRITES_CHECKPOINT, SPRITES_FAST_CHECKPOINT, SPRITES_STARTS
 from lcvg_env.simulator import CompileMode
@@ -202,9 +202,7 @@ def run(config: EnvStepConfig, device: torch.device | None = None) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.env_step",
-                                     description=__doc__.split("\n")[0])
-    config, _ = parse_config(parser, EnvStepConfig, argv)
+    config, parser = parse_benchmark(EnvStepConfig, "python -m benchmarks.env_step", __doc__, argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config, benchmark_device(config, parser)), indent=1))

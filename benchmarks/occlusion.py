@@ -20,7 +20,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmarks.config_checks import parse_benchmark
 from benchmarks.separation import MAX_OBJECTS, first_frames
 from lcvg_env import control as ctl
-from lcvg_env.configs import check_choices, check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
 from lcvg_env.world.scene import Style
@@ -136,9 +136,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style and source of objects."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.occlusion",
-                                     description=__doc__.splitlines()[0])
-    config, _ = parse_config(parser, OcclusionConfig, argv)
+    config, _ = parse_benchmark(OcclusionConfig, "python -m benchmarks.occlusion", __doc__, argv)
     if config is None:  # --print-config
         return
     for style in config.styles:

@@ -17,7 +17,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -31,11 +30,11 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.config_checks import check_device, resolved_device
+from benchmarks.config_checks import check_device, parse_benchmark, resolved_device
 from benchmarks.env_step import random_frames
 from benchmarks.timing import synchronize
 from benchmarks.train_step import synthetic_batch
-from lcvg_env.configs import check_ints, parse_config
+from lcvg_env.configs import check_ints
 from lcvg_env.control import trusted_values
 from lcvg_env.models import LayeredGenerator, ModelConfig
 from lcvg_env.simulator import Simulator
@@ -96,9 +95,8 @@ def table(fn: Callable[[], Any], title: str, rows: int, device: torch.device) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the measurements and print their JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_gpu",
-                                     description=__doc__.split("\n")[0])
-    config, _ = parse_config(parser, ProfileGpuConfig, argv)
+    config, parser = parse_benchmark(ProfileGpuConfig, "python -m benchmarks.profile_gpu", __doc__,
+                                     argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config, resolved_device(config, parser)), indent=1))

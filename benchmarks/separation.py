@@ -15,7 +15,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmarks.config_checks import parse_benchmark
 from lcvg_env import control as ctl
-from lcvg_env.configs import check_choices, check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
 from lcvg_env.world.scene import Style
@@ -114,9 +114,7 @@ def measure(config: SeparationConfig, style: str) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.separation",
-                                     description=__doc__.splitlines()[0])
-    config, _ = parse_config(parser, SeparationConfig, argv)
+    config, _ = parse_benchmark(SeparationConfig, "python -m benchmarks.separation", __doc__, argv)
     if config is None:  # --print-config
         return
     for style in config.styles:

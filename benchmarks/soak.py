@@ -22,7 +22,6 @@ and exits).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -37,8 +36,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.config_checks import check_device
-from lcvg_env.configs import check_ints, parse_config
+from benchmarks.config_checks import check_device, parse_benchmark
+from lcvg_env.configs import check_ints
 from lcvg_env.registration import register_envs
 
 _PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
@@ -205,9 +204,7 @@ def run(config: SoakConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the soak test and print its JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak",
-                                     description=__doc__.split("\n")[0])
-    config, _ = parse_config(parser, SoakConfig, argv)
+    config, _ = parse_benchmark(SoakConfig, "python -m benchmarks.soak", __doc__, argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config)))

@@ -21,7 +21,6 @@ config and exits).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import platform
@@ -34,9 +33,9 @@ from typing import Any, Literal
 
 import torch
 
-from benchmarks.config_checks import check_device, check_int_tuple
+from benchmarks.config_checks import check_device, check_int_tuple, parse_benchmark
 from benchmarks.timing import synchronize
-from lcvg_env.configs import check_choices, check_ints, parse_config
+from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.control import trusted_values
 from training.config import Preset, preset
 from training.loop import Trainer
@@ -186,9 +185,7 @@ def run(config: TrainStepConfig) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step",
-                                     description=__doc__.split("\n")[0])
-    config, _ = parse_config(parser, TrainStepConfig, argv)
+    config, _ = parse_benchmark(TrainStepConfig, "python -m benchmarks.train_step", __doc__, argv)
     if config is None:  # --print-config
         return 0
     print(json.dumps(run(config), indent=1))
