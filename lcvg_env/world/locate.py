@@ -16,7 +16,10 @@ The generated frame has no labels, so object k is looked for BY ITS TRUE COLOURS
    the true background pixel there (the twin's object-free frame) and no larger than its
    distance to every other object's reference colours (the other controlled objects and the
    "other" masks) but those k shares with it (within ``tolerance / 2``: a border every object
-   has decides nothing between them); the 8-neighbours of such pixels join them when they are
+   has decides nothing between them); a pixel nearest to such a shared colour counts only
+   within :data:`SHARED_REACH_PX` of a candidate of a colour k has alone (the border beside
+   k's fill, not another object's border where k is not; an object with no colour of its own
+   is looked for by all of them); the 8-neighbours of such pixels join them when they are
    also closer to ``c_k`` than to the background and the other colours, whatever their
    distance: an antialiased rim pixel blends the object with what lies behind it, and it is
    closer to the object's colour exactly when the object covers more than half of it (the
@@ -41,6 +44,7 @@ from lcvg_env.world.palette import reference_colours
 
 __all__ = [
     "SEARCH_RADIUS",
+    "SHARED_REACH_PX",
     "TOLERANCE",
     "check_frames",
     "check_masks",
@@ -57,6 +61,9 @@ TOLERANCE = 48.0
 for it to count as that object's."""
 SEARCH_RADIUS = 0.25
 """A found component's centroid must lie within this fraction of max(H, W) of the true one."""
+SHARED_REACH_PX = 3
+"""A pixel of a colour an object shares with another (a border they both have) counts for it
+only within this many pixels (8-neighbour steps) of a pixel of a colour of its own."""
 
 # --------------------------------------------------------------------------------------------
 # checks
@@ -227,15 +234,25 @@ def find_objects(
     dist = slots.min(axis=2)  # (B, K+M, H, W): to the nearest colour of each object
     d_bg = np.linalg.norm(gf - bg.astype(np.float32), axis=-1)  # (B, H, W)
     closer = np.zeros((b, k, h, w), dtype=bool)
+    by_shared = np.zeros((b, k, h, w), dtype=bool)  # nearest to a colour j shares
     for j in range(k):
         # another object's colour decides against j only where j does not share it (a
         # border every object has in common decides nothing between them)
-        gap = np.linalg.norm(refs[:, :, :, None] - refs[:, j, None, None], axis=-1)
-        shared = np.nan_to_num(gap, nan=np.inf).min(axis=-1) <= float(tolerance) / 2
+        same = np.nan_to_num(np.linalg.norm(refs[:, :, :, None] - refs[:, j, None, None],
+                                            axis=-1), nan=np.inf) <= float(tolerance) / 2
+        shared = same.any(axis=-1)  # (B, K+M, P): colours of each object that j has too
         rivals = np.where(shared[..., None, None], np.inf, slots)  # (B, K+M, P, H, W)
         nearest_other = np.delete(rivals, j, axis=1).min(axis=(1, 2), initial=np.inf)
         closer[:, j] = (dist[:, j] < d_bg) & (dist[:, j] <= nearest_other)
+        common = np.delete(same, j, axis=1).any(axis=(1, 2))  # (B, P): j's colours shared
+        own = ~np.isnan(refs[:, j, :, 0]) & ~common
+        nearest_own = np.where(own[..., None, None], slots[:, j], np.inf).min(axis=1)
+        # an object all of whose colours others have too is looked for by all of them
+        by_shared[:, j] = (nearest_own > dist[:, j]) & own.any(axis=1)[:, None, None]
     core = closer & (dist[:, :k] <= tolerance)
+    # a shared colour counts for j only beside j's own colours: its border next to its fill,
+    # not another object's border where j is not
+    core &= ~by_shared | dilate(core & ~by_shared, SHARED_REACH_PX)
     candidates = core | (dilate(core, 1) & closer)  # + the antialiased rim (see module doc)
     labels = label_components(candidates)  # (B, K, H, W), unique across the batch
     flat = labels.reshape(-1)

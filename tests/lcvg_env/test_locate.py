@@ -78,6 +78,24 @@ def test_a_bordered_object_is_found_whole_and_a_shared_border_decides_nothing() 
     assert _iou(found[0], a) == 1.0
 
 
+def test_an_object_the_frame_lost_is_not_found_on_another_ones_border() -> None:
+    bg = _background()
+    true = bg.copy()
+    behind = _outlined(true, 42, 30, (40, 200, 60))
+    front = _outlined(true, 30, 30, (230, 200, 40))  # drawn over all but a sliver of it
+    masks = np.stack([front, behind & ~front])[None]
+    generated = bg.copy()
+    _outlined(generated, 30, 30, (230, 200, 40))  # the sliver lost: only the front object
+    found = find_objects(generated[None], true[None], masks, NONE, bg[None])[0]
+    assert _iou(found[0], front) == 1.0
+    # the front object's border has the lost one's border colour and lies within reach of
+    # where it was, but none of the lost one's own colour is there
+    assert not found[1].any()
+    # shown, the sliver is found with the border beside it
+    found = find_objects(true[None], true[None], masks, NONE, bg[None])[0]
+    assert _iou(found[1], masks[0, 1]) > 0.8
+
+
 def test_a_generated_frame_that_drops_the_border_is_scored_by_what_it_shows() -> None:
     bg = _background()
     true = bg.copy()
