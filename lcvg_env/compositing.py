@@ -318,7 +318,9 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     Args:
         layers: the K objects as :func:`matte` took them from the frame their pixels come from
             (f_t, or with carried tracking the frame each object's template was taken in: its
-            pixels are then never resampled twice).
+            pixels are then never resampled twice); larger than the frame by the same margin
+            on every side, they hold parts of objects beyond it
+            (``lcvg_env.tracking.start_carrying``).
         theta: (B, K, 2, 3) each object's ``input_from_output`` transform from the next frame
             to the frame of its layer.
         moved: (B, K, H, W) {0, 1} the objects' masks after the step (where the controls put
@@ -341,8 +343,9 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     # bicubic on premultiplied pixels: sub-pixel placement that keeps texture (bilinear
     # blurs it), no background bleeding into the object's colour; a whole-pixel move returns
     # the pixels themselves. Its overshoot is clamped to a valid premultiplied pair.
-    flat = torch.cat([layers.premultiplied, layers.alpha], 2).reshape(b * k, 4, h, w)
-    warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3), mode="bicubic").view(b, k, 4, h, w)
+    flat = torch.cat([layers.premultiplied, layers.alpha], 2).flatten(0, 1)
+    warped = ctl.warp_masks(flat, theta.reshape(b * k, 2, 3), mode="bicubic",
+                            size=(h, w)).view(b, k, 4, h, w)
     sampled = warped[:, :, 3:].clamp(0.0, 1.0)
     # interpolating between pixels widens an edge's ramp; steepen it back, and scale the
     # premultiplied colour with it

@@ -47,7 +47,9 @@ is a correction added inside a band around what moved. "mask" control needs a "f
 With ``occlusion=True`` the simulator reads at reset which touching objects hide which
 (``lcvg_env.control.infer_occlusion``): a composite model draws the objects in that depth
 order, and carried objects partly hidden behind others bring their hidden part (a convex
-completion no wider than what is seen) when they move out.
+completion no wider than what is seen) when they move out; so do carried objects cut by the
+frame's edge when they move into view (``lcvg_env.control.beyond_frame``: their templates
+extend :data:`BEYOND_FRAME` of the frame past it on every side).
 
 Coordinates are those of ``lcvg_env.control``: normalised (x, y) in [-1, 1], x right, y down.
 Everything runs under ``torch.inference_mode``; there are no per-environment Python loops in
@@ -58,12 +60,14 @@ tensors are not scanned again (each scan would be a device synchronisation on a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from lcvg_env import compositing
 from lcvg_env import control as ctl
@@ -75,6 +79,10 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotun
 """``torch.compile`` modes the simulator's ``compile`` accepts besides True and False."""
 COMPILE_MODES: tuple[CompileMode, ...] = get_args(CompileMode)
 """The choices of ``CompileMode``."""
+BEYOND_FRAME = 0.25
+"""With ``occlusion`` and carried tracking, how far past the frame's edge (a fraction of its
+larger side, on every side) the templates hold the parts of objects the edge cuts off: an
+object whose centre lies inside the frame reaches at most its own width past the edge."""
 
 
 class Simulator:
@@ -95,10 +103,12 @@ class Simulator:
     - ``control_masks`` (N, 1, H, W): the edited mask m_c that produced f_t (m_t after reset);
     - ``uncontrolled`` (N, 1, H, W): for parametric control, the foreground outside the
       tracked objects (components beyond the K largest), which stays where it is;
-    - ``templates`` (N, K, H, W) and ``poses`` (N, K, 2, 3): for carried tracking, each
+    - ``templates`` (N, K, H', W') and ``poses`` (N, K, 2, 3): for carried tracking, each
       object's mask when its tracking began (reset, or for "anchored" the last time it was
-      found again) and the ``input_from_output`` matrix from the current frame to it;
-    - ``template_layers`` (``lcvg_env.compositing.Layers``, (N, K, 3 | 1, H, W)): each
+      found again) and the ``input_from_output`` matrix from the current frame to it; with
+      ``occlusion`` on a canvas of :attr:`beyond` pixels more on every side of the frame
+      (H' = H + 2 beyond), else the frame's;
+    - ``template_layers`` (``lcvg_env.compositing.Layers``, (N, K, 3 | 1, H', W')): each
       template's pixels and soft coverage as the frame it was taken in shows them; a composite
       model (below) takes a carried object's pixels from them;
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
@@ -211,6 +221,9 @@ class Simulator:
         self.generator = torch.Generator(device=self.device)
         """Source of any torch randomness in the simulator; seeded by ``seed``. The networks of
         the paper are deterministic at inference, so the default pipeline draws nothing."""
+        self.beyond = (math.ceil(BEYOND_FRAME * max(self.resolution))
+                       if self.occlusion and self.tracking != "segment" else 0)
+        """Pixels the carried templates extend past the frame on every side."""
         self._allocate_state()
         self._orders = track.assignment_orders(num_objects, self.device)  # (K!, K) or None
 
@@ -225,10 +238,11 @@ class Simulator:
             self.control_masks = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.uncontrolled = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.objects = torch.zeros(n, k, h, w, device=device, dtype=f32)
-            self.templates = torch.zeros(n, k, h, w, device=device, dtype=f32)
+            th, tw = h + 2 * self.beyond, w + 2 * self.beyond
+            self.templates = torch.zeros(n, k, th, tw, device=device, dtype=f32)
             self.template_layers = compositing.Layers(
-                torch.zeros(n, k, 3, h, w, device=device, dtype=f32),
-                torch.zeros(n, k, 1, h, w, device=device, dtype=f32))
+                torch.zeros(n, k, 3, th, tw, device=device, dtype=f32),
+                torch.zeros(n, k, 1, th, tw, device=device, dtype=f32))
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.light = torch.ones(n, 1, h, w, device=device, dtype=f32)
@@ -283,8 +297,13 @@ class Simulator:
             self.control_masks[idx] = masks
             self.uncontrolled[idx] = track.uncontrolled(masks, objects)
             self.objects[idx] = objects
-            self.templates[idx] = objects
-            self.poses[idx], layers = track.start_carrying(objects, x, hidden)
+            templates = objects
+            if self.beyond:  # the parts past the frame's edge are hidden too
+                beyond = ctl.beyond_frame(objects, self.beyond)
+                templates = F.pad(objects, (self.beyond,) * 4) + beyond
+                hidden = beyond + (0.0 if hidden is None else F.pad(hidden, (self.beyond,) * 4))
+            self.templates[idx] = templates
+            self.poses[idx], layers = track.start_carrying(templates, x, hidden)
             self.template_layers.premultiplied[idx] = layers.premultiplied
             self.template_layers.alpha[idx] = layers.alpha
             self.canvas[idx], self.known[idx] = track.start_canvas(x, visible)
@@ -393,7 +412,8 @@ class Simulator:
             moved, self.residual = track.move_segments(self.objects, theta, self.residual,
                                                        self.threshold)
         else:
-            moved, self.poses = track.carry(self.templates, self.poses, theta, self.threshold)
+            moved, self.poses = track.carry(self.templates, self.poses, theta, self.threshold,
+                                            self.resolution)
         return theta, moved
 
     def _next_frames(self, edited: torch.Tensor, theta: torch.Tensor | None = None,

@@ -67,32 +67,47 @@ def check_tracking(tracking: str) -> str:
 # --- carried objects ---------------------------------------------------------------------------
 def start_carrying(objects: Tensor, frames: Tensor, hidden: Tensor | None = None
                    ) -> tuple[Tensor, compositing.Layers]:
-    """Identity poses (B, K, 2, 3) and template layers of objects (B, K, H, W).
+    """Identity poses (B, K, 2, 3) and template layers of objects (B, K, H', W').
 
     The objects' masks themselves are the templates; their layers (``compositing.matte``)
     hold their pixels as ``frames`` (B, 3, H, W), the frame they were taken in, shows them.
-    ``hidden`` (B, K, H, W): the parts of ``objects`` that ``frames`` does not show (hidden
-    behind other objects: ``lcvg_env.control.infer_occlusion``), filled in the object's own
-    colour (``compositing.fill_hidden``); None: every pixel of the objects is seen.
+    ``hidden`` (B, K, H', W'): the parts of ``objects`` that ``frames`` does not show (hidden
+    behind other objects: ``lcvg_env.control.infer_occlusion``, or beyond the frame's edge:
+    ``lcvg_env.control.beyond_frame``), filled in the object's own colour
+    (``compositing.fill_hidden``); None: every pixel of the objects is seen. Objects larger
+    than the frames by the same margin on every side lie on a canvas around the frame: the
+    layers inside the frame are those of objects of the frame's size, and only hidden parts
+    lie beyond it.
     """
     b, k = objects.shape[:2]
-    poses = ctl.identity_matrix(b * k, device=frames.device, dtype=frames.dtype)
+    poses = ctl.identity_matrix(b * k, device=frames.device, dtype=frames.dtype).view(b, k, 2, 3)
     if hidden is None:
-        return poses.view(b, k, 2, 3), compositing.matte(frames, objects)
-    visible = objects * (1.0 - hidden)
-    layers = compositing.fill_hidden(compositing.matte(frames, visible), frames, visible, hidden)
-    return poses.view(b, k, 2, 3), layers
+        layers = compositing.matte(frames, _in_frame(objects, frames))
+        return poses, compositing.Layers(_on_canvas(layers.premultiplied, objects),
+                                         _on_canvas(layers.alpha, objects))
+    visible = _in_frame(objects * (1.0 - hidden), frames)
+    layers = compositing.fill_hidden(compositing.matte(frames, visible), frames, visible,
+                                     _in_frame(hidden, frames))
+    if objects.shape[-2:] == frames.shape[-2:]:
+        return poses, layers
+    beyond = hidden - _on_canvas(_in_frame(hidden, frames), hidden)
+    return poses, compositing.fill_hidden(
+        compositing.Layers(_on_canvas(layers.premultiplied, objects),
+                           _on_canvas(layers.alpha, objects)),
+        _on_canvas(frames, objects, "replicate"), _on_canvas(visible, objects), beyond)
 
 
-def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.5
-          ) -> tuple[Tensor, Tensor]:
+def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.5,
+          size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
     """Chain each object's transform onto its pose and sample its template there.
 
     Args:
-        templates: (B, K, H, W) the carried objects' templates, binarised at ``threshold``.
+        templates: (B, K, H', W') the carried objects' templates, binarised at ``threshold``.
         poses: (B, K, 2, 3) their poses before the step.
         theta: (B, K, 2, 3) or (B * K, 2, 3) this step's ``input_from_output`` transforms.
         threshold: binarisation threshold of the templates.
+        size: the frame's (H, W), None: the templates'; templates larger than the frame by the
+            same margin on every side hold what lies beyond it (:func:`start_carrying`).
 
     Returns:
         ``(moved, poses)``: (B, K, H, W) {0, 1} masks and (B, K, 2, 3) poses after the step
@@ -100,8 +115,23 @@ def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.
     """
     b, k, h, w = templates.shape
     moved, poses = ctl.carry_masks(templates.reshape(b * k, 1, h, w), poses.reshape(b * k, 2, 3),
-                                   theta.reshape(b * k, 2, 3), threshold=threshold)
-    return moved.view(b, k, h, w), poses.view(b, k, 2, 3)
+                                   theta.reshape(b * k, 2, 3), threshold=threshold, size=size)
+    return moved.view(b, k, *moved.shape[-2:]), poses.view(b, k, 2, 3)
+
+
+def _on_canvas(x: Tensor, like: Tensor, mode: str = "constant") -> Tensor:
+    """``x`` (..., H, W) padded on every side to ``like``'s (H', W') (``F.pad``'s ``mode``)."""
+    dy, dx = (like.shape[-2] - x.shape[-2]) // 2, (like.shape[-1] - x.shape[-1]) // 2
+    if dy == dx == 0:
+        return x
+    return F.pad(x, (dx, dx, dy, dy), mode=mode)
+
+
+def _in_frame(x: Tensor, frames: Tensor) -> Tensor:
+    """Cut the frame's part (..., H, W) out of ``x`` (..., H', W'), a canvas around ``frames``."""
+    h, w = frames.shape[-2:]
+    dy, dx = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., dy:dy + h, dx:dx + w]
 
 
 def agrees(moved: Tensor, masks: Tensor, cover: float = ANCHOR_COVER) -> Tensor:
@@ -125,7 +155,7 @@ def anchor(
         moved: (N, K, H, W) the objects' carried masks after the step.
         masks: (N, 1, H, W) M's binarised mask of the generated frame.
         found: (N, K, H, W) the objects as found in ``masks`` (the "segment" tracking).
-        templates: (N, K, H, W) the carried objects' templates.
+        templates: (N, K, H', W') the carried objects' templates (:func:`carry`).
         poses: (N, K, 2, 3) their poses after the step.
         layers: the templates' layers, as :func:`start_carrying` made them.
         frames: (N, 3, H, W) the generated frame ``masks`` was taken of.
@@ -133,14 +163,17 @@ def anchor(
     Returns:
         ``(objects, templates, poses, layers)``: per object, the carried mask and state where
         ``agrees(moved, masks)``, else the found mask, which becomes the new template (its
-        layer taken from ``frames``) with the identity pose.
+        layer taken from ``frames``; nothing of it beyond the frame) with the identity pose.
     """
     agreed = agrees(moved, masks)  # (N, K)
     keep = agreed[:, :, None, None]
     identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
-    return (torch.where(keep, moved, found), torch.where(keep, templates, found),
-            torch.where(keep, poses, identity),
-            layers.where(agreed, compositing.matte(frames, found)))
+    found_layers = compositing.matte(frames, found)
+    found_layers = compositing.Layers(_on_canvas(found_layers.premultiplied, templates),
+                                      _on_canvas(found_layers.alpha, templates))
+    return (torch.where(keep, moved, found), torch.where(keep, templates,
+                                                         _on_canvas(found, templates)),
+            torch.where(keep, poses, identity), layers.where(agreed, found_layers))
 
 
 # --- segmented objects -------------------------------------------------------------------------

@@ -46,7 +46,7 @@ Every public name is importable from here (``lcvg_env.control.X``); the modules 
 - ``separation``: objects of a mask with touching objects cut apart by colour
   (:func:`separate_objects`);
 - ``occlusion``: which touching objects hide which, and the hidden parts of convex objects
-  behind others (:func:`infer_occlusion`).
+  behind others (:func:`infer_occlusion`) or beyond the frame's edge (:func:`beyond_frame`).
 """
 
 from lcvg_env.control.checks import trusted_values, values_checked
@@ -68,7 +68,7 @@ from lcvg_env.control.geometry import (
     params_to_matrix,
     pixel_to_normalized,
 )
-from lcvg_env.control.occlusion import Occlusion, convex_hulls, infer_occlusion
+from lcvg_env.control.occlusion import Occlusion, beyond_frame, convex_hulls, infer_occlusion
 from lcvg_env.control.separation import ColourSplit, separate_objects
 from lcvg_env.control.warp import (
     binarize,
@@ -92,6 +92,7 @@ __all__ = [
     "carry_masks",
     "compose_affine",
     "connected_components",
+    "beyond_frame",
     "convex_hulls",
     "fit_control",
     "identity_matrix",

@@ -24,13 +24,14 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks
 from lcvg_env.control.components import _neighbour_max
 
 __all__ = ["COMPLETION_REACH", "CONVEX_TOLERANCE", "DEPTH_MARGIN_PX", "HULL_DIRECTIONS",
-           "NONCONVEX_SHARE", "Occlusion", "convex_hulls", "infer_occlusion"]
+           "NONCONVEX_SHARE", "Occlusion", "beyond_frame", "convex_hulls", "infer_occlusion"]
 
 HULL_DIRECTIONS = 16
 """Directions (over half a turn) whose extents bound :func:`convex_hulls`' polygons: a hull
@@ -133,10 +134,7 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     if k == 1:
         return Occlusion(objects, torch.zeros_like(objects), order.clone())
     hulls = convex_hulls(objects)
-    others = objects.sum(dim=1, keepdim=True) - objects
-    dents = hulls * (1.0 - objects) * (1.0 - _grown(others))
-    area = objects.sum(dim=(2, 3))
-    convex = dents.sum(dim=(2, 3)) < tolerance * area
+    convex = _looks_convex(objects, hulls, tolerance)
     share = torch.einsum("bkhw,bjhw->bkj", hulls, objects)  # pixels of j inside k's hull
     share = share.masked_fill(torch.eye(k, dtype=torch.bool, device=objects.device), 0.0)
     # a star's hull takes in what lies between its arms, in front or not
@@ -150,6 +148,50 @@ def infer_occlusion(objects: Tensor, margin: float = DEPTH_MARGIN_PX,
     bounded = _outline_bounds(objects, in_front, extents) * _within_reach(objects, extents)
     hidden = in_front * bounded * convex[:, :, None, None]
     return Occlusion(torch.maximum(objects, hidden), hidden, depth)
+
+
+def _looks_convex(objects: Tensor, hulls: Tensor, tolerance: float) -> Tensor:
+    """Whether each object looks convex: (B, K) bool.
+
+    True where its hull (``hulls``: :func:`convex_hulls` of ``objects``), a pixel or more away
+    from the other objects, adds less than ``tolerance`` of its area to it.
+    """
+    others = objects.sum(dim=1, keepdim=True) - objects
+    dents = hulls * (1.0 - objects) * (1.0 - _grown(others))
+    return dents.sum(dim=(2, 3)) < tolerance * objects.sum(dim=(2, 3))
+
+
+def beyond_frame(objects: Tensor, pad: int, tolerance: float = CONVEX_TOLERANCE) -> Tensor:
+    """Complete objects cut by the frame's edge beyond it, on a canvas larger than the frame.
+
+    The frame's edge hides what lies past it as an object in front does: a convex object it
+    cuts is completed past it as :func:`infer_occlusion` completes one behind another, up to
+    every line that bounds the outline it shows itself and no farther from any of its pixels
+    than it is wide (objects that do not look convex, and objects that do not reach the
+    edge, get nothing).
+
+    Args:
+        objects: (B, K, H, W) {0, 1} masks (each object whole as far as the frame shows it).
+        pad: pixels of canvas added on every side (>= 0).
+        tolerance: see :func:`infer_occlusion`.
+
+    Returns:
+        (B, K, H + 2 pad, W + 2 pad) {0, 1} in the masks' dtype: the completed parts, zero
+        inside the frame (which sits at ``[pad:pad + H, pad:pad + W]``).
+    """
+    objects = _require_masks("objects", objects)
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an int >= 0, got {pad!r}")
+    padded = F.pad(objects, (pad, pad, pad, pad))
+    if pad == 0:
+        return torch.zeros_like(padded)
+    outside = torch.ones_like(padded[:1, :1])
+    outside[..., pad:-pad, pad:-pad] = 0.0
+    convex = _looks_convex(objects, convex_hulls(objects), tolerance)
+    extents = _full_turn(padded)
+    bounded = _outline_bounds(padded, outside.expand_as(padded), extents) * _within_reach(
+        padded, extents)
+    return outside * bounded * convex[:, :, None, None]
 
 
 def _full_turn(objects: Tensor) -> list[tuple[Tensor, Tensor]]:

@@ -26,7 +26,8 @@ from lcvg_env.control.geometry import _invert, _pixel_centres, _pixel_scale, com
 
 
 def warp_masks(
-    masks: Tensor, theta: Tensor, *, mode: str = "bilinear", padding_mode: str = "zeros"
+    masks: Tensor, theta: Tensor, *, mode: str = "bilinear", padding_mode: str = "zeros",
+    size: tuple[int, int] | None = None,
 ) -> Tensor:
     """Warp masks (or any maps) with ``input_from_output`` matrices; differentiable.
 
@@ -37,9 +38,13 @@ def warp_masks(
         mode: ``grid_sample`` interpolation, ``"bilinear"``, ``"bicubic"`` (sharper; may
             overshoot the input's range) or ``"nearest"``.
         padding_mode: what lies outside the input frame (``"zeros"``: background).
+        size: the output's (h, w), None: the input's. An input larger than it by the same
+            margin on every side holds the output frame and what lies around it (templates
+            that keep parts of objects beyond the frame); ``theta`` stays in the output
+            frame's coordinates.
 
     Returns:
-        (B, C, H, W) warped masks: ``out(p) = masks(theta @ [p; 1])``. Soft; call
+        (B, C, h, w) warped masks: ``out(p) = masks(theta @ [p; 1])``. Soft; call
         :func:`binarize` for {0, 1} masks.
     """
     masks = _require_masks("masks", masks)
@@ -50,7 +55,8 @@ def warp_masks(
         raise ValueError(f"mode must be 'bilinear', 'bicubic' or 'nearest', got {mode!r}")
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"padding_mode must be zeros/border/reflection, got {padding_mode!r}")
-    return _warp(masks, theta.to(masks.dtype).expand(masks.shape[0], 2, 3), mode, padding_mode)
+    return _warp(masks, theta.to(masks.dtype).expand(masks.shape[0], 2, 3), mode, padding_mode,
+                 _check_size(size, masks))
 
 
 def subpixel_spread(theta: Tensor, h: int, w: int) -> Tensor:
@@ -87,21 +93,49 @@ def subpixel_spread(theta: Tensor, h: int, w: int) -> Tensor:
     return (4.0 * off * (1.0 - off)).unsqueeze(1)
 
 
-def _sampling_grid(theta: Tensor, h: int, w: int) -> Tensor:
+def _check_size(size: tuple[int, int] | None, source: Tensor) -> tuple[int, int]:
+    """Return the output size of a warp of ``source`` (B, C, H, W): ``size``, or its own.
+
+    Raises:
+        ValueError: ``size`` not two positive ints, or larger than the source or short of it by
+            an odd number of pixels (no equal margin on both sides), quoting both.
+    """
+    height, width = source.shape[-2:]
+    if size is None:
+        return height, width
+    if (not isinstance(size, tuple | list) or len(size) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
+        raise ValueError(f"size must be two ints > 0 (h, w), got {size!r}")
+    h, w = size
+    if h > height or w > width or (height - h) % 2 or (width - w) % 2:
+        raise ValueError(f"an input of {height}x{width} must be the output of {h}x{w} with an "
+                         f"equal margin on every side (size {size!r})")
+    return h, w
+
+
+def _sampling_grid(theta: Tensor, h: int, w: int, source: tuple[int, int] | None = None
+                   ) -> Tensor:
     """(B, h, w, 2) input coordinates ``theta @ [x; y; 1]`` of the output pixel centres.
 
-    Equal to ``F.affine_grid(theta, (B, C, h, w), align_corners=False)``, but cheaper.
+    Equal to ``F.affine_grid(theta, (B, C, h, w), align_corners=False)``, but cheaper. With
+    ``source`` (H, W), the input is the output frame with a margin around it: the coordinates
+    are scaled to it (a point at normalised x in the frame lies at ``x * w / W`` in it).
     """
     xs = _pixel_centres(w, theta).view(1, 1, w)
     ys = _pixel_centres(h, theta).view(1, h, 1)
     t = theta.unsqueeze(-1).unsqueeze(-1)  # (B, 2, 3, 1, 1)
     gx = t[:, 0, 0] * xs + (t[:, 0, 1] * ys + t[:, 0, 2])
     gy = t[:, 1, 0] * xs + (t[:, 1, 1] * ys + t[:, 1, 2])
+    if source is not None and tuple(source) != (h, w):
+        gx, gy = gx * (w / source[1]), gy * (h / source[0])
     return torch.stack([gx, gy], dim=-1)
 
 
-def _warp(masks: Tensor, theta: Tensor, mode: str = "bilinear", padding: str = "zeros") -> Tensor:
-    grid = _sampling_grid(theta, masks.shape[-2], masks.shape[-1])
+def _warp(masks: Tensor, theta: Tensor, mode: str = "bilinear", padding: str = "zeros",
+          size: tuple[int, int] | None = None) -> Tensor:
+    """``masks`` sampled through ``theta`` into an output of ``size`` (:func:`warp_masks`)."""
+    h, w = size if size is not None else masks.shape[-2:]
+    grid = _sampling_grid(theta, h, w, (masks.shape[-2], masks.shape[-1]))
     return F.grid_sample(masks, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
@@ -212,7 +246,8 @@ def warp_binary(
 
 
 def carry_masks(
-    templates: Tensor, poses: Tensor, theta: Tensor, *, threshold: float = 0.5
+    templates: Tensor, poses: Tensor, theta: Tensor, *, threshold: float = 0.5,
+    size: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Move masks that keep their shape: each is its first mask seen through an accumulated pose.
 
@@ -231,16 +266,19 @@ def carry_masks(
         poses: (B, 2, 3) current poses (the identity when tracking begins).
         theta: (B, 2, 3) ``input_from_output`` transforms of this step.
         threshold: binarisation threshold of the templates.
+        size: the frame's (h, w), None: the templates'. Templates larger than it by the same
+            margin on every side hold what of each object lies beyond the frame
+            (:func:`warp_masks`).
 
     Returns:
-        ``(moved, poses)``: (B, 1, H, W) {0, 1} masks and the (B, 2, 3) poses after the step.
+        ``(moved, poses)``: (B, 1, h, w) {0, 1} masks and the (B, 2, 3) poses after the step.
     """
     templates = _require_masks("templates", templates, channels=1)
     b = templates.shape[0]
     poses = _require_theta("poses", poses, b).to(templates.dtype)
     theta = _require_theta("theta", theta, b).to(templates.dtype)
     poses = compose_affine(poses, theta)
-    return _warp_nearest(binarize(templates, threshold), poses), poses
+    return _warp_nearest(binarize(templates, threshold), poses, _check_size(size, templates)), poses
 
 
 def _shifted(theta: Tensor, forward_shift: Tensor) -> Tensor:
@@ -249,7 +287,7 @@ def _shifted(theta: Tensor, forward_shift: Tensor) -> Tensor:
     return torch.cat([theta[..., :2], shift.unsqueeze(-1)], dim=-1)
 
 
-def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
+def _warp_nearest(masks: Tensor, theta: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     """(B, C, H, W) maps (binary masks, or pixels) warped by nearest-pixel sampling.
 
     Values are moved, never mixed: masks neither erode nor grow, pixels keep their colours.
@@ -257,9 +295,10 @@ def _warp_nearest(masks: Tensor, theta: Tensor) -> Tensor:
     (``grid_sample`` rounds half to even); nudging every motion forward by a thousandth of a
     pixel makes it round the same way everywhere.
     """
-    h, w = masks.shape[-2:]
+    h, w = size if size is not None else masks.shape[-2:]
     nudge = _TIE_NUDGE_PX / _pixel_scale((h, w), theta)
-    return _warp(masks, _shifted(theta, nudge.expand(theta.shape[0], 2)), mode="nearest")
+    return _warp(masks, _shifted(theta, nudge.expand(theta.shape[0], 2)), mode="nearest",
+                 size=(h, w))
 
 
 def warp_nearest(maps: Tensor, theta: Tensor) -> Tensor:

@@ -125,6 +125,27 @@ def test_identity_warp_is_exact() -> None:
     torch.testing.assert_close(warp_masks(masks, identity_matrix(2)), masks)
 
 
+def test_a_warp_from_a_canvas_around_the_frame_sees_what_lies_beyond_it() -> None:
+    masks = (torch.rand(2, 1, 16, 24) > 0.5).float()
+    canvas = F.pad(masks, (4, 4, 4, 4))
+    canvas[:, :, :, -4:] = 1.0  # something beyond the frame's right edge
+    theta = params_to_matrix(torch.tensor([[0.3, 0.1, 0.2, 0.1, 0.0, 0.05], [0.0] * 6]))
+    for mode in ("bilinear", "nearest"):  # the frame's own content lands as it does without
+        within = warp_masks(masks, theta, mode=mode)
+        torch.testing.assert_close(warp_masks(F.pad(masks, (4, 4, 4, 4)), theta, mode=mode,
+                                              size=(16, 24)), within)
+    # moved 4 px left (input_from_output: each output pixel samples 4 px to its right), what
+    # lay beyond the right edge comes into view
+    left = identity_matrix(1).repeat(2, 1, 1)
+    left[:, 0, 2] = 2 * 4 / 24
+    moved, _ = carry_masks(canvas, identity_matrix(1).repeat(2, 1, 1), left, size=(16, 24))
+    assert bool((moved[..., -4:] == 1).all())
+    torch.testing.assert_close(moved[..., :-4], masks[..., 4:])
+    for size in ((26, 24), (17, 24), (16,), (0, 24)):  # the canvas is 24 x 32
+        with pytest.raises(ValueError, match="size|margin"):
+            warp_masks(canvas, theta, size=size)
+
+
 def test_rotation_looks_like_a_rotation_on_a_non_square_frame() -> None:
     h, w = 96, 256
     mask = torch.zeros(1, 1, h, w)

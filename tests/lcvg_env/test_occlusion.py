@@ -116,6 +116,55 @@ def test_a_completion_is_no_wider_than_the_object_seen(monkeypatch):
     assert reached > 0.8 and unbounded < 0.4
 
 
+def _disc(cx: float, cy: float, r: float, size: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    return (((xs - cx) ** 2 + (ys - cy) ** 2) <= r * r).float()
+
+
+def test_an_object_cut_by_the_frames_edge_is_completed_beyond_it():
+    pad = 8
+    whole = _disc(3 + pad, 16 + pad, 6, 32 + 2 * pad)  # a disc whose centre is 3 px inside
+    seen = whole[pad:-pad, pad:-pad]
+    beyond = ctl.beyond_frame(seen[None, None], pad)[0, 0]
+    assert beyond.shape == whole.shape
+    assert float(beyond[pad:-pad, pad:-pad].sum()) == 0  # nothing inside the frame
+    completed = torch.nn.functional.pad(seen, (pad,) * 4) + beyond
+
+    def iou(mask: torch.Tensor) -> float:
+        return float((mask * whole).sum() / ((mask + whole) > 0).sum())
+
+    assert iou(completed) > 0.9 > iou(torch.nn.functional.pad(seen, (pad,) * 4)) + 0.05
+    # an object away from the edge, and one with dents of its own, get nothing
+    inside = _disc(16, 16, 6, 32)
+    tee = torch.zeros(32, 32)
+    tee[10:22, 0:3], tee[15:17, 0:10] = 1, 1
+    assert float(ctl.beyond_frame(torch.stack([inside, tee])[None], pad).sum()) == 0
+    with pytest.raises(ValueError, match="pad must be an int >= 0, got -1"):
+        ctl.beyond_frame(seen[None, None], -1)
+
+
+def test_sprites_env_brings_an_object_cut_by_the_edge_whole_into_view():
+    """A blue disc cut by the frame's right edge, moved left: with ``occlusion`` it comes
+    whole (its template holds the part beyond the edge)."""
+    register_envs()
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:] = (120, 130, 110)
+    disc = _disc(60, 30, 8, 64).numpy() > 0.5  # 4 px of its 8-px radius beyond the edge
+    frame[disc] = (40, 60, 220)
+    blue_pixels = {}
+    for occlusion in (False, True):
+        env = gym.make("LCVG-Sprites-v0", device="cpu", num_objects=1, occlusion=occlusion)
+        env.reset(seed=0, options={"frame": frame})
+        assert env.unwrapped.core.sim.templates.shape[-1] == (96 if occlusion else 64)
+        for _ in range(5):
+            obs, *_ = env.step(np.array([-0.1, 0.0], np.float32))  # 3.2 px left a step
+        blue_pixels[occlusion] = int(((obs[..., 2] > 160) & (obs[..., 0] < 100)).sum())
+        env.close()
+    whole = int((_disc(30, 30, 8, 64) > 0.5).sum())
+    assert blue_pixels[False] < 0.85 * whole < blue_pixels[True] < 1.15 * whole, (blue_pixels,
+                                                                                   whole)
+
+
 def test_fill_hidden_gives_the_hidden_part_the_objects_colour():
     visible = _boxes((8, 16, 2, 30), (4, 20, 12, 18))
     frame = torch.full((1, 3, 32, 32), -0.5)

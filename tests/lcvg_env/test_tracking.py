@@ -97,6 +97,37 @@ def test_carry_moves_each_template_by_the_sum_of_its_transforms() -> None:
     assert torch.equal(moved, expected)
 
 
+def test_templates_on_a_canvas_around_the_frame_keep_the_frames_layers() -> None:
+    """Templates a margin larger than the frame: inside it, the layers are those of templates
+    of the frame's size (the matte and the hidden parts' colours read the frame alone); past
+    it lies only what is hidden there, in the object's colour."""
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(1, 3, 48, 48, generator=generator) * 2 - 1
+    frames[:, :, 10:30, 30:48] = torch.tensor([0.8, -0.6, 0.2]).view(1, 3, 1, 1)  # at the edge
+    objects = boxes(1, [(30, 10, 48, 30), (4, 4, 20, 18)])
+    hidden = torch.zeros_like(objects)
+    hidden[0, 1, 4:8, 4:10] = 1.0  # hidden behind something
+    _, frame_layers = track.start_carrying(objects, frames, hidden)
+    pad = 8
+    beyond = torch.zeros(1, 2, 64, 64)
+    beyond[0, 0, 18:38, 56:60] = 1.0  # the box goes on 4 px past the right edge
+    canvas = torch.nn.functional.pad(objects, (pad,) * 4) + beyond
+    canvas_hidden = torch.nn.functional.pad(hidden, (pad,) * 4) + beyond
+    poses, layers = track.start_carrying(canvas, frames, canvas_hidden)
+    inside = (..., slice(pad, -pad), slice(pad, -pad))
+    assert torch.equal(layers.premultiplied[inside], frame_layers.premultiplied)
+    assert torch.equal(layers.alpha[inside], frame_layers.alpha)
+    past = beyond[:, :, None] > 0
+    assert bool((layers.alpha[past.expand_as(layers.alpha)] == 1).all())
+    colour = layers.premultiplied[:, 0, :, 18:38, 56:60]
+    torch.testing.assert_close(colour, torch.tensor([0.8, -0.6, 0.2]).view(1, 3, 1, 1).expand_as(
+        colour))
+    # carried 4 px left, the box shows what lay past the edge
+    moved, _ = track.carry(canvas, poses, shift(-4, 0).repeat(2, 1, 1).view(1, 2, 2, 3),
+                           size=(48, 48))
+    assert bool((moved[0, 0, 10:30, 26:48] == 1).all())
+
+
 def test_move_segments_owes_the_sub_pixel_rest() -> None:
     objects = boxes(1, [(10, 10, 20, 20), (30, 30, 36, 36)])
     theta = torch.cat([shift(0.4, 0.0), shift(2.0, 0.0)]).view(1, 2, 2, 3)
