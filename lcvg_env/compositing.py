@@ -137,7 +137,7 @@ class Composite(NamedTuple):
 
 
 def dilate(masks: Tensor, px: int) -> Tensor:
-    """Grow (B, 1, H, W) {0, 1} masks by ``px`` pixels (square neighbourhood)."""
+    """Grow (B, C, H, W) {0, 1} masks by ``px`` pixels (a square), channel by channel."""
     if px <= 0:
         return masks
     return F.max_pool2d(masks, 2 * px + 1, stride=1, padding=px)
@@ -415,8 +415,7 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     b, k, h, w = objects.shape
     taken = torch.maximum(masks, objects.amax(dim=1, keepdim=True))  # (B, 1, H, W)
     known = (dilate(taken, BORDER_PX + 1) < 0.5)[:, 0]  # beyond any border: background
-    reach = (dilate(objects.reshape(b * k, 1, h, w), BORDER_PX).view(b, k, h, w) > 0.5) & (
-        taken < 0.5)
+    reach = (dilate(objects, BORDER_PX) > 0.5) & (taken < 0.5)
     at = reach.nonzero()  # (n, 4): b, k, y, x of the pixels an object might take
     own = torch.zeros_like(objects, dtype=torch.bool)  # unexplained, shadowed or not
     unlit = torch.zeros_like(own)  # unexplained by the background as it is
@@ -441,13 +440,12 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
             own[where] = (nearest.amin(dim=1) > BORDER_OWN_COLOUR ** 2) & seen
             unlit[where] = (nearest[:, as_is] > BORDER_OWN_COLOUR ** 2) & seen
     others = objects.sum(dim=1, keepdim=True) - objects
-    beside = reach & (dilate(others.reshape(b * k, 1, h, w), 1).view(b, k, h, w) < 0.5)
+    beside = reach & (dilate(others, 1) < 0.5)
     ringed = _rings(objects, unlit & beside, beside)
     own = torch.where(ringed[:, :, None, None], unlit, own)
     grown = objects
     for _ in range(BORDER_PX):
-        step = dilate(grown.reshape(b * k, 1, h, w), 1).view(b, k, h, w)
-        grown = torch.maximum(grown, step * own)
+        grown = torch.maximum(grown, dilate(grown, 1) * own)
     contested = (grown.sum(dim=1, keepdim=True) > 1.5) & (objects < 0.5)
     return torch.where(contested, 0.0, grown).to(objects.dtype)
 
@@ -466,12 +464,10 @@ def _rings(objects: Tensor, marked: Tensor, looked: Tensor) -> Tensor:
         ones.
     """
     h, w = objects.shape[-2:]
+    centre = ctl.normalized_to_pixel(ctl.mask_centroids(objects), (h, w))[..., None, None]
     ys = torch.arange(h, device=objects.device, dtype=objects.dtype)[:, None]
     xs = torch.arange(w, device=objects.device, dtype=objects.dtype)[None, :]
-    area = objects.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
-    cy = (objects * ys).sum(dim=(2, 3), keepdim=True) / area
-    cx = (objects * xs).sum(dim=(2, 3), keepdim=True) / area
-    turn = torch.atan2(ys - cy, xs - cx) / (2.0 * math.pi) + 0.5  # (B, K, H, W) in [0, 1]
+    turn = torch.atan2(ys - centre[:, :, 1], xs - centre[:, :, 0]) / (2.0 * math.pi) + 0.5
     sector = (turn * BORDER_SECTORS).long().clamp(max=BORDER_SECTORS - 1)
     each = F.one_hot(sector, BORDER_SECTORS).bool()  # (B, K, H, W, sectors)
     looked_in = (each & looked[..., None]).any(dim=(2, 3))  # (B, K, sectors)

@@ -81,20 +81,16 @@ def start_carrying(objects: Tensor, frames: Tensor, hidden: Tensor | None = None
     """
     b, k = objects.shape[:2]
     poses = ctl.identity_matrix(b * k, device=frames.device, dtype=frames.dtype).view(b, k, 2, 3)
-    if hidden is None:
-        layers = compositing.matte(frames, _in_frame(objects, frames))
-        return poses, compositing.Layers(_on_canvas(layers.premultiplied, objects),
-                                         _on_canvas(layers.alpha, objects))
-    visible = _in_frame(objects * (1.0 - hidden), frames)
-    layers = compositing.fill_hidden(compositing.matte(frames, visible), frames, visible,
-                                     _in_frame(hidden, frames))
-    if objects.shape[-2:] == frames.shape[-2:]:
-        return poses, layers
+    visible = _in_frame(objects if hidden is None else objects * (1.0 - hidden), frames)
+    layers = compositing.matte(frames, visible)
+    if hidden is not None:
+        layers = compositing.fill_hidden(layers, frames, visible, _in_frame(hidden, frames))
+    if hidden is None or objects.shape[-2:] == frames.shape[-2:]:
+        return poses, _layers_on_canvas(layers, objects)
     beyond = hidden - _on_canvas(_in_frame(hidden, frames), hidden)
     return poses, compositing.fill_hidden(
-        compositing.Layers(_on_canvas(layers.premultiplied, objects),
-                           _on_canvas(layers.alpha, objects)),
-        _on_canvas(frames, objects, "replicate"), _on_canvas(visible, objects), beyond)
+        _layers_on_canvas(layers, objects), _on_canvas(frames, objects, "replicate"),
+        _on_canvas(visible, objects), beyond)
 
 
 def carry(templates: Tensor, poses: Tensor, theta: Tensor, threshold: float = 0.5,
@@ -125,6 +121,12 @@ def _on_canvas(x: Tensor, like: Tensor, mode: str = "constant") -> Tensor:
     if dy == dx == 0:
         return x
     return F.pad(x, (dx, dx, dy, dy), mode=mode)
+
+
+def _layers_on_canvas(layers: compositing.Layers, like: Tensor) -> compositing.Layers:
+    """``layers`` padded with nothing (coverage 0) to ``like``'s (H', W') (:func:`_on_canvas`)."""
+    return compositing.Layers(_on_canvas(layers.premultiplied, like),
+                              _on_canvas(layers.alpha, like))
 
 
 def _in_frame(x: Tensor, frames: Tensor) -> Tensor:
@@ -168,9 +170,7 @@ def anchor(
     agreed = agrees(moved, masks)  # (N, K)
     keep = agreed[:, :, None, None]
     identity = ctl.identity_matrix(1, device=poses.device, dtype=poses.dtype)
-    found_layers = compositing.matte(frames, found)
-    found_layers = compositing.Layers(_on_canvas(found_layers.premultiplied, templates),
-                                      _on_canvas(found_layers.alpha, templates))
+    found_layers = _layers_on_canvas(compositing.matte(frames, found), templates)
     return (torch.where(keep, moved, found), torch.where(keep, templates,
                                                          _on_canvas(found, templates)),
             torch.where(keep, poses, identity), layers.where(agreed, found_layers))
