@@ -21,7 +21,14 @@ from lcvg_env.control.checks import _require_masks, _require_tensor
 from lcvg_env.control.components import _neighbour_max, connected_components
 
 WRAPPED = 0.6
-"""Share of the pixels around a piece a thin piece must hold to count as its border."""
+"""Share of the pixels around a piece a piece near the edge must hold to count as its border."""
+
+THIN = 0.15
+"""Largest share of a piece's pixels with all eight neighbours in it for the piece to be thin
+(a band about 2 px wide has none)."""
+
+ALONG = 0.75
+"""Share of a thin piece's pixels within 2 px of the other piece for it to lie along it."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,10 @@ class ColourSplit:
     """Levels of cutting (2: one component gives at most four objects)."""
     shell_px: int = 3
     """A piece lying wholly within this many pixels of the component's edge that wraps the
-    other piece (holds at least :data:`WRAPPED` of the pixels around it) is an outline of one
-    object (a fill and its border), not a second object: no cut. 0 turns the test off."""
+    other piece (holds at least :data:`WRAPPED` of the pixels around it), or a thin piece
+    lying along the other (:data:`THIN`, :data:`ALONG`: a border M's mask kept only part
+    of), is an outline of one object (a fill and its border), not a second object: no cut.
+    0 turns both tests off."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_pixels, int) and not isinstance(self.min_pixels, bool)
@@ -156,23 +165,33 @@ def _split(colours: Tensor, component: Tensor, core: Tensor, rule: ColourSplit
 def _outlined(component: Tensor, pieces: list[Tensor], shell_px: int) -> bool:
     """Whether one of two (H, W) bool pieces of ``component`` is a thin border of the other.
 
-    The border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel outside
-    the component, and it wraps the other piece: at least :data:`WRAPPED` of the pixels
-    4-adjacent to the other piece are the border's (M's mask may leave gaps in a border, so
-    not all of them need be).
+    Either the border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel
+    outside the component and wraps the other piece (at least :data:`WRAPPED` of the pixels
+    4-adjacent to the other piece are the border's), or it is thin and lies along the other
+    piece (at most :data:`THIN` of its pixels have all eight neighbours in it, and at least
+    :data:`ALONG` of them are within 2 px of the other piece). M's mask often leaves out part
+    of a border, or takes in background beyond it, so a border may wrap only half of its
+    fill; a piece that thin is no object of its own (the smallest sprites are wider), while
+    an object seen beside another is wider than 2 px.
     """
-    outside = (~component).float()[None, None]
-    near = outside
-    for _ in range(shell_px):
-        near = _neighbour_max(near, 8)
-    near_edge = near[0, 0] > 0.5
+    near_edge = _dilated(~component, shell_px)
     for border, inner in ((pieces[0], pieces[1]), (pieces[1], pieces[0])):
-        if not bool(near_edge[border].all()):
-            continue
-        around = (_neighbour_max(inner.float()[None, None], 4)[0, 0] > 0.5) & ~inner
-        if int(around.sum()) and float(border[around].float().mean()) >= WRAPPED:
+        around = _dilated(inner, 1, neighbours=4) & ~inner
+        if (bool(near_edge[border].all()) and int(around.sum())
+                and float(border[around].float().mean()) >= WRAPPED):
+            return True
+        if (int(_interior(border).sum()) <= THIN * int(border.sum())
+                and float(_dilated(inner, 2)[border].float().mean()) >= ALONG):
             return True
     return False
+
+
+def _dilated(mask: Tensor, steps: int, neighbours: int = 8) -> Tensor:
+    """Grow a (H, W) bool mask by ``steps`` rings of 4- or 8-neighbours."""
+    grown = mask.float()[None, None]
+    for _ in range(steps):
+        grown = _neighbour_max(grown, neighbours)
+    return grown[0, 0] > 0.5
 
 
 def _grow(cores: Tensor, component: Tensor, colours: Tensor, centres: Tensor) -> list[Tensor]:
