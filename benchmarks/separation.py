@@ -2,12 +2,15 @@
 
 For twin scenes (``lcvg_env.world``), M's binarised mask of the first frame is split into objects
 by ``lcvg_env.control.object_masks`` (connected components) and by
-``lcvg_env.control.separate_objects`` (components cut apart by colour); every true object is
-matched with the found object of highest IoU. Prints one JSON object per style: the fraction of
-true objects matched with IoU > 0.7, their mean best IoU, the fraction whose centroid is found
-within 1 px, and how many true objects separation made worse.
+``lcvg_env.control.separate_objects`` (components cut apart by colour), and the separated objects
+take the border pixels M left out (``lcvg_env.compositing.take_borders``: what the sprites ids
+start from); every true object is matched with the found object of highest IoU. Prints one JSON
+object per style: for each of the three, the fraction of true objects matched with IoU > 0.7,
+their mean best IoU and the fraction whose centroid is found within 1 px; and how many true
+objects separation made worse.
 
     python -m benchmarks.separation [--scenes 200] [--seed 7000] [--styles varied classic]
+        [--scene.outline 1.5 ...]
 
 The flags are the fields of :class:`SeparationConfig` (``--print-config`` prints the resolved
 config and exits).
@@ -17,21 +20,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
 from benchmarks.config_checks import parse_benchmark
+from lcvg_env import compositing
 from lcvg_env import control as ctl
 from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
-from lcvg_env.world.scene import Style
+from lcvg_env.world.scene import SceneConfig, Style
 from lcvg_env.world.twin import SpritesRealEnv
 
 MAX_OBJECTS = 8
 """Objects taken from each frame (more than any scene holds)."""
+
+SET_BY_BENCHMARK = ("style", "size", "shapes")
+"""Scene fields the benchmark sets itself: the style measured, the model's resolution and the
+style's shapes."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +54,23 @@ class SeparationConfig:
     """Scene styles, one JSON object each (varied, classic)."""
     checkpoint: str = SPRITES_CHECKPOINT
     """Checkpoint whose mask network M finds the objects."""
+    scene: SceneConfig = SceneConfig()
+    """How the scenes look beyond the style (``lcvg_env.world.scene.SceneConfig``: outlines,
+    texture, sizes, ...); its :data:`SET_BY_BENCHMARK` fields are the benchmark's own (each of
+    :attr:`styles` with its shapes, the model's resolution) and must keep their defaults."""
 
     def __post_init__(self) -> None:
-        """Validate the counts and styles, naming the offending value."""
+        """Validate the counts, styles and scene, naming the offending value."""
         check_ints(self, {"scenes": 1, "seed": 0})
         check_choices(self)
+        if not isinstance(self.scene, SceneConfig):
+            raise ValueError(f"scene must be a SceneConfig, got {self.scene!r}")
+        default = SceneConfig()
+        set_here = [f"scene.{name}={getattr(self.scene, name)!r}" for name in SET_BY_BENCHMARK
+                    if getattr(self.scene, name) != getattr(default, name)]
+        if set_here:
+            raise ValueError(f"{', '.join(set_here)}: the benchmark sets scene fields "
+                             f"{SET_BY_BENCHMARK} itself (give --styles instead)")
 
 
 def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,11 +90,15 @@ def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(ious), np.array(offsets)
 
 
-def first_frames(style: str, scenes: int, seed: int, size: int
-                 ) -> tuple[list[SpritesRealEnv], torch.Tensor]:
+def first_frames(style: str, scenes: int, seed: int, size: int,
+                 looks: SceneConfig | None = None) -> tuple[list[SpritesRealEnv], torch.Tensor]:
     """Twins reset with seeds ``seed``, ``seed + 1``, ... and their first frames (n, 3, S, S)
-    in [-1, 1]."""
-    twins = [SpritesRealEnv(style=style, size=size) for _ in range(scenes)]
+    in [-1, 1]; ``looks``: the scenes' other fields (default: the style's own)."""
+    looks = looks or SceneConfig()
+    scene = SceneConfig(style=style, size=size, **{  # type: ignore[arg-type]
+        f.name: getattr(looks, f.name) for f in fields(SceneConfig)
+        if f.name not in SET_BY_BENCHMARK})
+    twins = [SpritesRealEnv(style=style, size=size, scene_config=scene) for _ in range(scenes)]
     for i, twin in enumerate(twins):
         twin.reset(seed=seed + i)
     frames = torch.from_numpy(np.stack([t.frame for t in twins])).permute(0, 3, 1, 2)
@@ -85,11 +109,13 @@ def measure(config: SeparationConfig, style: str) -> dict[str, object]:
     """The scores of both splittings on ``config.scenes`` twin scenes of ``style``."""
     scenes, seed = config.scenes, config.seed
     model = load_model(config.checkpoint, "cpu")
-    twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]))
+    twins, frames = first_frames(style, scenes, seed, int(model.config.resolution[0]),
+                                 config.scene)
     with torch.inference_mode():
         masks = ctl.binarize(model.mask(frames).float())
-        found = {"components": ctl.object_masks(masks, MAX_OBJECTS),
-                 "separated": ctl.separate_objects(frames, masks, MAX_OBJECTS)}
+        separated = ctl.separate_objects(frames, masks, MAX_OBJECTS)
+        found = {"components": ctl.object_masks(masks, MAX_OBJECTS), "separated": separated,
+                 "borders": compositing.take_borders(frames, masks, separated)}
     scores: dict[str, list[np.ndarray]] = {name: [] for name in found}
     offsets: dict[str, list[np.ndarray]] = {name: [] for name in found}
     for i, twin in enumerate(twins):

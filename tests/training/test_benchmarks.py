@@ -58,6 +58,25 @@ def test_occlusion_benchmark_scores_the_depth_order_of_hidden_pairs(capsys):
     assert true["completed"] > 0 and true["whole_iou_completed"] > true["whole_iou_seen"]
 
 
+def test_separation_benchmark_scores_outlined_scenes_after_the_borders(capsys):
+    from benchmarks import separation
+
+    separation.main(["--scenes", "12", "--styles", "varied", "--scene.outline", "1.5"])
+    outlined = json.loads(capsys.readouterr().out)
+    separation.main(["--scenes", "12", "--styles", "varied"])
+    plain = json.loads(capsys.readouterr().out)
+    assert outlined["objects"] == plain["objects"] > 12  # the same scenes, outlined
+    for row in (outlined, plain):
+        for found in ("components", "separated", "borders"):
+            assert 0.0 < row[found]["mean_best_iou"] <= 1.0
+    # M leaves much of a border out: the objects that take it back match the true ones better
+    assert outlined["borders"]["mean_best_iou"] > outlined["separated"]["mean_best_iou"]
+    assert outlined["components"] != plain["components"]
+    with pytest.raises(SystemExit):
+        separation.main(["--scene.style", "varied"])
+    assert "the benchmark sets scene fields" in capsys.readouterr().err
+
+
 def test_twin_full_masks_add_the_hidden_parts():
     from lcvg_env.world.twin import SpritesRealEnv
 
