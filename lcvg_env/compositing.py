@@ -31,7 +31,6 @@ background unchanged). Frames are in [-1, 1], masks in {0, 1}, theta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -44,9 +43,7 @@ from lcvg_env import control as ctl
 __all__ = [
     "BORDER_OWN_COLOUR",
     "BORDER_PX",
-    "BORDER_SECTORS",
     "BORDER_WINDOW",
-    "BORDER_WRAP",
     "EDGE_RESHARPEN",
     "MATTE_MIN_CONTRAST",
     "MATTE_OWN_COLOUR",
@@ -87,16 +84,6 @@ BORDER_OWN_COLOUR = 0.3
 BORDER_WINDOW = 8
 """How far (pixels, each axis) :func:`take_borders` looks for the background near a pixel (it
 must reach past ``BORDER_PX + 1``)."""
-BORDER_SECTORS = 8
-"""Equal angles around an object's centroid in which :func:`take_borders` asks whether the
-pixels off M's mask beside it ring it all round (a border) or lie on one side (a shadow)."""
-BORDER_WRAP = 0.75
-"""Share of the sectors (of those with pixels beside the object, at least half of them) in
-which some pixel beside an object must be no blend of its colour with the unshaded background
-for it to count as ringed by a border. On M's objects in 100 two-object twin scenes per look:
-1.5 % of plain varied objects (their shadows) and 2 % with texture 0.3 reach it, against 78 %
-of dark-outlined varied, 89 % of white-outlined varied and 96 % of dark-outlined classic
-objects."""
 
 EDGE_RESHARPEN = 0.3
 """How much :func:`compose` steepens a moved object's edges after interpolating between pixels:
@@ -400,8 +387,8 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
     A shadow beside an object is no blend of it with the background as it is either, but it is
     one with the background darkened (:data:`MATTE_SHADES`), and so is a dark border's rim. A
     shadow lies on one side of the object, a border rings it: an object with pixels the
-    unshaded background does not explain in :data:`BORDER_WRAP` of the directions around it
-    (:data:`BORDER_SECTORS`) takes every such pixel; any other object only those the shadowed
+    unshaded background does not explain in ``control.RING_SHARE`` of the directions around
+    it (``control.rings``) takes every such pixel; any other object only those the shadowed
     background does not explain either.
 
     Args:
@@ -441,36 +428,10 @@ def take_borders(frames: Tensor, masks: Tensor, objects: Tensor) -> Tensor:
             unlit[where] = (nearest[:, as_is] > BORDER_OWN_COLOUR ** 2) & seen
     others = objects.sum(dim=1, keepdim=True) - objects
     beside = reach & (dilate(others, 1) < 0.5)
-    ringed = _rings(objects, unlit & beside, beside)
+    ringed = ctl.rings(objects, unlit & beside, beside)
     own = torch.where(ringed[:, :, None, None], unlit, own)
     grown = objects
     for _ in range(BORDER_PX):
         grown = torch.maximum(grown, dilate(grown, 1) * own)
     contested = (grown.sum(dim=1, keepdim=True) > 1.5) & (objects < 0.5)
     return torch.where(contested, 0.0, grown).to(objects.dtype)
-
-
-def _rings(objects: Tensor, marked: Tensor, looked: Tensor) -> Tensor:
-    """Whether ``marked`` pixels ring each object.
-
-    Args:
-        objects: (B, K, H, W) {0, 1}.
-        marked: (B, K, H, W) bool, within ``looked``.
-        looked: (B, K, H, W) bool, the pixels around each object that were looked at.
-
-    Returns:
-        (B, K) bool: of the :data:`BORDER_SECTORS` equal angles around the object's centroid,
-        at least half hold ``looked`` pixels and :data:`BORDER_WRAP` of those hold ``marked``
-        ones.
-    """
-    h, w = objects.shape[-2:]
-    centre = ctl.normalized_to_pixel(ctl.mask_centroids(objects), (h, w))[..., None, None]
-    ys = torch.arange(h, device=objects.device, dtype=objects.dtype)[:, None]
-    xs = torch.arange(w, device=objects.device, dtype=objects.dtype)[None, :]
-    turn = torch.atan2(ys - centre[:, :, 1], xs - centre[:, :, 0]) / (2.0 * math.pi) + 0.5
-    sector = (turn * BORDER_SECTORS).long().clamp(max=BORDER_SECTORS - 1)
-    each = F.one_hot(sector, BORDER_SECTORS).bool()  # (B, K, H, W, sectors)
-    looked_in = (each & looked[..., None]).any(dim=(2, 3))  # (B, K, sectors)
-    marked_in = (each & marked[..., None]).any(dim=(2, 3))
-    count = looked_in.sum(dim=-1)
-    return (2 * count >= BORDER_SECTORS) & (marked_in.sum(dim=-1) >= BORDER_WRAP * count)

@@ -51,11 +51,14 @@ Every public name is importable from here (``lcvg_env.control.X``); the modules 
 
 from lcvg_env.control.checks import trusted_values, values_checked
 from lcvg_env.control.components import (
+    RING_SECTORS,
+    RING_SHARE,
     connected_components,
     mask_areas,
     mask_boxes,
     mask_centroids,
     object_masks,
+    rings,
 )
 from lcvg_env.control.fit import FIT_MODES, ControlFit, fit_control
 from lcvg_env.control.geometry import (
@@ -85,6 +88,8 @@ from lcvg_env.control.warp import (
 __all__ = [
     "FIT_MODES",
     "PARAM_NAMES",
+    "RING_SECTORS",
+    "RING_SHARE",
     "ColourSplit",
     "ControlFit",
     "Occlusion",
@@ -107,6 +112,7 @@ __all__ = [
     "object_masks",
     "params_to_matrix",
     "pixel_to_normalized",
+    "rings",
     "separate_objects",
     "subpixel_spread",
     "trusted_values",

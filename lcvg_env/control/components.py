@@ -1,4 +1,4 @@
-"""Connected components of masks and per-object measurements (areas, centroids, boxes).
+"""Connected components of masks and per-object measurements (areas, centroids, boxes, rings).
 
 Batched on any device, no per-pixel Python loops; coordinates are the normalised ones of
 ``lcvg_env.control``.
@@ -11,7 +11,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks, _require_nonnegative
-from lcvg_env.control.geometry import _pixel_centres
+from lcvg_env.control.geometry import _pixel_centres, normalized_to_pixel
+
+RING_SECTORS = 8
+"""Equal angles around an object's centroid in which :func:`rings` asks whether pixels beside
+it ring it all round (a border) or lie on one side (a shadow, another object)."""
+RING_SHARE = 0.75
+"""Share of the sectors (of those with pixels beside the object, at least half of them) that
+must hold marked pixels for the object to count as ringed. For ``compositing.take_borders``
+(a sector holds some pixel beside the object that no blend of its colour with the unshaded
+background explains), on M's objects in 100 two-object twin scenes per look: 1.5 % of plain
+varied objects (their shadows) and 2 % with texture 0.3 reach it, against 78 % of
+dark-outlined varied, 89 % of white-outlined varied and 96 % of dark-outlined classic
+objects."""
 
 
 def _neighbour_max(labels: Tensor, connectivity: int) -> Tensor:
@@ -151,3 +163,36 @@ def mask_boxes(masks: Tensor, threshold: float = 0.5) -> Tensor:
     box = torch.stack([2 * j0 / w - 1, 2 * i0 / h - 1, 2 * (j1 + 1) / w - 1, 2 * (i1 + 1) / h - 1],
                       dim=-1)
     return torch.where(present.unsqueeze(-1), box, torch.zeros_like(box))
+
+
+def rings(objects: Tensor, marked: Tensor, looked: Tensor, fill: float = 0.0) -> Tensor:
+    """Whether ``marked`` pixels ring each object.
+
+    Args:
+        objects: (B, K, H, W) {0, 1}.
+        marked: (B, K, H, W) bool, within ``looked``.
+        looked: (B, K, H, W) bool, the pixels around each object that were looked at.
+        fill: a sector holds marked pixels when more than this share of its looked pixels
+            are marked (0: any one).
+
+    Returns:
+        (B, K) bool: of the :data:`RING_SECTORS` equal angles around the object's centroid,
+        at least half hold ``looked`` pixels and :data:`RING_SHARE` of those hold ``marked``
+        ones.
+    """
+    b, k, h, w = objects.shape
+    centre = normalized_to_pixel(mask_centroids(objects.float()), (h, w))[..., None, None]
+    ys = torch.arange(h, device=objects.device, dtype=centre.dtype)[:, None]
+    xs = torch.arange(w, device=objects.device, dtype=centre.dtype)[None, :]
+    turn = torch.atan2(ys - centre[:, :, 1], xs - centre[:, :, 0]) / (2.0 * torch.pi) + 0.5
+    sector = (turn * RING_SECTORS).long().clamp(max=RING_SECTORS - 1).view(b * k, h * w)
+
+    def count(pixels: Tensor) -> Tensor:  # (B * K, sectors) pixels in each sector
+        return torch.zeros(b * k, RING_SECTORS, device=objects.device).scatter_add_(
+            1, sector, pixels.reshape(b * k, h * w).float())
+
+    seen, held = count(looked), count(marked)
+    used = seen > 0
+    covered = used & (held > fill * seen)
+    n = used.sum(dim=-1)
+    return ((2 * n >= RING_SECTORS) & (covered.sum(dim=-1) >= RING_SHARE * n)).view(b, k)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lcvg_env.control.checks import _require_masks, _require_tensor
-from lcvg_env.control.components import _neighbour_max, connected_components
+from lcvg_env.control.components import _neighbour_max, connected_components, rings
 
 WRAPPED = 0.6
 """Share of the pixels around a piece a piece near the edge must hold to count as its border."""
@@ -29,6 +29,14 @@ THIN = 0.15
 
 ALONG = 0.75
 """Share of a thin piece's pixels within 2 px of the other piece for it to lie along it."""
+
+RING_COLOUR = 0.25
+"""Largest distance (RGB in [0, 1]) of a pixel off M's mask from a thin piece's mean colour for
+it to continue the piece as a border (0.25 is 64 grey levels)."""
+
+RING_FILL = 0.25
+"""Share of the pixels beside the other piece, in an angle around it, that a border must hold
+there."""
 
 
 @dataclass(frozen=True)
@@ -157,12 +165,13 @@ def _split(colours: Tensor, component: Tensor, core: Tensor, rule: ColourSplit
     least = max(rule.min_pixels, rule.min_fraction * int(component.sum()))
     if any(int(piece.sum()) < least for piece in pieces):
         return None
-    if rule.shell_px and _outlined(component, pieces, rule.shell_px):
+    if rule.shell_px and _outlined(colours, component, pieces, rule.shell_px):
         return None
     return pieces
 
 
-def _outlined(component: Tensor, pieces: list[Tensor], shell_px: int) -> bool:
+def _outlined(colours: Tensor, component: Tensor, pieces: list[Tensor], shell_px: int
+              ) -> bool:
     """Whether one of two (H, W) bool pieces of ``component`` is a thin border of the other.
 
     Either the border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel
@@ -181,9 +190,26 @@ def _outlined(component: Tensor, pieces: list[Tensor], shell_px: int) -> bool:
                 and float(border[around].float().mean()) >= WRAPPED):
             return True
         if (int(_interior(border).sum()) <= THIN * int(border.sum())
-                and float(_dilated(inner, 2)[border].float().mean()) >= ALONG):
+                and float(_dilated(inner, 2)[border].float().mean()) >= ALONG
+                and _ringed_in_its_colour(colours, component, border, inner)):
             return True
     return False
+
+
+def _ringed_in_its_colour(colours: Tensor, component: Tensor, border: Tensor, inner: Tensor
+                          ) -> bool:
+    """Whether a thin piece and the pixels off M's mask of about its colour ring another.
+
+    ``border`` and the pixels outside ``component`` within :data:`RING_COLOUR` of its mean
+    colour hold more than :data:`RING_FILL` of the pixels within 2 px of ``inner`` in enough
+    angles around it (``control.rings``): a border M kept only part of goes on round its fill,
+    while a sliver of an object behind another stops.
+    """
+    beside = _dilated(inner, 2) & ~inner
+    similar = (colours - colours[border].mean(0)).norm(dim=-1) <= RING_COLOUR
+    marked = beside & (border | (~component & similar))
+    return bool(rings(inner[None, None], marked[None, None], beside[None, None],
+                      fill=RING_FILL)[0, 0])
 
 
 def _dilated(mask: Tensor, steps: int, neighbours: int = 8) -> Tensor:

@@ -135,7 +135,7 @@ def test_a_shadow_on_one_side_is_not_taken_for_a_border(monkeypatch):
     frame, disc, _ = _outlined_disc(outlined=False)
     assert torch.equal(compositing.take_borders(frame, disc, disc), disc)
     # what the ring test decides here: taken for a border, the shadow would be grown over
-    monkeypatch.setattr(compositing, "_rings", lambda objects, marked, looked: torch.ones(
+    monkeypatch.setattr(compositing.ctl, "rings", lambda objects, marked, looked: torch.ones(
         objects.shape[:2], dtype=torch.bool))
     assert bool((compositing.take_borders(frame, disc, disc) > disc).any())
 

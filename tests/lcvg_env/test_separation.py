@@ -141,18 +141,20 @@ def test_an_outlined_object_whose_mask_misses_part_of_its_border_stays_whole():
 
 
 def test_an_outlined_object_whose_mask_keeps_half_its_border_stays_whole():
-    # M's mask left out the top and left sides of a 2 px border: the rest wraps half the fill
+    # M's mask left out the top and left sides of a 2 px border: the rest wraps half the fill,
+    # and the border's colour goes on round it off the mask
     frame, mask = _scene((6, 24, 6, 24, BLUE))
     frame[0, :, 8:22, 8:22] = torch.tensor(RED)[:, None, None]
     mask[0, 0, 6:8, :] = 0
     mask[0, 0, :, 6:8] = 0
     objects = separate_objects(frame, mask, 2)
     assert torch.equal(objects[0, 0], mask[0, 0]) and objects[0, 1].sum() == 0
-    # the same band, 3 px wide, is an object of its own beside the square
-    frame, mask = _scene((6, 24, 6, 24, BLUE))
-    frame[0, :, 6:21, 6:21] = torch.tensor(RED)[:, None, None]
+    # the same band with background where the rest of the border was: a sliver of an object
+    # behind the square, cut off
+    frame[0, :, 6:8, :] = 0.0
+    frame[0, :, :, 6:8] = 0.0
     objects = separate_objects(frame, mask, 2)
-    assert objects[0, 1].sum() == 18 * 18 - 15 * 15
+    assert objects[0, 1].sum() == 16 * 16 - 14 * 14
 
 
 def test_bad_inputs_are_named():
