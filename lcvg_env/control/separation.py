@@ -201,12 +201,20 @@ def _ringed_in_its_colour(colours: Tensor, component: Tensor, border: Tensor, in
     """Whether a thin piece and the pixels off M's mask of about its colour ring another.
 
     ``border`` and the pixels outside ``component`` within :data:`RING_COLOUR` of its mean
-    colour hold more than :data:`RING_FILL` of the pixels within 2 px of ``inner`` in enough
-    angles around it (``control.rings``): a border M kept only part of goes on round its fill,
-    while a sliver of an object behind another stops.
+    colour, and nearer to it than to the background (the median colour 3-4 px outside
+    ``component``), hold more than :data:`RING_FILL` of the pixels within 2 px of ``inner`` in
+    enough angles around it (``control.rings``): a border M kept only part of goes on round
+    its fill, while a sliver of an object behind another stops, and a shadow (the background
+    darkened) has no background-like pixels added to it.
     """
     beside = _dilated(inner, 2) & ~inner
-    similar = (colours - colours[border].mean(0)).norm(dim=-1) <= RING_COLOUR
+    colour = colours[border].mean(0)
+    around = _dilated(component, 4) & ~_dilated(component, 2)  # the background near it
+    if not bool(around.any()):
+        return False
+    background = colours[around].median(0).values
+    off = (colours - colour).norm(dim=-1)
+    similar = (off <= RING_COLOUR) & (off < (colours - background).norm(dim=-1))
     marked = beside & (border | (~component & similar))
     return bool(rings(inner[None, None], marked[None, None], beside[None, None],
                       fill=RING_FILL)[0, 0])
