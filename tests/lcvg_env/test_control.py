@@ -29,6 +29,7 @@ from lcvg_env.control import (
     object_masks,
     params_to_matrix,
     pixel_to_normalized,
+    rings,
     subpixel_spread,
     trusted_values,
     union_masks,
@@ -441,6 +442,24 @@ def test_measurements() -> None:
     full = mask_boxes(torch.ones(1, 1, 5, 7))
     torch.testing.assert_close(full[0, 0], torch.tensor([-1.0, -1.0, 1.0, 1.0]))
 
+
+
+def test_rings_tell_a_ring_round_an_object_from_pixels_on_one_side() -> None:
+    box = torch.zeros(1, 1, 24, 24)
+    box[0, 0, 8:16, 8:16] = 1
+    looked = (F.max_pool2d(box, 5, stride=1, padding=2) > 0.5) & (box < 0.5)  # 2 px round it
+    one_side = looked & (torch.arange(24)[None, None, None, :] >= 16)  # right of the box only
+    assert rings(box, looked, looked).tolist() == [[True]]
+    assert rings(box, one_side, looked).tolist() == [[False]]
+    # every angle holds a pixel of a sparse ring, but a quarter of its pixels in none
+    sparse = looked & ((torch.arange(24)[:, None] + torch.arange(24)[None, :]) % 7 == 0)
+    assert rings(box, sparse, looked).tolist() == [[True]]
+    assert rings(box, sparse, looked, fill=0.25).tolist() == [[False]]
+    # an object at a corner of the frame: only the angles that hold looked pixels count
+    corner = torch.zeros(1, 1, 24, 24)
+    corner[0, 0, :6, :6] = 1
+    near = (F.max_pool2d(corner, 5, stride=1, padding=2) > 0.5) & (corner < 0.5)
+    assert rings(corner, near, near).tolist() == [[True]]
 
 # --------------------------------------------------------------------------------------------
 # fitting
