@@ -69,7 +69,8 @@ class ColourSplit:
     shell_px: int = 3
     """A piece lying wholly within this many pixels of the component's edge that wraps the
     other piece (holds at least :data:`WRAPPED` of the pixels around it), or a thin piece
-    lying along the other (:data:`THIN`, :data:`ALONG`: a border M's mask kept only part
+    lying along the other whose colour goes on round it beyond M's mask (:data:`THIN`,
+    :data:`ALONG`, :data:`RING_COLOUR`, :data:`RING_FILL`: a border M's mask kept only part
     of), is an outline of one object (a fill and its border), not a second object: no cut.
     0 turns both tests off."""
 
@@ -176,12 +177,12 @@ def _outlined(colours: Tensor, component: Tensor, pieces: list[Tensor], shell_px
 
     Either the border lies wholly within ``shell_px`` pixels (8-neighbour steps) of a pixel
     outside the component and wraps the other piece (at least :data:`WRAPPED` of the pixels
-    4-adjacent to the other piece are the border's), or it is thin and lies along the other
-    piece (at most :data:`THIN` of its pixels have all eight neighbours in it, and at least
-    :data:`ALONG` of them are within 2 px of the other piece). M's mask often leaves out part
-    of a border, or takes in background beyond it, so a border may wrap only half of its
-    fill; a piece that thin is no object of its own (the smallest sprites are wider), while
-    an object seen beside another is wider than 2 px.
+    4-adjacent to the other piece are the border's), or it is thin, lies along the other piece
+    and goes on round it in its own colour beyond M's mask (at most :data:`THIN` of its
+    pixels have all eight neighbours in it, at least :data:`ALONG` of them are within 2 px of
+    the other piece, and :func:`_ringed_in_its_colour`). M's mask often leaves out part of a
+    border, or takes in background beyond it, so a border may wrap only half of its fill; a
+    sliver of an object behind another is as thin, but its colour stops where it does.
     """
     near_edge = _dilated(~component, shell_px)
     for border, inner in ((pieces[0], pieces[1]), (pieces[1], pieces[0])):
@@ -209,10 +210,10 @@ def _ringed_in_its_colour(colours: Tensor, component: Tensor, border: Tensor, in
     """
     beside = _dilated(inner, 2) & ~inner
     colour = colours[border].mean(0)
-    around = _dilated(component, 4) & ~_dilated(component, 2)  # the background near it
-    if not bool(around.any()):
+    nearby = _dilated(component, 4) & ~_dilated(component, 2)  # the background near it
+    if not bool(nearby.any()):
         return False
-    background = colours[around].median(0).values
+    background = colours[nearby].median(0).values
     off = (colours - colour).norm(dim=-1)
     similar = (off <= RING_COLOUR) & (off < (colours - background).norm(dim=-1))
     marked = beside & (border | (~component & similar))
