@@ -443,7 +443,6 @@ def test_measurements() -> None:
     torch.testing.assert_close(full[0, 0], torch.tensor([-1.0, -1.0, 1.0, 1.0]))
 
 
-
 def test_rings_tell_a_ring_round_an_object_from_pixels_on_one_side() -> None:
     box = torch.zeros(1, 1, 24, 24)
     box[0, 0, 8:16, 8:16] = 1
@@ -460,6 +459,7 @@ def test_rings_tell_a_ring_round_an_object_from_pixels_on_one_side() -> None:
     corner[0, 0, :6, :6] = 1
     near = (F.max_pool2d(corner, 5, stride=1, padding=2) > 0.5) & (corner < 0.5)
     assert rings(corner, near, near).tolist() == [[True]]
+
 
 # --------------------------------------------------------------------------------------------
 # fitting
