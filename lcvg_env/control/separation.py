@@ -38,6 +38,11 @@ RING_FILL = 0.25
 """Share of the pixels beside the other piece, in an angle around it, that a border must hold
 there."""
 
+BACKGROUND_LIKE = 0.1
+"""Largest distance (RGB in [0, 1]) of a piece's mean colour from the median of the pixels 3-4
+px around it off M's mask for the piece to be background-like (0.1 is 25 grey levels; the
+twins' objects lie at least 70 from their background, 35 in the nearest look tried)."""
+
 
 @dataclass(frozen=True)
 class ColourSplit:
@@ -258,8 +263,11 @@ def separate_objects(frames: Tensor, masks: Tensor, k: int,
     """Return the ``k`` largest objects of binarised masks, touching ones cut apart by colour.
 
     As ``lcvg_env.control.object_masks`` (same order: area, then first pixel in raster
-    order; zero masks pad), except that each connected component is first cut by ``rule``.
-    A frame whose components all stay whole gives exactly ``object_masks``' result.
+    order; zero masks pad), except that each connected component is first cut by ``rule``
+    and that pieces the background around them matches come after all others
+    (:data:`BACKGROUND_LIKE`: a patch of background M took for foreground does not crowd out
+    an object smaller than it). A frame whose components all stay whole and none of which
+    is background-like gives exactly ``object_masks``' result.
 
     Args:
         frames: (B, 3, H, W) frames in [-1, 1].
@@ -289,10 +297,25 @@ def separate_objects(frames: Tensor, masks: Tensor, k: int,
         pieces = [part for label in labels[i].unique().tolist() if label != 0
                   for part in _cut(colours[i], labels[i] == label, rule, rule.depth)]
         # largest first; ties: the piece whose first pixel in raster order comes first
-        pieces.sort(key=lambda p: (-int(p.sum()), int(raster[p].min())))
+        taken = labels[i] > 0
+        pieces.sort(key=lambda p: (_background_like(colours[i], p, taken), -int(p.sum()),
+                                   int(raster[p].min())))
         for j, piece in enumerate(pieces[:k]):
             out[i, j] = piece.to(dtype)
     return _absorb_lone_pixels(out)
+
+
+def _background_like(colours: Tensor, piece: Tensor, taken: Tensor) -> bool:
+    """Whether a (H, W) piece's mean colour matches the background around it.
+
+    Within :data:`BACKGROUND_LIKE` of the median of the pixels 3-4 px around it off ``taken``
+    (M's mask); False with fewer than 8 of them.
+    """
+    nearby = _dilated(piece, 4) & ~_dilated(piece, 2) & ~taken
+    if int(nearby.sum()) < 8:
+        return False
+    around = colours[nearby].median(0).values
+    return float((colours[piece].mean(0) - around).norm()) < BACKGROUND_LIKE
 
 
 def _absorb_lone_pixels(objects: Tensor) -> Tensor:

@@ -157,6 +157,16 @@ def test_an_outlined_object_whose_mask_keeps_half_its_border_stays_whole():
     assert objects[0, 1].sum() == 16 * 16 - 14 * 14
 
 
+def test_a_patch_of_background_in_the_mask_does_not_crowd_out_a_smaller_object():
+    frame, mask = _scene((3, 9, 3, 9, RED))  # a 6x6 red object on the grey background
+    mask[0, 0, 16:28, 14:26] = 1.0  # M took a 12x12 patch of the grey background too
+    one = separate_objects(frame, mask, 1)
+    assert torch.equal(one[0, 0].bool(), mask[0, 0, :, :].bool() & (torch.arange(32) < 16)[:, None])
+    both = separate_objects(frame, mask, 2)  # nothing is dropped: the patch comes second
+    assert int(both[0, 0].sum()) == 36 and int(both[0, 1].sum()) == 144
+    assert torch.equal(ctl.object_masks(mask, 2)[0, 0].bool(), both[0, 1].bool())  # by area
+
+
 def test_bad_inputs_are_named():
     frame, mask = _scene((4, 16, 4, 14, RED))
     with pytest.raises(ValueError, match="frames must be"):
