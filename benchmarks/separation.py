@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from lcvg_env import control as ctl
 from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.env import load_model
 from lcvg_env.registration import SPRITES_CHECKPOINT
-from lcvg_env.world.scene import SceneConfig, Style
+from lcvg_env.world.scene import SceneConfig, Style, check_looks_only, with_looks
 from lcvg_env.world.twin import SpritesRealEnv
 
 MAX_OBJECTS = 8
@@ -63,14 +63,7 @@ class SeparationConfig:
         """Validate the counts, styles and scene, naming the offending value."""
         check_ints(self, {"scenes": 1, "seed": 0})
         check_choices(self)
-        if not isinstance(self.scene, SceneConfig):
-            raise ValueError(f"scene must be a SceneConfig, got {self.scene!r}")
-        default = SceneConfig()
-        set_here = [f"scene.{name}={getattr(self.scene, name)!r}" for name in SET_BY_BENCHMARK
-                    if getattr(self.scene, name) != getattr(default, name)]
-        if set_here:
-            raise ValueError(f"{', '.join(set_here)}: the benchmark sets scene fields "
-                             f"{SET_BY_BENCHMARK} itself (give --styles instead)")
+        check_looks_only(self.scene, SET_BY_BENCHMARK, "the benchmark", "give --styles instead")
 
 
 def _best_matches(truth: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,10 +87,7 @@ def first_frames(style: str, scenes: int, seed: int, size: int,
                  looks: SceneConfig | None = None) -> tuple[list[SpritesRealEnv], torch.Tensor]:
     """Twins reset with seeds ``seed``, ``seed + 1``, ... and their first frames (n, 3, S, S)
     in [-1, 1]; ``looks``: the scenes' other fields (default: the style's own)."""
-    looks = looks or SceneConfig()
-    scene = SceneConfig(style=style, size=size, **{  # type: ignore[arg-type]
-        f.name: getattr(looks, f.name) for f in fields(SceneConfig)
-        if f.name not in SET_BY_BENCHMARK})
+    scene = with_looks(looks or SceneConfig(), style=style, size=size)
     twins = [SpritesRealEnv(style=style, size=size, scene_config=scene) for _ in range(scenes)]
     for i, twin in enumerate(twins):
         twin.reset(seed=seed + i)

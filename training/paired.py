@@ -25,7 +25,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.tracking import Tracking
-from lcvg_env.world.scene import STYLES, SceneConfig, Style
+from lcvg_env.world.scene import STYLES, SceneConfig, Style, check_looks_only, with_looks
 from lcvg_env.world.twin import SpritesRealEnv
 from training import paired_metrics as pm
 from training.jsonable import json_safe
@@ -163,16 +163,8 @@ class PairedConfig:
             raise ValueError(f"threads must be None or an int >= 1, got {self.threads!r}")
         if not isinstance(self.noise, bool):
             raise ValueError(f"noise must be a bool, got {self.noise!r}")
-        if not isinstance(self.scene, SceneConfig):
-            raise ValueError(f"scene must be a SceneConfig, got {self.scene!r}")
-        default = SceneConfig()
-        set_here = [f"scene.{name}={getattr(self.scene, name)!r}"
-                    for name in SCENE_SET_BY_EVALUATION
-                    if getattr(self.scene, name) != getattr(default, name)]
-        if set_here:
-            raise ValueError(
-                f"{', '.join(set_here)}: the paired evaluation sets scene fields "
-                f"{SCENE_SET_BY_EVALUATION} itself (give --style and --objects instead)")
+        check_looks_only(self.scene, SCENE_SET_BY_EVALUATION, "the paired evaluation",
+                         "give --style and --objects instead")
 
     def episodes_per_group(self) -> list[int]:
         """Episodes of each K in ``objects`` (they add up to ``episodes``)."""
@@ -672,9 +664,7 @@ def _run_batch(config: PairedConfig, checkpoint: Any, k: int, rows: np.ndarray,
 def _reset_twins(config: PairedConfig, k: int, rows: np.ndarray,
                  size: int) -> list[SpritesRealEnv]:
     """One twin per episode row, each reset to its scene of exactly K objects."""
-    looks = {f.name: getattr(config.scene, f.name) for f in fields(SceneConfig)
-             if f.name not in SCENE_SET_BY_EVALUATION}
-    scene_config = SceneConfig(size=size, objects=(k, k), style=config.style, **looks)
+    scene_config = with_looks(config.scene, size=size, objects=(k, k), style=config.style)
     twins = [SpritesRealEnv(
         control=config.control, num_objects=k, task="free", style=config.style,
         size=size, noise=config.noise, scene_config=scene_config) for _ in rows]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from statistics import NormalDist
 from typing import Any, Literal, NamedTuple, get_args
@@ -63,10 +63,12 @@ __all__ = [
     "Rendered",
     "Scene",
     "SceneConfig",
+    "check_looks_only",
     "render",
     "render_background",
     "sample_scene",
     "shape_sdf",
+    "with_looks",
 ]
 
 Style = Literal["classic", "varied"]
@@ -205,6 +207,33 @@ class SceneConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_looks_only(scene: Any, owned: tuple[str, ...], who: str, instead: str) -> None:
+    """Check that ``scene`` is a :class:`SceneConfig` that leaves the ``owned`` fields alone.
+
+    For a tool that takes a scene's looks (``--scene.*``) but sets ``owned`` fields (the
+    style, size, ...) itself: a ValueError names ``who`` sets them and what to give
+    ``instead``.
+    """
+    if not isinstance(scene, SceneConfig):
+        raise ValueError(f"scene must be a SceneConfig, got {scene!r}")
+    default = SceneConfig()
+    set_here = [f"scene.{name}={getattr(scene, name)!r}" for name in owned
+                if getattr(scene, name) != getattr(default, name)]
+    if set_here:
+        raise ValueError(f"{', '.join(set_here)}: {who} sets scene fields {owned} itself "
+                         f"({instead})")
+
+
+def with_looks(looks: SceneConfig, **own: Any) -> SceneConfig:
+    """Return a :class:`SceneConfig` of ``own``'s fields and ``looks``' others.
+
+    The shapes are left to follow the style (``own`` sets it, or the default).
+    """
+    kept = {f.name: getattr(looks, f.name) for f in fields(SceneConfig)
+            if f.name not in own and f.name != "shapes"}
+    return SceneConfig(**kept, **own)
 
 
 @dataclass(eq=False)
