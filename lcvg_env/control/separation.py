@@ -207,18 +207,17 @@ def _ringed_in_its_colour(colours: Tensor, component: Tensor, border: Tensor, in
     """Whether a thin piece and the pixels off M's mask of about its colour ring another.
 
     ``border`` and the pixels outside ``component`` within :data:`RING_COLOUR` of its mean
-    colour, and nearer to it than to the background (the median colour 3-4 px outside
+    colour, and nearer to it than to the background (:func:`_background_around`
     ``component``), hold more than :data:`RING_FILL` of the pixels within 2 px of ``inner`` in
     enough angles around it (``control.rings``): a border M kept only part of goes on round
     its fill, while a sliver of an object behind another stops, and a shadow (the background
     darkened) has no background-like pixels added to it.
     """
+    background = _background_around(colours, component, component)
+    if background is None:
+        return False
     beside = _dilated(inner, 2) & ~inner
     colour = colours[border].mean(0)
-    nearby = _dilated(component, 4) & ~_dilated(component, 2)  # the background near it
-    if not bool(nearby.any()):
-        return False
-    background = colours[nearby].median(0).values
     off = (colours - colour).norm(dim=-1)
     similar = (off <= RING_COLOUR) & (off < (colours - background).norm(dim=-1))
     marked = beside & (border | (~component & similar))
@@ -311,11 +310,19 @@ def _background_like(colours: Tensor, piece: Tensor, taken: Tensor) -> bool:
     Within :data:`BACKGROUND_LIKE` of the median of the pixels 3-4 px around it off ``taken``
     (M's mask); False with fewer than 8 of them.
     """
-    nearby = _dilated(piece, 4) & ~_dilated(piece, 2) & ~taken
+    around = _background_around(colours, piece, taken)
+    return around is not None and float((colours[piece].mean(0) - around).norm()) < BACKGROUND_LIKE
+
+
+def _background_around(colours: Tensor, region: Tensor, taken: Tensor) -> Tensor | None:
+    """Return the median (3,) colour of the pixels 3-4 px around a (H, W) region, off ``taken``.
+
+    None with fewer than 8 such pixels (a region filling the frame).
+    """
+    nearby = _dilated(region, 4) & ~_dilated(region, 2) & ~taken
     if int(nearby.sum()) < 8:
-        return False
-    around = colours[nearby].median(0).values
-    return float((colours[piece].mean(0) - around).norm()) < BACKGROUND_LIKE
+        return None
+    return colours[nearby].median(0).values
 
 
 def _absorb_lone_pixels(objects: Tensor) -> Tensor:
