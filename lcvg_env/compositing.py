@@ -8,7 +8,7 @@ move implies and lets G correct it only where something changed:
 
     colour_k, alpha_k = matte(f_t, object_k)    # premultiplied, soft coverage of the rim
     layer_k = gain_k * warp((colour_k, alpha_k), theta_k)  # own pixels, moved, relit
-    composite = layer_d0 over ... over layer_dK-1 over the canvas  # holes filled around them
+    composite = layer_d0 over ... over layer_dK-1 over the canvas  # its holes filled
     band = dilate(moved | objects before | holes, band_px) minus what the moved objects cover
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
@@ -19,7 +19,8 @@ hidden part too (:func:`fill_hidden`).
 brighter the object's new place is lit than the place its pixels were taken from.
 ``canvas`` is the background behind the objects (the simulator's: the real first frame, the
 same at every step, unknown where the controlled objects and a margin around them stood at the
-start; in training: f_t outside its objects),
+start; in training: f_t outside its objects), its unknown pixels filled once by
+:func:`fill_canvas` (the background's own period where it repeats, push-pull elsewhere);
 ``known`` (B, 1, H, W) says where it holds real content. Outside the band the composite is the
 next frame, so the background a user starts from is kept exactly; inside it G adds shading,
 shadows and the background an object uncovers. The moved objects' own pixels are the layers'
@@ -49,11 +50,18 @@ __all__ = [
     "MATTE_OWN_COLOUR",
     "MATTE_PX",
     "MATTE_SHADES",
+    "PATTERN_GAIN",
+    "PATTERN_MIN_SHIFT",
+    "PATTERN_PAIRS",
+    "PATTERN_REACH",
+    "PATTERN_RIM_PX",
+    "PATTERN_TIE",
     "Composite",
     "Layers",
     "compose",
     "dilate",
     "fill_hidden",
+    "fill_canvas",
     "fill_holes",
     "matte",
     "predict",
@@ -115,7 +123,7 @@ class Composite(NamedTuple):
     """What :func:`compose` returns (all (B, C, H, W) on the frames' device)."""
 
     image: Tensor
-    """(B, 3, H, W) moved objects over the canvas, holes filled from their surroundings."""
+    """(B, 3, H, W) moved objects over the (filled) canvas."""
     band: Tensor
     """(B, 1, H, W) {0, 1}: where G's correction applies (around what changed, off the pixels
     the moved objects cover)."""
@@ -152,6 +160,126 @@ def fill_holes(image: Tensor, valid: Tensor, levels: int = 6) -> Tensor:
         mean = colour / weight.clamp_min(1e-6)
         filled = torch.where(weight > 0.999, mean, weight * mean + (1.0 - weight) * coarse)
     return torch.where(valid > 0.5, image, filled)
+
+
+PATTERN_MIN_SHIFT = 6.0
+"""Shortest shift (pixels) :func:`fill_canvas` tries as a background's period. Shorter ones
+only smear the pixels next to a hole across it: a smooth background matches itself 2 px away
+better than push-pull predicts the hole's rim. A period under it is found at a multiple."""
+PATTERN_REACH = 24
+"""Longest shift (pixels, each axis) :func:`fill_canvas` tries as a period."""
+PATTERN_PAIRS = 0.25
+"""Least share of a canvas's known pixels whose shifted partner is known too for
+:func:`fill_canvas` to score a shift."""
+PATTERN_TIE = 0.1
+"""Shifts whose mean squared difference is within this share of the best one's tie; the
+shortest of them is taken."""
+PATTERN_RIM_PX = 3
+"""Width of the rim of known pixels around the holes on which :func:`fill_canvas` tries a
+period against push-pull (both filling it from the known pixels beyond it)."""
+PATTERN_GAIN = 0.7
+"""A period fills the holes only where its squared error on the rim is below this share of
+push-pull's there."""
+
+
+def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
+    """Fill the pixels of a background (B, 3, H, W) where ``valid`` (B, 1, H, W) is 0.
+
+    A background that repeats (stripes, tiles, any period) is continued by its period: the
+    shift d between :data:`PATTERN_MIN_SHIFT` and :data:`PATTERN_REACH` pixels over which the
+    known pixels match themselves best, each hole pixel taking the known pixel nearest along
+    +-d (the mean of both sides at the same distance). Push-pull (:func:`fill_holes`) blurs
+    a pattern into its mean. The period is used where, filling a rim of known pixels around the
+    holes from the known pixels beyond it, it errs less than :data:`PATTERN_GAIN` times
+    push-pull; everywhere else (smooth, graded or grainy backgrounds), and for hole pixels no
+    multiple of d reaches, the result is :func:`fill_holes`'. Valid pixels are returned
+    unchanged. Meant for a canvas filled once (``lcvg_env.tracking.start_canvas``): the search
+    costs a few FFTs per image.
+    """
+    pushed = fill_holes(image, valid)
+    holes = 1.0 - valid
+    if not bool((holes > 0.5).any()):
+        return pushed
+    shift = _best_shift(image, valid)
+    rim = dilate(holes, PATTERN_RIM_PX) * valid
+    beyond = valid * (1.0 - rim)
+    copied, reached = _copy_along(image, beyond, rim, shift)
+    on_rim = rim * reached
+    pushed_error = (((fill_holes(image, beyond) - image) ** 2).sum(1, keepdim=True) * on_rim
+                    ).sum(dim=(1, 2, 3))
+    copied_error = (((copied - image) ** 2).sum(1, keepdim=True) * on_rim).sum(dim=(1, 2, 3))
+    periodic = (copied_error < PATTERN_GAIN * pushed_error)[:, None, None, None]
+    copied, reached = _copy_along(image, valid, holes, shift)
+    return torch.where(periodic & reached, copied, pushed)
+
+
+def _best_shift(image: Tensor, valid: Tensor) -> Tensor:
+    """(B, 2) int64 shift (dy, dx) over which the valid pixels of ``image`` match best.
+
+    The mean over pixel pairs both valid of the squared RGB difference, for every shift up to
+    :data:`PATTERN_REACH` on each axis, by FFT correlations of the zero-padded images:
+    ``sum m(p) m(p+d) |x(p) - x(p+d)|^2 = (m, q)(d) + (q, m)(d) - 2 (mx, mx)(d)`` with
+    ``q = m |x|^2``. Shifts shorter than :data:`PATTERN_MIN_SHIFT` or with fewer pairs than
+    :data:`PATTERN_PAIRS` of the valid pixels are not scored; of those within
+    :data:`PATTERN_TIE` of the best, the shortest is taken.
+    """
+    b, _, h, w = image.shape
+    r = PATTERN_REACH
+    size = (h + r, w + r)  # no wrap-around for shifts up to r
+    x = (image * valid).float()
+    m = valid.float()
+    q = (x * x).sum(1, keepdim=True)
+
+    def correlate(a: Tensor, c: Tensor) -> Tensor:  # sum_p a(p) c(p + d), channels summed
+        spectrum = torch.fft.rfft2(a, s=size).conj() * torch.fft.rfft2(c, s=size)
+        return torch.fft.irfft2(spectrum.sum(1), s=size)
+
+    offsets = torch.arange(-r, r + 1, device=image.device)
+    rows, cols = offsets % size[0], offsets % size[1]
+    pairs = correlate(m, m)[:, rows][:, :, cols]
+    squared = (correlate(m, q) + correlate(q, m) - 2.0 * correlate(x, x))[:, rows][:, :, cols]
+    length = torch.hypot(offsets[:, None].float(), offsets[None, :].float())
+    enough = pairs >= PATTERN_PAIRS * m.sum(dim=(1, 2, 3))[:, None, None]
+    scored = enough & (length >= PATTERN_MIN_SHIFT)
+    error = torch.where(scored, squared / pairs.clamp_min(1.0), torch.inf).flatten(1)
+    # the shortest of the shifts that match about as well as the best: a multiple of a period,
+    # or a longer step along a stripe, reaches fewer hole pixels from inside the frame
+    near_best = error <= error.min(1, keepdim=True).values * (1.0 + PATTERN_TIE) + 1e-6
+    best = torch.where(near_best, length.flatten(), torch.inf).argmin(1)
+    return torch.stack([offsets[best // (2 * r + 1)], offsets[best % (2 * r + 1)]], 1)
+
+
+def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
+                shift: Tensor) -> tuple[Tensor, Tensor]:
+    """Copy into ``targets`` (B, 1, H, W) the nearest valid pixel along +-``shift`` (B, 2).
+
+    Returns the (B, 3, H, W) copies (0 where none) and (B, 1, H, W) bool: where one was found.
+    Both sides at the same multiple of the shift are averaged.
+    """
+    b, c, h, w = image.shape
+    ys = torch.arange(h, device=image.device).view(1, h, 1)
+    xs = torch.arange(w, device=image.device).view(1, 1, w)
+    dy, dx = shift[:, 0].view(b, 1, 1), shift[:, 1].view(b, 1, 1)
+    flat, ok_flat = image.flatten(2), valid.flatten(1) > 0.5
+    copies = torch.zeros_like(image)
+    reached = torch.zeros(b, 1, h, w, dtype=torch.bool, device=image.device)
+    wanted = targets > 0.5
+    for hop in range(1, max(h, w) // int(PATTERN_MIN_SHIFT) + 2):
+        total = torch.zeros_like(image)
+        count = torch.zeros(b, 1, h, w, device=image.device)
+        for sign in (hop, -hop):
+            y, x = ys + sign * dy, xs + sign * dx
+            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            at = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).view(b, -1)
+            ok = (ok_flat.gather(1, at).view(b, h, w) & inside).unsqueeze(1)
+            total += flat.gather(2, at.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w) * ok
+            count += ok
+        new = wanted & ~reached & (count > 0)
+        copies = torch.where(new, total / count.clamp_min(1.0), copies)
+        reached |= new
+        if bool((reached | ~wanted).all()):
+            break
+    return copies, reached
 
 
 def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
@@ -313,8 +441,10 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         moved: (B, K, H, W) {0, 1} the objects' masks after the step (where the controls put
             them); an object's pixels land only inside its moved mask (and its rim, up to
             :data:`MATTE_PX` beyond).
-        canvas: (B, 3, H, W) background to show where no object lands.
-        known: (B, 1, H, W) {0, 1}: where ``canvas`` holds real content.
+        canvas: (B, 3, H, W) background to show where no object lands, its unknown pixels
+            already filled (:func:`fill_canvas`, :func:`fill_holes`).
+        known: (B, 1, H, W) {0, 1}: where ``canvas`` holds real content (elsewhere it is a
+            fill, and G's correction reaches it where it is uncovered).
         band_px: width of the band around what changed where G's correction applies.
         before: (B, 1, H, W) {0, 1} where the objects stood in f_t.
         gain: optional (B, K) brightness factor of each object's pixels (:func:`shading_gain`).
@@ -323,8 +453,8 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     Returns:
         A :class:`Composite`. Each object's rim blends with what it lands on; objects earlier
         in ``depth`` (without it: in K) are drawn over later ones. Holes (pixels of a moved
-        mask no object pixel reached, and canvas pixels never known) are filled from their
-        surroundings (:func:`fill_holes`) for G to refine.
+        mask no object pixel reached, and canvas pixels never known) show the canvas's fill
+        for G to refine.
     """
     b, k, h, w = moved.shape
     # bicubic on premultiplied pixels: sub-pixel placement that keeps texture (bilinear
@@ -348,8 +478,7 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
     if depth is not None:  # front first
         colour = colour.gather(1, depth[:, :, None, None, None].expand_as(colour))
         alpha = alpha.gather(1, depth[:, :, None, None, None].expand_as(alpha))
-    # the background behind everything, its unknown parts filled from the known ones around
-    image = fill_holes(canvas, known)
+    image = canvas  # the background behind everything
     for j in reversed(range(k)):  # the front object ends on top
         image = colour[:, j] + (1.0 - alpha[:, j]) * image
     hole = torch.maximum((1.0 - cover) * (1.0 - known), moved_union * (1.0 - cover))

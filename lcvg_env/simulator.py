@@ -113,8 +113,8 @@ class Simulator:
       model (below) takes a carried object's pixels from them;
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
-      are laid over: the first frame, unknown where the controlled objects stood
-      (``lcvg_env.tracking.start_canvas``); it does not change during an episode;
+      are laid over: the first frame, unknown where the controlled objects stood and filled
+      there (``lcvg_env.tracking.start_canvas``); it does not change during an episode;
     - ``light`` (N, 1, H, W): the scene's relative illumination read from the canvas at reset
       (``LayeredGenerator.illumination``; all ones unless ``ModelConfig.shading``);
     - ``depth`` (N, K) int64: the objects' indices from front to back (index order unless

@@ -332,14 +332,16 @@ def start_canvas(frames: Tensor, objects: Tensor) -> tuple[Tensor, Tensor]:
 
     The canvas stays as it is for the whole episode: known pixels are the real first frame's,
     never replaced by G's output (which would pile G's corrections on each other step after
-    step), and unknown ones are filled from the known ones around them at every step, with
-    G's correction added wherever the band around a moving object reaches them.
+    step), and unknown ones are filled once, here, with G's correction added wherever the
+    band around a moving object reaches them.
 
-    Returns ``(canvas, known)``: the frames (B, 3, H, W) themselves, and (B, 1, H, W) 1 except
-    on the controlled objects (B, K, H, W) grown by :data:`START_MARGIN_PX`.
+    Returns ``(canvas, known)``: (B, 1, H, W) ``known`` is 1 except on the controlled objects
+    (B, K, H, W) grown by :data:`START_MARGIN_PX`, and the canvas (B, 3, H, W) is the frames
+    there, filled elsewhere by ``compositing.fill_canvas`` (once: it searches the background
+    for a period).
     """
-    grown = compositing.dilate(objects.amax(dim=1, keepdim=True), START_MARGIN_PX)
-    return frames, 1.0 - grown
+    known = 1.0 - compositing.dilate(objects.amax(dim=1, keepdim=True), START_MARGIN_PX)
+    return compositing.fill_canvas(frames, known), known
 
 
 def predict_composite(

@@ -32,8 +32,8 @@ def test_whole_pixel_translation_keeps_the_objects_pixels_exactly():
     frame, mask = _textured_object()
     theta = shift_theta(3, -2, 32)
     moved = ctl.warp_nearest(mask, theta[:, 0])
-    comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
-                               1 - mask, 2, mask)
+    comp = compositing.compose(compositing.matte(frame, mask), theta, moved,
+                               compositing.fill_canvas(frame, 1 - mask), 1 - mask, 2, mask)
     shifted = torch.roll(frame * mask, shifts=(-2, 3), dims=(2, 3))
     inside = moved[0, 0] > 0
     assert int(inside.sum()) == int(mask.sum())
@@ -49,7 +49,7 @@ def test_whole_pixel_translation_keeps_the_objects_pixels_exactly():
     assert bool((comp.band[0, 0][ring] == 1).all())
     bright = lambda image, edited: torch.ones_like(image)  # noqa: E731 - a G that adds 1
     step, _ = compositing.predict(bright, compositing.matte(frame, mask), theta, moved, mask,
-                                  frame, 1 - mask, 2, mask)
+                                  compositing.fill_canvas(frame, 1 - mask), 1 - mask, 2, mask)
     assert torch.equal(step[0][:, inside], comp.image[0][:, inside])
 
 
@@ -74,8 +74,8 @@ def test_an_antialiased_rim_blends_with_the_background_it_lands_on():
     frame, mask, coverage = _antialiased_disc()
     theta = shift_theta(14, 0, 32)  # from the dark half onto the light half
     moved = ctl.warp_nearest(mask, theta[:, 0])
-    comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
-                               1 - mask, 2, mask)
+    comp = compositing.compose(compositing.matte(frame, mask), theta, moved,
+                               compositing.fill_canvas(frame, 1 - mask), 1 - mask, 2, mask)
     truth = torch.roll(coverage, shifts=14, dims=1)
     light, red = torch.tensor([0.6, 0.6, 0.6]), torch.tensor([0.9, -0.7, -0.7])
     want = truth * red.view(3, 1, 1) + (1 - truth) * light.view(3, 1, 1)
@@ -166,8 +166,8 @@ def test_a_sub_pixel_move_keeps_the_rim_sharp(monkeypatch):
         moved = ctl.warp_nearest(mask, theta[:, 0])
         for resharpen in (0.0, compositing.EDGE_RESHARPEN):
             monkeypatch.setattr(compositing, "EDGE_RESHARPEN", resharpen)
-            comp = compositing.compose(compositing.matte(frame, mask), theta, moved, frame,
-                                       1 - mask, 2, mask)
+            comp = compositing.compose(compositing.matte(frame, mask), theta, moved,
+                                       compositing.fill_canvas(frame, 1 - mask), 1 - mask, 2, mask)
             error = float((comp.image[0] - want).abs().mean(0)[rim].mean())
             errors.setdefault(resharpen, []).append(error)
     plain, steepened = (sum(v) / len(v) for v in errors.values())
@@ -183,14 +183,16 @@ def test_canvas_keeps_the_first_frame_where_no_object_has_been():
     first = tiny_frames(2, 48)
     sim.reset([0, 1], first)
     start = sim.frames.clone()
-    known = sim.known.clone()
+    known, canvas = sim.known.clone(), sim.canvas.clone()
+    kept = known.expand_as(start) > 0  # the first frame where known, a fill elsewhere
+    assert torch.equal(canvas[kept], start[kept]) and not bool(kept.all())
     visited = sim.objects.amax(dim=1, keepdim=True).clone()
     for _ in range(4):
         sim.step(torch.full((2, 1, 2), 2 / 48))  # 1 px right, 1 px down
         visited = torch.maximum(visited, sim.objects.amax(dim=1, keepdim=True))
         # the canvas is the real first frame for the whole episode, even inside the band:
         # G's correction is made afresh from it each step, never piled on its own output
-        assert torch.equal(sim.canvas, start) and torch.equal(sim.known, known)
+        assert torch.equal(sim.canvas, canvas) and torch.equal(sim.known, known)
     # the band (3 px) reaches around the objects and around the start's unknown margin
     near = compositing.dilate(visited, 3 + track.START_MARGIN_PX)[:, 0] > 0
     far = ~near
@@ -201,6 +203,44 @@ def test_canvas_keeps_the_first_frame_where_no_object_has_been():
     # near them, G's correction shows (the bias adds 0.3 where the band passed)
     assert not torch.equal(sim.frames.permute(0, 2, 3, 1)[near],
                            start.permute(0, 2, 3, 1)[near])
+
+
+def _background_with_hole(pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, 3, 40, 40) background tinted by the (40, 40) ``pattern`` and a 12x12 hole."""
+    tint = torch.tensor([0.5, 0.2, -0.3]).view(1, 3, 1, 1)
+    image = tint * pattern + torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)
+    known = torch.ones(1, 1, 40, 40)
+    known[..., 14:26, 15:27] = 0
+    return image, known
+
+
+def test_a_repeating_background_is_continued_by_its_period():
+    y, x = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    stripes = torch.tanh(3 * torch.sin(2 * torch.pi * (x + y) / 8))  # diagonal, period 8 on x+y
+    tiles = torch.tanh(3 * torch.sin(2 * torch.pi * x / 10)) * torch.tanh(
+        3 * torch.sin(2 * torch.pi * y / 10))
+    for pattern in (stripes, tiles):
+        image, known = _background_with_hole(pattern)
+        hole = known.expand_as(image) == 0
+        filled = compositing.fill_canvas(image * known, known)  # nothing of the hole is seen
+        assert torch.equal(filled[~hole], image[~hole])
+        assert float((filled - image)[hole].abs().max()) < 1e-4  # its own period, exactly
+        pushed = compositing.fill_holes(image * known, known)
+        assert float((pushed - image)[hole].abs().mean()) > 0.1  # a blur of the pattern
+    # nothing unknown: the canvas as it is
+    assert torch.equal(compositing.fill_canvas(image, torch.ones_like(known)), image)
+
+
+def test_a_background_with_no_period_is_filled_by_push_pull():
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 40), torch.linspace(-1, 1, 40), indexing="ij")
+    # a round glow (no shift matches it: a linear gradient would, along its isolines), and
+    # the same with grain
+    glow = 0.7 * torch.exp(-((x - 0.2) ** 2 + (y + 0.1) ** 2) / 0.6)
+    for pattern in (glow, glow + 0.2 * torch.randn(40, 40)):
+        image, known = _background_with_hole(pattern)
+        assert torch.equal(compositing.fill_canvas(image, known),
+                           compositing.fill_holes(image, known))
 
 
 def test_zero_correction_is_copy_paste():

@@ -49,8 +49,9 @@ def test_gain_scales_an_objects_intensity_and_nothing_else():
     theta = shift_theta(6, 0, size)
     moved = ctl.warp_nearest(mask, theta[:, 0])
     layers = compositing.matte(frame, mask)
-    plain = compositing.compose(layers, theta, moved, frame, 1 - mask, 2, mask)
-    lit = compositing.compose(layers, theta, moved, frame, 1 - mask, 2, mask,
+    canvas = compositing.fill_canvas(frame, 1 - mask)
+    plain = compositing.compose(layers, theta, moved, canvas, 1 - mask, 2, mask)
+    lit = compositing.compose(layers, theta, moved, canvas, 1 - mask, 2, mask,
                               gain=torch.tensor([[0.9]]))
     inside = moved[0, 0] > 0
     want = (colour.view(3, 1) + 1) * 0.9 - 1

@@ -205,7 +205,8 @@ def test_predict_composite_takes_pixels_by_tracking_mode(carried: bool) -> None:
     canvas, known = track.start_canvas(frames, objects)
     # unknown: the objects and a margin around them (their rim and shadow)
     assert torch.equal(known, 1 - compositing.dilate(objects, track.START_MARGIN_PX))
-    assert torch.equal(canvas, frames)
+    # the first frame where known, a fill (of noise: push-pull's) elsewhere
+    assert torch.equal(canvas, compositing.fill_holes(frames, known))
     template_frame = torch.rand(1, 3, 48, 48) * 2 - 1  # not the current frame's pixels
     layers = compositing.matte(template_frame if carried else frames, objects)
     pixels = (theta, layers) if carried else None
