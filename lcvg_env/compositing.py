@@ -177,9 +177,12 @@ shortest of them is taken."""
 PATTERN_RIM_PX = 3
 """Width of the rim of known pixels around the holes on which :func:`fill_canvas` tries a
 period against push-pull (both filling it from the known pixels beyond it)."""
-PATTERN_GAIN = 0.7
+PATTERN_GAIN = 0.4
 """A period fills the holes only where its squared error on the rim is below this share of
-push-pull's there."""
+push-pull's there. On smooth and graded backgrounds a 6 px copy often halves push-pull's error
+on the rim and still loses inside a wide hole (copied from farther away); on 800 varied twin
+first frames (true masks, seeds 90000-90199, four looks) 0.7 made 16 holes worse by up to
+9.7 dB, 0.4 none, 0.3 gained 10-30 % less than 0.4 on stripes and tiles."""
 
 
 def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
