@@ -77,6 +77,26 @@ def test_separation_benchmark_scores_outlined_scenes_after_the_borders(capsys):
     assert "the benchmark sets scene fields" in capsys.readouterr().err
 
 
+def test_canvas_benchmark_scores_both_fills_by_background_family(capsys):
+    from benchmarks import canvas
+
+    canvas.main(["--scenes", "40", "--styles", "varied"])
+    row = json.loads(capsys.readouterr().out)
+    families = row["families"]
+    assert row["objects"] == 2 and families["all"]["scenes"] == 40
+    assert sum(f["scenes"] for name, f in families.items() if name != "all") == 40
+    # striped and tiled backgrounds are continued by their period, much closer to the truth
+    # than push-pull's blur; the grain of granite has no period and keeps push-pull's fill
+    for name in ("stripes", "tiles"):
+        assert families[name]["continued"] > 0
+        assert families[name]["canvas_psnr"] > families[name]["push_pull_psnr"] + 3.0
+    assert families["granite"]["continued"] == 0
+    assert families["granite"]["canvas_psnr"] == families["granite"]["push_pull_psnr"]
+    with pytest.raises(SystemExit):
+        canvas.main(["--scene.objects", "3,3"])
+    assert "give --styles, --size or --objects instead" in capsys.readouterr().err
+
+
 def test_twin_full_masks_add_the_hidden_parts():
     from lcvg_env.world.twin import SpritesRealEnv
 
