@@ -181,8 +181,9 @@ PATTERN_GAIN = 0.4
 """A period fills the holes only where its squared error on the rim is below this share of
 push-pull's there. On smooth and graded backgrounds a 6 px copy often halves push-pull's error
 on the rim and still loses inside a wide hole (copied from farther away); on 800 varied twin
-first frames (true masks, seeds 90000-90199, four looks) 0.7 made 16 holes worse by up to
-9.7 dB, 0.4 none, 0.3 gained 10-30 % less than 0.4 on stripes and tiles."""
+first frames (true masks, seeds 90000-90199, four looks; before the noise was taken out of
+both errors) 0.7 made 16 holes worse by up to 9.7 dB, 0.4 none, 0.3 gained 10-30 % less than
+0.4 on stripes and tiles."""
 
 
 def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
@@ -194,7 +195,9 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
     +-d (the mean of both sides at the same distance). Push-pull (:func:`fill_holes`) blurs
     a pattern into its mean. The period is used where, filling a rim of known pixels around the
     holes from the known pixels beyond it, it errs less than :data:`PATTERN_GAIN` times
-    push-pull; everywhere else (smooth, graded or grainy backgrounds), and for hole pixels no
+    push-pull (both errors less the rim's own sensor noise, :func:`_noise_variance`, which
+    no fill predicts and which would otherwise hide the period of a noisy frame); everywhere
+    else (smooth, graded or grainy backgrounds), and for hole pixels no
     multiple of d reaches, the result is :func:`fill_holes`'. Valid pixels are returned
     unchanged. Meant for a canvas filled once (``lcvg_env.tracking.start_canvas``): the search
     costs a few FFTs per image.
@@ -211,9 +214,27 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
     pushed_error = (((fill_holes(image, beyond) - image) ** 2).sum(1, keepdim=True) * on_rim
                     ).sum(dim=(1, 2, 3))
     copied_error = (((copied - image) ** 2).sum(1, keepdim=True) * on_rim).sum(dim=(1, 2, 3))
-    periodic = (copied_error < PATTERN_GAIN * pushed_error)[:, None, None, None]
+    # both errors hold the rim pixels' own sensor noise, which no fill can predict
+    noise = 3.0 * _noise_variance(image, valid) * on_rim.sum(dim=(1, 2, 3))
+    periodic = (copied_error - noise < PATTERN_GAIN * (pushed_error - noise))[:, None, None, None]
     copied, reached = _copy_along(image, valid, holes, shift)
     return torch.where(periodic & reached, copied, pushed)
+
+
+def _noise_variance(image: Tensor, valid: Tensor) -> Tensor:
+    """(B,) variance of pixel noise in ``image``, per channel, from its valid 2x2 blocks.
+
+    The median absolute diagonal difference ``(a - b - c + d) / 2`` of a block (the std of
+    the noise for white noise; smooth shading cancels in it), divided by 0.6745 (a normal's
+    median absolute value). Edges are too few to move the median.
+    """
+    a, b = image[..., :-1, :-1], image[..., :-1, 1:]
+    c, d = image[..., 1:, :-1], image[..., 1:, 1:]
+    whole = (valid[..., :-1, :-1] * valid[..., :-1, 1:] * valid[..., 1:, :-1]
+             * valid[..., 1:, 1:]) > 0.5
+    diagonal = ((a - b - c + d) / 2.0).abs()
+    spread = torch.where(whole, diagonal, torch.nan).flatten(1).nanmedian(dim=1).values
+    return (torch.nan_to_num(spread, nan=0.0) / 0.6745) ** 2
 
 
 def _best_shift(image: Tensor, valid: Tensor) -> Tensor:

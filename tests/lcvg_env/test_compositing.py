@@ -229,6 +229,15 @@ def test_a_repeating_background_is_continued_by_its_period():
         assert float((pushed - image)[hole].abs().mean()) > 0.1  # a blur of the pattern
     # nothing unknown: the canvas as it is
     assert torch.equal(compositing.fill_canvas(image, torch.ones_like(known)), image)
+    # sensor noise (5 grey levels) does not hide a faint period (stripes 12 levels high)
+    torch.manual_seed(0)
+    image, known = _background_with_hole(0.25 * stripes)
+    noisy = image + 0.04 * torch.randn_like(image)
+    hole = known.expand_as(image) == 0
+    filled = compositing.fill_canvas(noisy, known)
+    pushed = compositing.fill_holes(noisy, known)
+    assert float((filled - image)[hole].abs().mean()) < 0.5 * float(
+        (pushed - image)[hole].abs().mean())
 
 
 def test_a_background_with_no_period_is_filled_by_push_pull():
