@@ -7,8 +7,8 @@ are unknown, as at a composite model's reset; they are filled by push-pull
 (``lcvg_env.compositing.fill_canvas``: the background's own period where it repeats), and
 compared with the true background (``SpritesRealEnv.background``) on the unknown pixels.
 Prints one JSON object per style: per background family and over all scenes, the scenes, the
-mean PSNR of the fill of both, how many scenes the period filled and the largest loss of a
-scene against push-pull (dB; 0 when none lost).
+mean PSNR of the fill of both, how many scenes the period filled, how many it made worse
+than push-pull (by more than :data:`WORSE_DB`) and the largest loss (dB; 0 when none lost).
 
     python -m benchmarks.canvas [--scenes 200] [--seed 90000] [--styles varied classic]
         [--objects 2] [--scene.background-contrast 60 ...]
@@ -32,6 +32,9 @@ from lcvg_env import compositing
 from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.tracking import START_MARGIN_PX
 from lcvg_env.world.scene import SceneConfig, Style, check_looks_only, with_looks
+
+WORSE_DB = 0.1
+"""A scene whose fill is this much below push-pull's (dB) counts as made worse."""
 
 SET_BY_BENCHMARK = ("style", "size", "objects", "shapes")
 """Scene fields the benchmark sets itself: the style measured, the frame size, the number of
@@ -94,6 +97,7 @@ def measure(config: CanvasConfig, style: str) -> dict[str, object]:
                         "push_pull_psnr": round(float(pushed[pick].mean()), 2),
                         "canvas_psnr": round(float(canvas[pick].mean()), 2),
                         "continued": int(continued[pick].sum()),
+                        "worse": int(((pushed - canvas)[pick] > WORSE_DB).sum()),
                         "worst_loss_db": round(float(max(0.0, (pushed - canvas)[pick].max())), 2)}
     return {"style": style, "scenes": config.scenes, "seed": config.seed, "objects": k,
             "families": rows}
