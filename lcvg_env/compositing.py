@@ -204,8 +204,6 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
     """
     pushed = fill_holes(image, valid)
     holes = 1.0 - valid
-    if not bool((holes > 0.5).any()):
-        return pushed
     shift = _best_shift(image, valid)
     rim = dilate(holes, PATTERN_RIM_PX) * valid
     beyond = valid * (1.0 - rim)
@@ -301,7 +299,8 @@ def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
         new = wanted & ~reached & (count > 0)
         copies = torch.where(new, total / count.clamp_min(1.0), copies)
         reached |= new
-        if bool((reached | ~wanted).all()):
+        # a later hop changes nothing once every target is reached; asking costs a GPU a sync
+        if image.device.type == "cpu" and bool((reached | ~wanted).all()):
             break
     return copies, reached
 
