@@ -214,9 +214,17 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
     copied_error = (((copied - image) ** 2).sum(1, keepdim=True) * on_rim).sum(dim=(1, 2, 3))
     # both errors hold the rim pixels' own sensor noise, which no fill can predict
     noise = 3.0 * _noise_variance(image, valid) * on_rim.sum(dim=(1, 2, 3))
-    periodic = (copied_error - noise < PATTERN_GAIN * (pushed_error - noise))[:, None, None, None]
+    periodic = copied_error - noise < PATTERN_GAIN * (pushed_error - noise)
+    if image.device.type == "cpu":  # copy for the periodic canvases only (a GPU would sync)
+        pick = periodic.nonzero()[:, 0]
+        if len(pick) == 0:
+            return pushed
+        copied, reached = _copy_along(image[pick], valid[pick], holes[pick], shift[pick])
+        out = pushed.clone()
+        out[pick] = torch.where(reached, copied, pushed[pick])
+        return out
     copied, reached = _copy_along(image, valid, holes, shift)
-    return torch.where(periodic & reached, copied, pushed)
+    return torch.where(periodic[:, None, None, None] & reached, copied, pushed)
 
 
 def _noise_variance(image: Tensor, valid: Tensor) -> Tensor:
@@ -249,19 +257,17 @@ def _best_shift(image: Tensor, valid: Tensor) -> Tensor:
     r = PATTERN_REACH
     size = (h + r, w + r)  # no wrap-around for shifts up to r
     x = (image * valid).float()
-    m = valid.float()
-    q = (x * x).sum(1, keepdim=True)
-
-    def correlate(a: Tensor, c: Tensor) -> Tensor:  # sum_p a(p) c(p + d), channels summed
-        spectrum = torch.fft.rfft2(a, s=size).conj() * torch.fft.rfft2(c, s=size)
-        return torch.fft.irfft2(spectrum.sum(1), s=size)
-
+    m, x_ = torch.fft.rfft2(valid.float(), s=size)[:, 0], torch.fft.rfft2(x, s=size)
+    q = torch.fft.rfft2((x * x).sum(1), s=size)
+    # sum_p a(p) c(p + d) is the inverse transform of conj(A) C
+    pairs = torch.fft.irfft2(m.conj() * m, s=size)
+    squared = torch.fft.irfft2(m.conj() * q + q.conj() * m - 2.0 * (x_.conj() * x_).sum(1),
+                               s=size)
     offsets = torch.arange(-r, r + 1, device=image.device)
     rows, cols = offsets % size[0], offsets % size[1]
-    pairs = correlate(m, m)[:, rows][:, :, cols]
-    squared = (correlate(m, q) + correlate(q, m) - 2.0 * correlate(x, x))[:, rows][:, :, cols]
+    pairs, squared = pairs[:, rows][:, :, cols], squared[:, rows][:, :, cols]
     length = torch.hypot(offsets[:, None].float(), offsets[None, :].float())
-    enough = pairs >= PATTERN_PAIRS * m.sum(dim=(1, 2, 3))[:, None, None]
+    enough = pairs >= PATTERN_PAIRS * valid.sum(dim=(1, 2, 3))[:, None, None]
     scored = enough & (length >= PATTERN_MIN_SHIFT)
     error = torch.where(scored, squared / pairs.clamp_min(1.0), torch.inf).flatten(1)
     # the shortest of the shifts that match about as well as the best: a multiple of a period,
@@ -271,12 +277,13 @@ def _best_shift(image: Tensor, valid: Tensor) -> Tensor:
     return torch.stack([offsets[best // (2 * r + 1)], offsets[best % (2 * r + 1)]], 1)
 
 
-def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
-                shift: Tensor) -> tuple[Tensor, Tensor]:
+def _copy_along(image: Tensor, valid: Tensor, targets: Tensor, shift: Tensor,
+                hops: int | None = None) -> tuple[Tensor, Tensor]:
     """Copy into ``targets`` (B, 1, H, W) the nearest valid pixel along +-``shift`` (B, 2).
 
-    Returns the (B, 3, H, W) copies (0 where none) and (B, 1, H, W) bool: where one was found.
-    Both sides at the same multiple of the shift are averaged.
+    Returns the (B, 3, H, W) copies (0 where none) and (B, 1, H, W) bool: where one was found
+    within ``hops`` multiples of the shift (None: as far as the frame reaches). Both sides at
+    the same multiple of the shift are averaged.
     """
     b, c, h, w = image.shape
     ys = torch.arange(h, device=image.device).view(1, h, 1)
@@ -286,21 +293,25 @@ def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
     copies = torch.zeros_like(image)
     reached = torch.zeros(b, 1, h, w, dtype=torch.bool, device=image.device)
     wanted = targets > 0.5
-    for hop in range(1, max(h, w) // int(PATTERN_MIN_SHIFT) + 2):
+    for hop in range(1, (hops or max(h, w) // int(PATTERN_MIN_SHIFT) + 1) + 1):
         total = torch.zeros_like(image)
         count = torch.zeros(b, 1, h, w, device=image.device)
+        in_frame = torch.zeros(b, 1, h, w, dtype=torch.bool, device=image.device)
         for sign in (hop, -hop):
             y, x = ys + sign * dy, xs + sign * dx
-            inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+            inside = ((y >= 0) & (y < h) & (x >= 0) & (x < w)).unsqueeze(1)
             at = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).view(b, -1)
-            ok = (ok_flat.gather(1, at).view(b, h, w) & inside).unsqueeze(1)
+            ok = ok_flat.gather(1, at).view(b, 1, h, w) & inside
             total += flat.gather(2, at.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w) * ok
             count += ok
-        new = wanted & ~reached & (count > 0)
+            in_frame |= inside
+        pending = wanted & ~reached
+        new = pending & (count > 0)
         copies = torch.where(new, total / count.clamp_min(1.0), copies)
         reached |= new
-        # a later hop changes nothing once every target is reached; asking costs a GPU a sync
-        if image.device.type == "cpu" and bool((reached | ~wanted).all()):
+        # once no pending target has a sample left in the frame (a ray leaves it for good),
+        # later hops change nothing; asking costs a GPU a sync
+        if image.device.type == "cpu" and not bool((pending & ~new & in_frame).any()):
             break
     return copies, reached
 

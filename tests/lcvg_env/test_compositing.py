@@ -250,6 +250,13 @@ def test_a_background_with_no_period_is_filled_by_push_pull():
         image, known = _background_with_hole(pattern)
         assert torch.equal(compositing.fill_canvas(image, known),
                            compositing.fill_holes(image, known))
+    # in a batch, each canvas is filled as it would be alone
+    stripes, _ = _background_with_hole(torch.tanh(3 * torch.sin(torch.pi * (x + y) * 5)))
+    batch = torch.cat([stripes, image]), torch.cat([known, known])
+    alone = torch.cat([compositing.fill_canvas(stripes, known),
+                       compositing.fill_canvas(image, known)])
+    assert torch.allclose(compositing.fill_canvas(*batch), alone, atol=1e-6)
+    assert not torch.allclose(alone[0], compositing.fill_holes(stripes, known)[0])
 
 
 def test_zero_correction_is_copy_paste():
