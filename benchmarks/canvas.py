@@ -19,14 +19,13 @@ config and exits).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import parse_benchmark
+from benchmarks.config_checks import print_per_style
 from benchmarks.separation import first_frames
 from lcvg_env import compositing
 from lcvg_env.configs import check_choices, check_ints
@@ -105,11 +104,7 @@ def measure(config: CanvasConfig, style: str) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style."""
-    config, _ = parse_benchmark(CanvasConfig, "python -m benchmarks.canvas", __doc__, argv)
-    if config is None:  # --print-config
-        return
-    for style in config.styles:
-        print(json.dumps(measure(config, style)))
+    print_per_style(CanvasConfig, "python -m benchmarks.canvas", __doc__, argv, measure)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Checks the benchmarks' configs share beyond ``lcvg_env.configs`` (tuples, device names),
-and the command line every benchmark builds from its config (:func:`parse_benchmark`).
+the command line every benchmark builds from its config (:func:`parse_benchmark`) and the main
+of those that score twin scenes style by style (:func:`print_per_style`).
 
 ``check_choices`` and ``check_ints`` there check ``Literal`` fields (tuples of them too:
 ``--styles varied classic``) and int fields; these check the fields they cannot: tuples of
@@ -11,9 +12,10 @@ time, that the device named is there.
 from __future__ import annotations
 
 import argparse
+import json
 import typing
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -21,6 +23,14 @@ from lcvg_env.configs import field_types, parse_config
 from lcvg_env.device import resolve_device
 
 Config = TypeVar("Config")
+
+
+class _Styled(Protocol):
+    @property
+    def styles(self) -> Sequence[str]: ...
+
+
+Styled = TypeVar("Styled", bound=_Styled)
 
 
 def parse_benchmark(config: type[Config], prog: str, doc: str | None,
@@ -36,6 +46,22 @@ def parse_benchmark(config: type[Config], prog: str, doc: str | None,
     parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
     built, _ = parse_config(parser, config, argv)
     return built, parser
+
+
+def print_per_style(config: type[Styled], prog: str, doc: str | None,
+                    argv: Sequence[str] | None,
+                    measure: Callable[[Styled, str], dict[str, Any] | list[dict[str, Any]]]
+                    ) -> None:
+    """A benchmark's main over its config's ``styles``: the command line of
+    :func:`parse_benchmark`, then ``measure(config, style)`` printed as JSON for each style,
+    one object per line (a list: one line per item)."""
+    built, _ = parse_benchmark(config, prog, doc, argv)
+    if built is None:  # --print-config
+        return
+    for style in built.styles:
+        result = measure(built, style)
+        for row in result if isinstance(result, list) else [result]:
+            print(json.dumps(row))
 
 
 def _name(config: Any, name: str) -> str:

@@ -20,14 +20,13 @@ config and exits).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import parse_benchmark
+from benchmarks.config_checks import print_per_style
 from benchmarks.separation import MAX_OBJECTS, first_frames
 from lcvg_env import control as ctl
 from lcvg_env.configs import check_choices, check_ints
@@ -136,12 +135,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style and source of objects."""
-    config, _ = parse_benchmark(OcclusionConfig, "python -m benchmarks.occlusion", __doc__, argv)
-    if config is None:  # --print-config
-        return
-    for style in config.styles:
-        for result in measure(config, style):
-            print(json.dumps(result))
+    print_per_style(OcclusionConfig, "python -m benchmarks.occlusion", __doc__, argv, measure)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ config and exits).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from benchmarks.config_checks import parse_benchmark
+from benchmarks.config_checks import print_per_style
 from lcvg_env import compositing
 from lcvg_env import control as ctl
 from lcvg_env.configs import check_choices, check_ints
@@ -130,11 +129,7 @@ def measure(config: SeparationConfig, style: str) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print one JSON object per style."""
-    config, _ = parse_benchmark(SeparationConfig, "python -m benchmarks.separation", __doc__, argv)
-    if config is None:  # --print-config
-        return
-    for style in config.styles:
-        print(json.dumps(measure(config, style)))
+    print_per_style(SeparationConfig, "python -m benchmarks.separation", __doc__, argv, measure)
 
 
 if __name__ == "__main__":
