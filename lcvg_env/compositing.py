@@ -191,12 +191,13 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
 
     A background that repeats (stripes, tiles, any period) is continued by its period: the
     shift d between :data:`PATTERN_MIN_SHIFT` and :data:`PATTERN_REACH` pixels over which the
-    known pixels match themselves best, each hole pixel taking the known pixel nearest along
-    +-d (the mean of both sides at the same distance). Push-pull (:func:`fill_holes`) blurs
-    a pattern into its mean. The period is used where, filling a rim of known pixels around the
-    holes from the known pixels beyond it, it errs less than :data:`PATTERN_GAIN` times
-    push-pull (both errors less the rim's own sensor noise, :func:`_noise_variance`, which
-    no fill predicts and which would otherwise hide the period of a noisy frame). Elsewhere
+    known pixels match themselves best, each hole pixel taking the mean of the known pixels at
+    the first two multiples of +-d that reach it (:func:`_copy_along`). Push-pull
+    (:func:`fill_holes`) blurs a pattern into its mean. The period is used where, filling a
+    rim of known pixels around the holes from the known pixels beyond it, it errs less than
+    :data:`PATTERN_GAIN` times push-pull (both errors less the rim's own sensor noise,
+    :func:`_noise_variance`, which no fill predicts and which would otherwise hide the period
+    of a noisy frame). Elsewhere
     (smooth, graded or grainy backgrounds), and for hole pixels no multiple of d reaches, the
     result is :func:`fill_holes`'. Valid pixels are returned unchanged. Meant for a canvas
     filled once (``lcvg_env.tracking.start_canvas``): about 4 ms per 64 x 64 image on a CPU
@@ -280,21 +281,24 @@ def _best_shift(image: Tensor, valid: Tensor) -> Tensor:
 
 def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
                 shift: Tensor) -> tuple[Tensor, Tensor]:
-    """Copy into ``targets`` (B, 1, H, W) the nearest valid pixel along +-``shift`` (B, 2).
+    """Copy into ``targets`` (B, 1, H, W) the valid pixels nearest along +-``shift`` (B, 2).
 
-    Returns the (B, 3, H, W) copies (0 where none) and (B, 1, H, W) bool: where one was found.
-    Both sides at the same multiple of the shift are averaged.
+    Each target takes the mean of the valid pixels at the first multiple of the shift that
+    reaches it (on either side) and at the next one: two or more samples of the period halve
+    the copied sensor noise and, taken from both sides, cancel a light gradient. Returns the
+    (B, 3, H, W) copies (0 where none) and (B, 1, H, W) bool: where one was found.
     """
     b, c, h, w = image.shape
     ys = torch.arange(h, device=image.device).view(1, h, 1)
     xs = torch.arange(w, device=image.device).view(1, 1, w)
     dy, dx = shift[:, 0].view(b, 1, 1), shift[:, 1].view(b, 1, 1)
     flat, ok_flat = image.flatten(2), valid.flatten(1) > 0.5
-    copies = torch.zeros_like(image)
-    reached = torch.zeros(b, 1, h, w, dtype=torch.bool, device=image.device)
+    total = torch.zeros_like(image)
+    samples = torch.zeros(b, 1, h, w, device=image.device)
+    first = torch.zeros(b, 1, h, w, dtype=torch.long, device=image.device)  # 0: none yet
     wanted = targets > 0.5
     for hop in range(1, max(h, w) // int(PATTERN_MIN_SHIFT) + 2):
-        total = torch.zeros_like(image)
+        found = torch.zeros_like(image)
         count = torch.zeros(b, 1, h, w, device=image.device)
         in_frame = torch.zeros(b, 1, h, w, dtype=torch.bool, device=image.device)
         for sign in (hop, -hop):
@@ -302,18 +306,19 @@ def _copy_along(image: Tensor, valid: Tensor, targets: Tensor,
             inside = ((y >= 0) & (y < h) & (x >= 0) & (x < w)).unsqueeze(1)
             at = (y.clamp(0, h - 1) * w + x.clamp(0, w - 1)).view(b, -1)
             ok = ok_flat.gather(1, at).view(b, 1, h, w) & inside
-            total += flat.gather(2, at.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w) * ok
+            found += flat.gather(2, at.unsqueeze(1).expand(b, c, -1)).view(b, c, h, w) * ok
             count += ok
             in_frame |= inside
-        pending = wanted & ~reached
-        new = pending & (count > 0)
-        copies = torch.where(new, total / count.clamp_min(1.0), copies)
-        reached |= new
-        # once no pending target has a sample left in the frame (a ray leaves it for good),
-        # later hops change nothing; asking costs a GPU a sync
-        if image.device.type == "cpu" and not bool((pending & ~new & in_frame).any()):
+        taking = wanted & (count > 0) & ((first == 0) | (first == hop - 1))
+        total = torch.where(taking, total + found, total)
+        samples = torch.where(taking, samples + count, samples)
+        first = torch.where(taking & (first == 0), hop, first)
+        # later hops change nothing once no target awaits a first sample still in the frame (a
+        # ray leaves it for good) or a second one; asking costs a GPU a sync
+        waiting = (wanted & (first == 0) & in_frame) | (first == hop)
+        if image.device.type == "cpu" and not bool(waiting.any()):
             break
-    return copies, reached
+    return total / samples.clamp_min(1.0), samples > 0
 
 
 def _inner_and_body(masks: Tensor) -> tuple[Tensor, Tensor]:
