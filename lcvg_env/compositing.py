@@ -200,7 +200,7 @@ def fill_canvas(image: Tensor, valid: Tensor) -> Tensor:
     of a noisy frame). Elsewhere
     (smooth, graded or grainy backgrounds), and for hole pixels no multiple of d reaches, the
     result is :func:`fill_holes`'. Valid pixels are returned unchanged. Meant for a canvas
-    filled once (``lcvg_env.tracking.start_canvas``): about 4 ms per 64 x 64 image on a CPU
+    filled once (``lcvg_env.tracking.start_canvas``): 4-5 ms per 64 x 64 image on a CPU
     thread.
     """
     pushed = fill_holes(image, valid)
