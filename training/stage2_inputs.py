@@ -29,11 +29,11 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
         moved = ctl.warp_nearest(parts.reshape(b * k, 1, h, w),
                                  pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
         before = parts.amax(dim=1, keepdim=True)
+        known = 1.0 - before
         gain = None
         if ctx.generator.config.shading:  # relit as the simulator relights them
-            light = ctx.generator.illumination(frame.float(), 1.0 - before)
+            light = ctx.generator.illumination(frame.float(), known)
             gain = compositing.shading_gain(light, pseudo.theta, moved)
-        known = 1.0 - before
         comp = compositing.compose(compositing.matte(frame.float(), parts), pseudo.theta,
                                    moved, compositing.fill_canvas(frame.float(), known), known,
                                    ctx.generator.config.band_px, before, gain)
@@ -82,10 +82,11 @@ def self_forced_inputs(ctx: StepContext, frame: torch.Tensor, masks: torch.Tenso
                 n, j = objects.shape[:2]
                 still = ctl.identity_matrix(n * j, device=frame.device).view(n, j, 2, 3)
                 before = objects.amax(dim=1, keepdim=True)
-                canvas = compositing.fill_canvas(generated.float(), 1.0 - before)
+                known = 1.0 - before
                 generated, _ = compositing.predict(
                     g.predict_next, compositing.matte(generated.float(), objects), still,
-                    objects, m, canvas, 1.0 - before, g.config.band_px, before)
+                    objects, m, compositing.fill_canvas(generated.float(), known), known,
+                    g.config.band_px, before)
             else:
                 if k:
                     m = g.binary_mask(generated)
