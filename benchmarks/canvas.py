@@ -9,6 +9,10 @@ compared with the true background (``SpritesRealEnv.background``) on the unknown
 Prints one JSON object per style: per background family and over all scenes, the scenes, the
 mean PSNR of the fill of both, how many scenes the period filled, how many it made worse
 than push-pull (by more than :data:`WORSE_DB`) and the largest loss (dB; 0 when none lost).
+The drop shadow (``lcvg_env.shadows``, read with every object as a caster) is scored too: how
+many scenes it was read in, the holes filled from the canvas freed of it, and the known
+pixels within :data:`RING_PX` of the objects, where their shadows fall, as the frame shows them
+and freed of it (PSNR against the shadow-free background; "ring_worse": scenes it made worse).
 
     python -m benchmarks.canvas [--scenes 200] [--seed 90000] [--styles varied classic]
         [--objects 2] [--scene.background-contrast 60 ...]
@@ -27,13 +31,16 @@ import torch
 
 from benchmarks.config_checks import print_per_style
 from benchmarks.separation import first_frames
-from lcvg_env import compositing
+from lcvg_env import compositing, shadows
 from lcvg_env.configs import check_choices, check_ints
 from lcvg_env.tracking import START_MARGIN_PX
 from lcvg_env.world.scene import SceneConfig, Style, check_looks_only, with_looks
 
 WORSE_DB = 0.1
 """A scene whose fill is this much below push-pull's (dB) counts as made worse."""
+RING_PX = 8
+"""The known canvas scored with and without the drop shadow read from it: within this many
+pixels of the objects (past the unknown margin), where their shadows fall."""
 
 SET_BY_BENCHMARK = ("style", "size", "objects", "shapes")
 """Scene fields the benchmark sets itself: the style measured, the frame size, the number of
@@ -80,14 +87,22 @@ def measure(config: CanvasConfig, style: str) -> dict[str, object]:
     twins, frames = first_frames(style, config.scenes, config.seed, config.size, looks)
     truth = torch.from_numpy(np.stack([t.background() for t in twins])).permute(0, 3, 1, 2)
     truth = truth.float() / 127.5 - 1.0
-    objects = torch.from_numpy(np.stack([t.all_masks().max(axis=0) for t in twins]))
-    known = 1.0 - compositing.dilate(objects.float()[:, None], START_MARGIN_PX)
+    casters = torch.from_numpy(np.stack([t.all_masks() for t in twins])).float()
+    objects = casters.amax(dim=1, keepdim=True)
+    known = 1.0 - compositing.dilate(objects, START_MARGIN_PX)
+    ring = compositing.dilate(objects, RING_PX) * known
     with torch.inference_mode():
         pushed_fill = compositing.fill_holes(frames, known)
         filled = compositing.fill_canvas(frames, known)  # push-pull's fill where no period
         pushed = _psnr(pushed_fill, truth, 1.0 - known).numpy()
         canvas = _psnr(filled, truth, 1.0 - known).numpy()
         continued = (filled != pushed_fill).flatten(1).any(dim=1).numpy()
+        shadow = shadows.fit_drop_shadow(frames, casters)
+        unshadowed = shadows.remove(frames, shadow, casters)
+        freed = _psnr(compositing.fill_canvas(unshadowed, known), truth, 1.0 - known).numpy()
+        ring_before = _psnr(frames, truth, ring).numpy()
+        ring_after = _psnr(unshadowed, truth, ring).numpy()
+        read = (shadow.strength > 0).numpy()
     families = np.array([t.scene.background_family for t in twins])
     rows = {}
     for family in [*sorted(set(families)), "all"]:
@@ -97,7 +112,12 @@ def measure(config: CanvasConfig, style: str) -> dict[str, object]:
                         "canvas_psnr": round(float(canvas[pick].mean()), 2),
                         "continued": int(continued[pick].sum()),
                         "worse": int(((pushed - canvas)[pick] > WORSE_DB).sum()),
-                        "worst_loss_db": round(float(max(0.0, (pushed - canvas)[pick].max())), 2)}
+                        "worst_loss_db": round(float(max(0.0, (pushed - canvas)[pick].max())), 2),
+                        "shadow_read": int(read[pick].sum()),
+                        "unshadowed_canvas_psnr": round(float(freed[pick].mean()), 2),
+                        "ring_psnr": round(float(ring_before[pick].mean()), 2),
+                        "unshadowed_ring_psnr": round(float(ring_after[pick].mean()), 2),
+                        "ring_worse": int(((ring_before - ring_after)[pick] > WORSE_DB).sum())}
     return {"style": style, "scenes": config.scenes, "seed": config.seed, "objects": k,
             "families": rows}
 

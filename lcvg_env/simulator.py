@@ -69,7 +69,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lcvg_env import compositing
+from lcvg_env import compositing, shadows
 from lcvg_env import control as ctl
 from lcvg_env import tracking as track
 from lcvg_env.models import LayeredGenerator
@@ -114,7 +114,11 @@ class Simulator:
     - ``canvas`` (N, 3, H, W) and ``known`` (N, 1, H, W): for a model with
       ``prediction="composite"`` (``lcvg_env.compositing``), the background the moved objects
       are laid over: the first frame, unknown where the controlled objects stood and filled
-      there (``lcvg_env.tracking.start_canvas``); it does not change during an episode;
+      there (``lcvg_env.tracking.start_canvas``), and free of the first frame's drop shadows;
+      it does not change during an episode;
+    - ``shadow`` (``lcvg_env.shadows.DropShadow``, (N, ...)): the scene's drop shadow read at
+      reset (strength 0 where none is seen); each composite step casts it from the moved
+      objects and the foreground that stays onto the canvas;
     - ``light`` (N, 1, H, W): the scene's relative illumination read from the canvas at reset
       (``LayeredGenerator.illumination``; all ones unless ``ModelConfig.shading``);
     - ``depth`` (N, K) int64: the objects' indices from front to back (index order unless
@@ -246,6 +250,7 @@ class Simulator:
             self.canvas = torch.zeros(n, 3, h, w, device=device, dtype=f32)
             self.known = torch.zeros(n, 1, h, w, device=device, dtype=f32)
             self.light = torch.ones(n, 1, h, w, device=device, dtype=f32)
+            self.shadow = shadows.no_shadow(n, device)
             self.poses = track.start_carrying(self.objects, self.frames)[0]
             self.centroids = torch.zeros(n, k, 2, device=device, dtype=f32)
             self.residual = torch.zeros(n, k, 2, device=device, dtype=f32)
@@ -306,7 +311,12 @@ class Simulator:
             self.poses[idx], layers = track.start_carrying(templates, x, hidden)
             self.template_layers.premultiplied[idx] = layers.premultiplied
             self.template_layers.alpha[idx] = layers.alpha
-            self.canvas[idx], self.known[idx] = track.start_canvas(x, visible)
+            casters = torch.cat([masks, visible], dim=1)  # the whole foreground casts
+            shadow = shadows.fit_drop_shadow(x, casters)
+            for field, value in zip(self.shadow, shadow, strict=True):
+                field[idx] = value
+            self.canvas[idx], self.known[idx] = track.start_canvas(
+                shadows.remove(x, shadow, casters), visible)
             self.light[idx] = self.model.illumination(self.canvas[idx], self.known[idx])
             self.centroids[idx] = centroids
             self.residual[idx] = 0.0
@@ -427,8 +437,9 @@ class Simulator:
             return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
         carried = (None if self.tracking == "segment"
                    else (self.poses, self.template_layers))
+        canvas = shadows.cast(self.canvas, self.shadow, edited)  # the casters where they go
         return track.predict_composite(
-            self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
+            self._generate, self.frames, self.objects, theta, moved, edited, canvas,
             self.known, self.config.band_px, carried,
             self.light if self.config.shading else None, self.depth if self.occlusion else None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from lcvg_env import compositing
+from lcvg_env import compositing, shadows
 from lcvg_env import control as ctl
 from training.pseudo_control import PseudoBatch
 from training.step_context import StepContext
@@ -20,7 +20,8 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
     """Return the composite of a stage II pair and its control mask m_c, as the simulator would.
 
     Each fitted object of f_t moves with its transform (nearest pixel) over f_t's background
-    (known outside the fitted objects); the foreground beyond them stays in place.
+    (known outside the fitted objects, freed of f_t's drop shadow, which is cast again from
+    where the objects go: ``lcvg_env.shadows``); the foreground beyond them stays in place.
     """
     assert pseudo.parts is not None and pseudo.theta is not None
     with torch.no_grad():
@@ -30,13 +31,19 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
                                  pseudo.theta.reshape(b * k, 2, 3)).view(b, k, h, w)
         before = parts.amax(dim=1, keepdim=True)
         known = 1.0 - before
+        # the drop shadow moves with its caster, as the simulator casts it
+        casters = torch.cat([parts, pseudo.rest.float()], dim=1)
+        shadow = shadows.fit_drop_shadow(frame.float(), casters)
+        unshadowed = shadows.remove(frame.float(), shadow, casters)
         gain = None
         if ctx.generator.config.shading:  # relit as the simulator relights them
-            light = ctx.generator.illumination(frame.float(), known)
+            light = ctx.generator.illumination(unshadowed, known)
             gain = compositing.shading_gain(light, pseudo.theta, moved)
+        canvas = shadows.cast(compositing.fill_canvas(unshadowed, known), shadow,
+                              torch.cat([moved, pseudo.rest.float()], dim=1))
         comp = compositing.compose(compositing.matte(frame.float(), parts), pseudo.theta,
-                                   moved, compositing.fill_canvas(frame.float(), known), known,
-                                   ctx.generator.config.band_px, before, gain)
+                                   moved, canvas, known, ctx.generator.config.band_px, before,
+                                   gain)
         control = torch.maximum(comp.moved, pseudo.rest)
     return comp, control
 
