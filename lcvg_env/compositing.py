@@ -10,6 +10,7 @@ move implies and lets G correct it only where something changed:
     layer_k = gain_k * warp((colour_k, alpha_k), theta_k)  # own pixels, moved, relit
     composite = layer_d0 over ... over layer_dK-1 over the canvas  # its holes filled
     band = dilate(moved | objects before | holes, band_px) minus what the moved objects cover
+                                         (and the known pixels a cast shadow has drawn)
     f_{t+1} = clamp(composite + band * G(composite, m_c))
 
 ``d`` is the objects' depth order, front first (index order unless the caller knows better:
@@ -20,7 +21,8 @@ brighter the object's new place is lit than the place its pixels were taken from
 ``canvas`` is the background behind the objects (the simulator's: the real first frame, the
 same at every step, unknown where the controlled objects and a margin around them stood at the
 start; in training: f_t outside its objects), its unknown pixels filled once by
-:func:`fill_canvas` (the background's own period where it repeats, push-pull elsewhere);
+:func:`fill_canvas` (the background's own period where it repeats, push-pull elsewhere), its
+drop shadows cast from where the objects are after the step (``lcvg_env.shadows``);
 ``known`` (B, 1, H, W) says where it holds real content. Outside the band the composite is the
 next frame, so the background a user starts from is kept exactly; inside it G adds shading,
 shadows and the background an object uncovers. The moved objects' own pixels are the layers'
@@ -126,7 +128,7 @@ class Composite(NamedTuple):
     """(B, 3, H, W) moved objects over the (filled) canvas."""
     band: Tensor
     """(B, 1, H, W) {0, 1}: where G's correction applies (around what changed, off the pixels
-    the moved objects cover)."""
+    the moved objects cover and the known ones a cast shadow has drawn)."""
     moved: Tensor
     """(B, 1, H, W) {0, 1}: union of the moved objects' masks."""
 
@@ -466,7 +468,7 @@ def shading_gain(light: Tensor, theta: Tensor, moved: Tensor) -> Tensor:
 
 def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known: Tensor,
             band_px: int, before: Tensor, gain: Tensor | None = None,
-            depth: Tensor | None = None) -> Composite:
+            depth: Tensor | None = None, drawn: Tensor | None = None) -> Composite:
     """Move each object's pixels with its transform and lay them over the canvas.
 
     Args:
@@ -488,6 +490,9 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         before: (B, 1, H, W) {0, 1} where the objects stood in f_t.
         gain: optional (B, K) brightness factor of each object's pixels (:func:`shading_gain`).
         depth: optional (B, K) int64 object indices from front to back; None: index order.
+        drawn: optional (B, 1, H, W) {0, 1}: canvas pixels already drawn as the step shows
+            them (a shadow cast from the moved objects, ``lcvg_env.shadows.Cast``); the band
+            leaves those that are known.
 
     Returns:
         A :class:`Composite`. Each object's rim blends with what it lands on; objects earlier
@@ -522,20 +527,23 @@ def compose(layers: Layers, theta: Tensor, moved: Tensor, canvas: Tensor, known:
         image = colour[:, j] + (1.0 - alpha[:, j]) * image
     hole = torch.maximum((1.0 - cover) * (1.0 - known), moved_union * (1.0 - cover))
     changed = torch.maximum(torch.maximum(moved_union, before), hole)
-    return Composite(image, dilate(changed, band_px) * (1.0 - cover), moved_union)
+    band = dilate(changed, band_px) * (1.0 - cover)
+    if drawn is not None:
+        band = band * (1.0 - drawn * known)
+    return Composite(image, band, moved_union)
 
 
 def predict(g: Predict, layers: Layers, theta: Tensor, moved: Tensor, edited: Tensor,
             canvas: Tensor, known: Tensor, band_px: int, before: Tensor,
-            gain: Tensor | None = None, depth: Tensor | None = None
-            ) -> tuple[Tensor, Composite]:
+            gain: Tensor | None = None, depth: Tensor | None = None,
+            drawn: Tensor | None = None) -> tuple[Tensor, Composite]:
     """One composite step: ``composite + band * g(composite, edited)``, not clamped.
 
     Arguments as for :func:`compose`; ``g`` is G's call (``LayeredGenerator.predict_next``)
     and ``edited`` (B, 1, H, W) the control mask m_c it is given (the moved objects and the
     foreground that is not controlled). Returns the next frames (B, 3, H, W) and the composite.
     """
-    comp = compose(layers, theta, moved, canvas, known, band_px, before, gain, depth)
+    comp = compose(layers, theta, moved, canvas, known, band_px, before, gain, depth, drawn)
     correction = g(comp.image, edited)
     return comp.image + comp.band * correction.to(comp.image.dtype), comp
 

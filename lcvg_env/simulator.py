@@ -437,11 +437,11 @@ class Simulator:
             return self._generate(self.frames, edited).float().clamp(-1.0, 1.0)
         carried = (None if self.tracking == "segment"
                    else (self.poses, self.template_layers))
-        canvas = shadows.cast(self.canvas, self.shadow, edited)  # the casters where they go
         return track.predict_composite(
-            self._generate, self.frames, self.objects, theta, moved, edited, canvas,
+            self._generate, self.frames, self.objects, theta, moved, edited, self.canvas,
             self.known, self.config.band_px, carried,
-            self.light if self.config.shading else None, self.depth if self.occlusion else None)
+            self.light if self.config.shading else None, self.depth if self.occlusion else None,
+            self.shadow)
 
     def _set_objects(self, objects: torch.Tensor, centroids: torch.Tensor,
                      present: torch.Tensor | None = None) -> None:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lcvg_env import compositing
+from lcvg_env import compositing, shadows
 from lcvg_env import control as ctl
 
 Tracking = Literal["segment", "carry", "anchored"]
@@ -349,6 +349,7 @@ def predict_composite(
     edited: Tensor, canvas: Tensor, known: Tensor, band_px: int,
     carried: tuple[Tensor, compositing.Layers] | None = None,
     light: Tensor | None = None, depth: Tensor | None = None,
+    shadow: shadows.DropShadow | None = None,
 ) -> Tensor:
     """One composite step (``lcvg_env.compositing.predict``) over the episode's canvas.
 
@@ -373,15 +374,21 @@ def predict_composite(
             from where its pixels were taken to where it lands.
         depth: (B, K) object indices from front to back (``lcvg_env.control.
             infer_occlusion``), or None: object 0 in front, then 1, and so on.
+        shadow: the scene's drop shadow (``lcvg_env.shadows.fit_drop_shadow``, read at reset;
+            ``canvas`` is free of it), cast on the canvas from ``edited`` (the moved objects
+            and the foreground that stays); None: the canvas as it is.
 
     Returns:
         The next frames, float32 (B, 3, H, W) clamped to [-1, 1].
     """
+    drawn = None
+    if shadow is not None:
+        canvas, drawn = shadows.cast(canvas, shadow, edited)
     if carried is None:
         pose, layers = theta, compositing.matte(frames, objects)
     else:
         pose, layers = carried
     gain = None if light is None else compositing.shading_gain(light, pose, moved)
     out, _ = compositing.predict(g, layers, pose, moved, edited, canvas, known, band_px,
-                                 objects.amax(dim=1, keepdim=True), gain, depth)
+                                 objects.amax(dim=1, keepdim=True), gain, depth, drawn)
     return out.float().clamp(-1.0, 1.0)

@@ -39,11 +39,11 @@ def composite_inputs(ctx: StepContext, frame: torch.Tensor, pseudo: PseudoBatch,
         if ctx.generator.config.shading:  # relit as the simulator relights them
             light = ctx.generator.illumination(unshadowed, known)
             gain = compositing.shading_gain(light, pseudo.theta, moved)
-        canvas = shadows.cast(compositing.fill_canvas(unshadowed, known), shadow,
-                              torch.cat([moved, pseudo.rest.float()], dim=1))
+        canvas, drawn = shadows.cast(compositing.fill_canvas(unshadowed, known), shadow,
+                                     torch.cat([moved, pseudo.rest.float()], dim=1))
         comp = compositing.compose(compositing.matte(frame.float(), parts), pseudo.theta,
                                    moved, canvas, known, ctx.generator.config.band_px, before,
-                                   gain)
+                                   gain, drawn=drawn)
         control = torch.maximum(comp.moved, pseudo.rest)
     return comp, control
 

@@ -25,7 +25,7 @@ def _scene(offset=(2, -1), width=5, strength=0.4, noise=0.0):
     masks[0, 1, 28:36, 26:38] = 1
     truth = shadows.DropShadow(torch.tensor([offset]), torch.tensor([width]),
                                torch.tensor([strength]))
-    frame = shadows.cast(background, truth, masks)
+    frame = shadows.cast(background, truth, masks).image
     union = masks.amax(1, keepdim=True)
     frame = frame * (1 - union) + torch.tensor([0.9, -0.6, -0.2]).view(1, 3, 1, 1) * union
     frame = frame + noise * torch.randn_like(frame)
@@ -45,12 +45,33 @@ def test_a_drop_shadow_is_read_and_cast_where_the_objects_go():
     # cast from the objects moved 5 px right: it lies beside them there, not where they were
     moved = torch.roll(masks, 5, dims=-1)
     truth = shadows.cast(background, shadows.DropShadow(
-        torch.tensor([[2, -1]]), torch.tensor([5]), torch.tensor([0.4])), moved)
-    cast = shadows.cast(freed, fitted, moved)
+        torch.tensor([[2, -1]]), torch.tensor([5]), torch.tensor([0.4])), moved).image
+    cast, drawn = shadows.cast(freed, fitted, moved)
     open_ = (compositing.dilate(torch.maximum(masks, moved).amax(1, keepdim=True), 1)
              .expand_as(frame) == 0)
     assert float((cast - truth)[open_].abs().max()) < 0.03
     assert float((frame - truth)[open_].abs().max()) > 0.3  # the ghost the frame would leave
+    # drawn: where the shadow darkens by more than SHADOW_DRAWN
+    change = (freed - cast).abs().amax(1, keepdim=True)
+    assert bool(drawn.any()) and float(change[drawn == 1].min()) > 0
+    assert float(change[drawn == 0].max()) <= 2 * shadows.SHADOW_DRAWN + 1e-6
+
+
+def test_g_leaves_the_known_pixels_a_cast_shadow_has_drawn():
+    frame, masks, _ = _scene()
+    moved = torch.roll(masks, 5, dims=-1)
+    before = masks.amax(1, keepdim=True)
+    known = 1 - before
+    theta = torch.tensor([[1.0, 0.0, -10 / 48], [0.0, 1.0, 0.0]]).expand(1, 2, 2, 3)
+    layers = compositing.matte(frame, masks)
+    fitted = shadows.fit_drop_shadow(frame, masks)
+    canvas, drawn = shadows.cast(shadows.remove(frame, fitted, masks), fitted, moved)
+    plain = compositing.compose(layers, theta, moved, canvas, known, 4, before)
+    kept = compositing.compose(layers, theta, moved, canvas, known, 4, before, drawn=drawn)
+    assert torch.equal(kept.image, plain.image)
+    off = (drawn * known) > 0
+    assert bool((plain.band[off] > 0).any()) and not bool((kept.band[off] > 0).any())
+    assert torch.equal(kept.band[~off], plain.band[~off])
 
 
 def test_no_shadow_is_read_where_there_is_none_and_then_nothing_changes():
@@ -58,7 +79,8 @@ def test_no_shadow_is_read_where_there_is_none_and_then_nothing_changes():
     fitted = shadows.fit_drop_shadow(frame, masks)
     assert fitted.strength.tolist() == [0.0]
     moved = torch.roll(masks, 5, dims=-1)
-    assert torch.equal(shadows.cast(frame, fitted, moved), frame)
+    cast = shadows.cast(frame, fitted, moved)
+    assert torch.equal(cast.image, frame) and not bool(cast.drawn.any())
     assert torch.equal(shadows.remove(frame, fitted, masks), frame)
     # nothing that casts: nothing is read
     assert shadows.fit_drop_shadow(frame, torch.zeros_like(masks)).strength.tolist() == [0.0]

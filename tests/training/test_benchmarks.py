@@ -77,7 +77,7 @@ def test_separation_benchmark_scores_outlined_scenes_after_the_borders(capsys):
     assert "the benchmark sets scene fields" in capsys.readouterr().err
 
 
-def test_canvas_benchmark_scores_both_fills_by_background_family(capsys):
+def test_canvas_benchmark_scores_both_fills_and_the_shadows_by_background_family(capsys):
     from benchmarks import canvas
 
     canvas.main(["--scenes", "40", "--styles", "varied"])
@@ -92,6 +92,12 @@ def test_canvas_benchmark_scores_both_fills_by_background_family(capsys):
         assert families[name]["canvas_psnr"] > families[name]["push_pull_psnr"] + 3.0
     assert families["granite"]["continued"] == 0
     assert families["granite"]["canvas_psnr"] == families["granite"]["push_pull_psnr"]
+    # the drop shadows read and taken out: the known canvas beside the objects comes closer
+    # to the shadow-free background, and so do the holes filled from it
+    every = families["all"]
+    assert every["shadow_read"] >= 15  # of 40; grain hides most shadows from the fit
+    assert every["unshadowed_ring_psnr"] > every["ring_psnr"] + 1.0
+    assert every["unshadowed_canvas_psnr"] > every["canvas_psnr"]
     with pytest.raises(SystemExit):
         canvas.main(["--scene.objects", "3,3"])
     assert "give --styles, --size or --objects instead" in capsys.readouterr().err
