@@ -312,7 +312,10 @@ class Simulator:
             self.template_layers.premultiplied[idx] = layers.premultiplied
             self.template_layers.alpha[idx] = layers.alpha
             casters = torch.cat([masks, visible], dim=1)  # the whole foreground casts
-            shadow = shadows.fit_drop_shadow(x, casters)
+            if self.config.prediction == "composite":
+                shadow = shadows.fit_drop_shadow(x, casters)
+            else:  # no canvas is composed
+                shadow = shadows.no_shadow(len(x), x.device)
             for field, value in zip(self.shadow, shadow, strict=True):
                 field[idx] = value
             self.canvas[idx], self.known[idx] = track.start_canvas(
