@@ -150,7 +150,7 @@ def test_the_simulator_moves_the_shadow_with_its_object(monkeypatch):
         monkeypatch.setattr(shadows, "fit_drop_shadow", fit if read else
                             lambda frames, _: shadows.no_shadow(len(frames)))
         errors = []
-        for seed in range(3):
+        for seed in range(6):
             paired_reset(learned, twin, seed=seed)
             start = twin.unwrapped.all_masks().any(axis=0)
             for _ in range(4):  # 3 px right a step
@@ -164,6 +164,8 @@ def test_the_simulator_moves_the_shadow_with_its_object(monkeypatch):
             zone = (near[0, 0].numpy() > 0) & ~start & ~now
             errors.append(np.abs(frame - real.frame.astype(float))[zone].mean())
         scores[read] = np.array(errors)
-    # mean absolute error (0-255) there: about 4.1 against 5.0 on these scenes
-    assert (scores[True] < scores[False]).all(), scores
-    assert scores[True].mean() < 0.9 * scores[False].mean(), scores
+    # mean absolute error (0-255) there: 3.9 against 5.2 on these scenes; in one no shadow
+    # is read (the same frames), in another the read one is as good as leaving it (+0.02)
+    assert (scores[True] < scores[False] + 0.1).all(), scores
+    assert int((scores[True] < scores[False] - 0.5).sum()) >= 4, scores
+    assert scores[True].mean() < 0.85 * scores[False].mean(), scores
