@@ -7,14 +7,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lcvg_env import compositing, shadows
 from lcvg_env.configs import describe_fields
-from lcvg_env.models import LayeredGenerator
+from lcvg_env.models import LayeredGenerator, ModelConfig
 from training import cli
 from training.config import TrainConfig, apply_ablation, preset
 from training.loop import Trainer, train
 from training.phase_losses import PHASE_LOSSES
-from training.pseudo_control import PseudoControl
-from training.stage2_inputs import self_forced_inputs
+from training.pseudo_control import PseudoBatch, PseudoControl
+from training.stage2_inputs import composite_inputs, self_forced_inputs
 from training.step import train_step
 from training.step_context import PHASES
 
@@ -284,6 +285,32 @@ def test_composite_stage2_starts_from_no_correction(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="future_mask"):
         tiny_config(tiny_data, control_source="future_mask",
                     model=model.replace(prediction="composite"))
+
+
+def test_composite_stage2_moves_the_drop_shadow_with_its_object():
+    # stage II trains the simulator's path: f_t's shadow leaves with the object and is cast
+    # beside the place it moves to, over a canvas freed of it
+    generator = LayeredGenerator(ModelConfig.tiny().replace(resolution=(48, 48),
+                                                            prediction="composite"))
+    ctx = SimpleNamespace(generator=generator, autocast=contextlib.nullcontext)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 48), torch.linspace(-1, 1, 48), indexing="ij")
+    background = torch.stack([0.2 + 0.2 * x, 0.1 - 0.1 * y, 0.3 + 0.1 * x * y])[None]
+    square = torch.zeros(1, 1, 48, 48)
+    square[..., 14:26, 10:22] = 1
+    moved = torch.roll(square, 8, dims=-1)  # theta below: 8 px right
+    shadow = shadows.DropShadow(torch.tensor([[2, 1]]), torch.tensor([3]), torch.tensor([0.4]))
+    colour = torch.tensor([0.9, -0.6, -0.2]).view(1, 3, 1, 1)
+    frame = shadows.cast(background, shadow, square).image * (1 - square) + colour * square
+    truth = shadows.cast(background, shadow, moved).image * (1 - moved) + colour * moved
+    theta = torch.tensor([[1.0, 0.0, -16 / 48], [0.0, 1.0, 0.0]]).view(1, 1, 2, 3)
+    pseudo = PseudoBatch(square, moved, square, theta, torch.zeros_like(square), {})
+    comp, control = composite_inputs(ctx, frame, pseudo)
+    assert torch.equal(control, moved)
+    # away from both places' rims and the hole the object leaves (filled from around)
+    open_ = compositing.dilate(torch.maximum(square, moved), 2).expand_as(frame) == 0
+    assert float((comp.image - truth)[open_].abs().max()) < 0.03
+    assert float((frame - truth)[open_].abs().max()) > 0.1  # a ghost and a missing shadow
+    assert float((comp.image - truth)[(moved == 1).expand_as(frame)].abs().max()) < 1e-4
 
 
 def test_composite_stage2_trains_through_the_light_estimator_without_changing_it(tiny_data,
