@@ -127,7 +127,7 @@ def shade(shadow: DropShadow, casters: Tensor) -> Tensor:
     casters themselves. Casters beyond the frame are not known.
     """
     union = casters.amax(dim=1, keepdim=True).float()
-    coverage = _shift(_box_each(union, shadow.width), shadow.offset) * (1.0 - union)
+    coverage = _shift(_box(union, shadow.width), shadow.offset) * (1.0 - union)
     return 1.0 - shadow.strength.view(-1, 1, 1, 1) * coverage
 
 
@@ -177,7 +177,7 @@ def fit_drop_shadow(frames: Tensor, casters: Tensor) -> DropShadow:
     for _ in range(SHADOW_ROUNDS):
         unshadowed = (_fill_smooth(image, 1.0 - hole) + 1.0) / 2.0
         shadow, explained = _best_fit(intensity, unshadowed, ring, union)
-        support = _shift(_box_each(union, shadow.width), shadow.offset) > _SUPPORT
+        support = _shift(_box(union, shadow.width), shadow.offset) > _SUPPORT
         hole = torch.maximum(dilate(union, 1), dilate(support.float(), 1))
     kept = ((explained >= SHADOW_MIN_EXPLAINED)
             & (_edge_share(intensity, unshadowed, union, shadow) >= SHADOW_MIN_EDGES)
@@ -192,7 +192,7 @@ def _channel_spread(intensity: Tensor, unshadowed: Tensor, ring: Tensor, union: 
     (Largest less smallest, over their mean.) A shadow takes the same share of every channel
     of the light it blocks; a background darker in some colours beside the casters does not.
     """
-    coverage = _shift(_box_each(union, shadow.width), shadow.offset)
+    coverage = _shift(_box(union, shadow.width), shadow.offset)
     seen = (intensity - unshadowed) * ring
     drawn = -unshadowed * coverage * ring
     per_channel = (drawn * seen).sum(dim=(2, 3)) / (drawn * drawn).sum(dim=(2, 3)).clamp_min(1e-12)
@@ -211,7 +211,7 @@ def _edge_share(intensity: Tensor, unshadowed: Tensor, union: Tensor,
     """
     k = SHADOW_EDGE_PX
     near = dilate(union, SHADOW_RING_PX) * (1.0 - dilate(union, 1 + k // 2))
-    coverage = _shift(_box_each(union, shadow.width), shadow.offset)
+    coverage = _shift(_box(union, shadow.width), shadow.offset)
     seen = _detail(intensity - unshadowed, k) * near
     drawn = _detail(-unshadowed * coverage, k) * near
     s = shadow.strength
@@ -248,7 +248,7 @@ def _best_fit(intensity: Tensor, unshadowed: Tensor, ring: Tensor,
     rows, cols = offsets % size[0], offsets % size[1]
     gains, strengths = [], []
     for width in SHADOW_WIDTHS:
-        coverage = _box(union, width)[:, 0]
+        coverage = _box(union, torch.full((b,), width, device=intensity.device))[:, 0]
         cov_hat = torch.fft.rfft2(coverage, s=size)
         sq_hat = torch.fft.rfft2(coverage * coverage, s=size)
         xy = torch.fft.irfft2(cov_hat.conj() * along_hat, s=size)[:, rows][:, :, cols]
@@ -286,18 +286,12 @@ def _fill_smooth(image: Tensor, valid: Tensor) -> Tensor:
     return fill_holes(image - surface, valid) + surface
 
 
-def _box(masks: Tensor, width: int) -> Tensor:
-    """(B, 1, H, W) mean over a width x width square around each pixel (zeros beyond)."""
-    if width <= 1:
-        return masks
-    return F.avg_pool2d(masks, width, stride=1, padding=width // 2, count_include_pad=True)
+def _box(masks: Tensor, width: Tensor) -> Tensor:
+    """(B, 1, H, W) mean over a width x width square around each pixel (zeros beyond).
 
-
-def _box_each(masks: Tensor, width: Tensor) -> Tensor:
-    """:func:`_box` with each batch element's own odd ``width`` (B,).
-
-    Differences of cumulative sums, gathered at each element's own reach, so that a step
-    casting the shadow neither loops over widths nor reads them back to the host.
+    Each batch element has its own odd ``width`` (B,). Differences of cumulative sums,
+    gathered at each element's own reach, so that a step casting the shadow neither loops
+    over widths nor reads them back to the host.
     """
     reach = (width // 2).view(-1, 1, 1, 1)
     out = masks
