@@ -127,8 +127,7 @@ def shade(shadow: DropShadow, casters: Tensor) -> Tensor:
     casters themselves. Casters beyond the frame are not known.
     """
     union = casters.amax(dim=1, keepdim=True).float()
-    coverage = _shift(_box(union, shadow.width), shadow.offset) * (1.0 - union)
-    return 1.0 - shadow.strength.view(-1, 1, 1, 1) * coverage
+    return 1.0 - shadow.strength.view(-1, 1, 1, 1) * _coverage(union, shadow) * (1.0 - union)
 
 
 class Cast(NamedTuple):
@@ -177,22 +176,24 @@ def fit_drop_shadow(frames: Tensor, casters: Tensor) -> DropShadow:
     for _ in range(SHADOW_ROUNDS):
         unshadowed = (_fill_smooth(image, 1.0 - hole) + 1.0) / 2.0
         shadow, explained = _best_fit(intensity, unshadowed, ring, union)
-        support = _shift(_box(union, shadow.width), shadow.offset) > _SUPPORT
-        hole = torch.maximum(dilate(union, 1), dilate(support.float(), 1))
+        coverage = _coverage(union, shadow)
+        hole = torch.maximum(dilate(union, 1), dilate((coverage > _SUPPORT).float(), 1))
     kept = ((explained >= SHADOW_MIN_EXPLAINED)
-            & (_edge_share(intensity, unshadowed, union, shadow) >= SHADOW_MIN_EDGES)
-            & (_channel_spread(intensity, unshadowed, ring, union, shadow) <= SHADOW_GREY))
+            & (_edge_share(intensity, unshadowed, union, coverage, shadow.strength)
+               >= SHADOW_MIN_EDGES)
+            & (_channel_spread(intensity, unshadowed, ring, coverage) <= SHADOW_GREY))
     return shadow._replace(strength=torch.where(kept, shadow.strength, 0.0))
 
 
-def _channel_spread(intensity: Tensor, unshadowed: Tensor, ring: Tensor, union: Tensor,
-                    shadow: DropShadow) -> Tensor:
-    """Return the (B,) spread of the ``shadow``'s strength fitted channel by channel.
+def _channel_spread(intensity: Tensor, unshadowed: Tensor, ring: Tensor,
+                    coverage: Tensor) -> Tensor:
+    """Return the (B,) spread of a shadow's strength fitted channel by channel.
 
-    (Largest less smallest, over their mean.) A shadow takes the same share of every channel
-    of the light it blocks; a background darker in some colours beside the casters does not.
+    The shadow falls where ``coverage`` (B, 1, H, W) is (:func:`_coverage`); the spread is the
+    largest strength less the smallest, over their mean. A shadow takes the same share of every
+    channel of the light it blocks; a background darker in some colours beside the casters
+    does not.
     """
-    coverage = _shift(_box(union, shadow.width), shadow.offset)
     seen = (intensity - unshadowed) * ring
     drawn = -unshadowed * coverage * ring
     per_channel = (drawn * seen).sum(dim=(2, 3)) / (drawn * drawn).sum(dim=(2, 3)).clamp_min(1e-12)
@@ -200,9 +201,12 @@ def _channel_spread(intensity: Tensor, unshadowed: Tensor, ring: Tensor, union: 
     return spread / per_channel.mean(1).clamp_min(1e-6)
 
 
-def _edge_share(intensity: Tensor, unshadowed: Tensor, union: Tensor,
-                shadow: DropShadow) -> Tensor:
-    """Return the (B,) share of the ring's detail that the ``shadow``'s own edges explain.
+def _edge_share(intensity: Tensor, unshadowed: Tensor, union: Tensor, coverage: Tensor,
+                strength: Tensor) -> Tensor:
+    """Return the (B,) share of the ring's detail that a shadow's own edges explain.
+
+    The shadow darkens by ``strength`` (B,) where ``coverage`` (B, 1, H, W) is 1
+    (:func:`_coverage`).
 
     Detail is what a :data:`SHADOW_EDGE_PX` box mean leaves; the share is negative where the
     shadow draws edges the frame does not show. A smooth error of the unshadowed background
@@ -211,10 +215,9 @@ def _edge_share(intensity: Tensor, unshadowed: Tensor, union: Tensor,
     """
     k = SHADOW_EDGE_PX
     near = dilate(union, SHADOW_RING_PX) * (1.0 - dilate(union, 1 + k // 2))
-    coverage = _shift(_box(union, shadow.width), shadow.offset)
     seen = _detail(intensity - unshadowed, k) * near
     drawn = _detail(-unshadowed * coverage, k) * near
-    s = shadow.strength
+    s = strength
     xy, xx = (drawn * seen).sum(dim=(1, 2, 3)), (drawn * drawn).sum(dim=(1, 2, 3))
     return (2.0 * s * xy - s * s * xx) / (seen * seen).sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
@@ -284,6 +287,14 @@ def _fill_smooth(image: Tensor, valid: Tensor) -> Tensor:
     coeffs = torch.linalg.solve(normal, weighted @ image.flatten(2).transpose(1, 2))  # (B, 6, C)
     surface = (coeffs.transpose(1, 2) @ basis).view(b, c, h, w)
     return fill_holes(image - surface, valid) + surface
+
+
+def _coverage(union: Tensor, shadow: DropShadow) -> Tensor:
+    """Return the (B, 1, H, W) share in [0, 1] of each pixel the ``shadow`` of ``union`` covers.
+
+    The casters' silhouette, softened by ``shadow.width`` and moved by its offset.
+    """
+    return _shift(_box(union, shadow.width), shadow.offset)
 
 
 def _box(masks: Tensor, width: Tensor) -> Tensor:
