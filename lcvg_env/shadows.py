@@ -217,9 +217,9 @@ def _edge_share(intensity: Tensor, unshadowed: Tensor, union: Tensor, coverage: 
     near = dilate(union, SHADOW_RING_PX) * (1.0 - dilate(union, 1 + k // 2))
     seen = _detail(intensity - unshadowed, k) * near
     drawn = _detail(-unshadowed * coverage, k) * near
-    s = strength
     xy, xx = (drawn * seen).sum(dim=(1, 2, 3)), (drawn * drawn).sum(dim=(1, 2, 3))
-    return (2.0 * s * xy - s * s * xx) / (seen * seen).sum(dim=(1, 2, 3)).clamp_min(1e-12)
+    explained = strength * (2.0 * xy - strength * xx)  # |seen|^2 - |seen - strength drawn|^2
+    return explained / (seen * seen).sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
 
 def _detail(image: Tensor, k: int) -> Tensor:
