@@ -171,9 +171,7 @@ def fit_drop_shadow(frames: Tensor, casters: Tensor) -> DropShadow:
     intensity = (image + 1.0) / 2.0
     ring = dilate(union, SHADOW_RING_PX) * (1.0 - dilate(union, 1))
     hole = dilate(union, SHADOW_RING_PX)
-    shadow = no_shadow(frames.shape[0], frames.device)
-    explained = torch.zeros(frames.shape[0], device=frames.device)
-    for _ in range(SHADOW_ROUNDS):
+    for _ in range(SHADOW_ROUNDS):  # >= 1: each round sets the shadow and what it explains
         unshadowed = (_fill_smooth(image, 1.0 - hole) + 1.0) / 2.0
         shadow, explained = _best_fit(intensity, unshadowed, ring, union)
         coverage = _coverage(union, shadow)
